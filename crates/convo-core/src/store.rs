@@ -1,0 +1,141 @@
+//! The storage seam: one method per use case, each owning its transaction, tenant first.
+
+use crate::import::ImportItem;
+use crate::model::{ApiKeyInfo, ConversationPage, NewApiKey};
+use crate::time::Millis;
+use crate::tz::Zone;
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A fault of the engine or the disk; details are for the log, never for a client.
+    #[error("storage fault: {0}")]
+    Internal(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The institution and location a request is scoped to, as resolved by the store for a key that
+/// may use them. Every tenant-scoped store method takes one and filters by both ids.
+#[derive(Clone, Debug)]
+pub struct TenantCtx {
+    institution_id: i64,
+    location_id: i64,
+    zone: Zone,
+}
+
+impl TenantCtx {
+    /// For storage engines: build a context only after checking the key may use the
+    /// institution and the location belongs to it.
+    pub fn resolved(institution_id: i64, location_id: i64, zone: Zone) -> Self {
+        Self {
+            institution_id,
+            location_id,
+            zone,
+        }
+    }
+
+    pub fn institution_id(&self) -> i64 {
+        self.institution_id
+    }
+
+    pub fn location_id(&self) -> i64 {
+        self.location_id
+    }
+
+    /// The location's time zone, resolved once for the whole request.
+    pub fn zone(&self) -> &Zone {
+        &self.zone
+    }
+}
+
+/// What a bearer may do, decided in one lookup (CONTRACT §7's precedence: 401, then 403, then 404).
+#[derive(Clone, Debug)]
+pub enum Access {
+    /// Unknown or revoked key: 401.
+    Revoked,
+    /// The key is live; no scope was asked for.
+    Live,
+    /// The key may not use that subdomain, or it does not exist: 403.
+    Forbidden,
+    /// The location is not one of that institution's: 404.
+    NoLocation,
+    Granted(TenantCtx),
+}
+
+/// One page of the list, in store terms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListQuery {
+    pub limit: i64,
+    pub offset: i64,
+    /// `updated_at >= updated_since` for conversations (and messages, via `MessageQuery`).
+    pub updated_since: Option<Millis>,
+    /// `None`: messages are not included.
+    pub messages: Option<MessageQuery>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageQuery {
+    /// Newest this many per conversation (0..=100).
+    pub limit: i64,
+    pub created_since: Option<Millis>,
+    pub updated_since: Option<Millis>,
+}
+
+/// What an import wrote, by record type.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportSummary {
+    pub institutions: u64,
+    pub locations: u64,
+    pub patients: u64,
+    pub users: u64,
+    pub conversations: u64,
+    pub messages: u64,
+}
+
+/// Why an import was refused; nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("line {line}: {reason}")]
+    Line { line: u64, reason: String },
+    #[error("the input ended before the import was committed")]
+    Aborted,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Checks key `key_id` is live and, when asked, that it may use `subdomain` and that
+    /// `location_id` is one of that institution's locations.
+    async fn access(&self, key_id: i64, scope: Option<(&str, i64)>) -> Result<Access, StoreError>;
+
+    /// One page of a location's conversations, newest activity first, with their messages.
+    async fn list_conversations(
+        &self,
+        tenant: &TenantCtx,
+        query: &ListQuery,
+    ) -> Result<ConversationPage, StoreError>;
+
+    /// The id of the live key whose raw secret this is.
+    async fn authenticate_key(&self, raw_key: &str) -> Result<Option<i64>, StoreError>;
+
+    /// The JWT signing secret, generated and kept on first use.
+    async fn jwt_secret(&self) -> Result<Vec<u8>, StoreError>;
+
+    /// A new key for these institutions (by subdomain); `Invalid` if one does not exist.
+    async fn create_api_key(&self, subdomains: &[String]) -> Result<NewApiKey, StoreError>;
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError>;
+
+    /// `false` when no such key exists. Revoking twice is not an error.
+    async fn revoke_api_key(&self, key_id: i64) -> Result<bool, StoreError>;
+
+    /// Applies the items in one transaction; commits only on `ImportItem::Commit`.
+    async fn import(&self, items: mpsc::Receiver<ImportItem>)
+    -> Result<ImportSummary, ImportError>;
+
+    /// True when no institution exists yet (the demo fills only an empty database).
+    async fn is_empty(&self) -> Result<bool, StoreError>;
+}

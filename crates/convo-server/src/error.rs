@@ -1,0 +1,94 @@
+//! The one place where errors become an HTTP status and the contract's envelope.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use convo_core::StoreError;
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("not found")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("unauthorized")]
+    Unauthorized(&'static str),
+    #[error("bad request")]
+    BadRequest(Vec<String>),
+    #[error("forbidden")]
+    Forbidden(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn messages(self) -> Vec<String> {
+        match self {
+            ApiError::NotFound(m) | ApiError::Forbidden(m) => vec![m],
+            ApiError::MethodNotAllowed => vec!["Method not allowed".into()],
+            ApiError::Unauthorized(m) => vec![m.into()],
+            ApiError::BadRequest(list) => list,
+            ApiError::Internal(_) => vec!["Internal server error".into()],
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Internal(m) => ApiError::Internal(m),
+            StoreError::Invalid(m) => ApiError::BadRequest(vec![m]),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorEnvelope {
+    code: bool,
+    description: Option<()>,
+    error: Vec<String>,
+    data: Option<()>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let ApiError::Internal(detail) = &self {
+            // Details are for the operator; the client gets a generic message.
+            tracing::error!(detail = %detail, "request failed");
+        }
+        let body = ErrorEnvelope {
+            code: false,
+            description: None,
+            error: self.messages(),
+            data: None,
+        };
+        json_response(status, &body)
+    }
+}
+
+/// A JSON body with the right content type; serialization of our own types cannot fail, but
+/// if it ever did the client still gets the envelope.
+pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| {
+        br#"{"code":false,"description":null,"error":["Internal server error"],"data":null}"#
+            .to_vec()
+    });
+    let mut response = (status, bytes).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    response
+}

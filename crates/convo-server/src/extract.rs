@@ -1,0 +1,109 @@
+//! Request checks that run before any handler logic: the API version and the bearer token.
+
+use crate::AppState;
+use crate::error::ApiError;
+use axum::http::HeaderMap;
+use axum::http::header::{ACCEPT, AUTHORIZATION};
+
+const VENDOR_TYPE: &str = "application/vnd.nexhealth+json";
+
+/// The `Accept` rules of CONTRACT §1 and §7: a vendor media range selects a version (only 2 is
+/// served); anything else is version 2 unless the server is strict.
+pub fn check_version(headers: &HeaderMap, strict: bool) -> Result<(), ApiError> {
+    if let Some(v) = headers.get("nex-api-version") {
+        let v = v.to_str().unwrap_or("").trim();
+        if v.eq_ignore_ascii_case("v20240412") || v.eq_ignore_ascii_case("v3.0.0") {
+            return Err(ApiError::NotFound(format!(
+                "Nex-Api-Version {v} (the cursor variant) is not available on this server yet"
+            )));
+        }
+    }
+    let mut vendor_version: Option<Option<String>> = None;
+    'headers: for value in headers.get_all(ACCEPT) {
+        let Ok(text) = value.to_str() else { continue };
+        for range in text.split(',') {
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or("").trim();
+            if !media.eq_ignore_ascii_case(VENDOR_TYPE) {
+                continue;
+            }
+            let version = parts.find_map(|p| {
+                let (name, value) = p.split_once('=')?;
+                name.trim()
+                    .eq_ignore_ascii_case("version")
+                    .then(|| value.trim().trim_matches('"').to_string())
+            });
+            vendor_version = Some(version);
+            break 'headers;
+        }
+    }
+    match vendor_version {
+        Some(Some(v)) if v != "2" => Err(ApiError::NotFound(format!(
+            "API version {v} is not served; ask for application/vnd.Nexhealth+json;version=2"
+        ))),
+        Some(_) => Ok(()),
+        None if strict => Err(ApiError::NotFound(
+            "send Accept: application/vnd.Nexhealth+json;version=2".into(),
+        )),
+        None => Ok(()),
+    }
+}
+
+const MISSING_TOKEN: &str = "Authorization header with a Bearer token is missing";
+pub const BAD_TOKEN: &str = "Bearer token is invalid, expired or revoked";
+
+/// The key id behind `Authorization: Bearer <token>`; 401 when absent or not valid.
+pub fn bearer_key(headers: &HeaderMap, state: &AppState) -> Result<i64, ApiError> {
+    let value = headers
+        .get(AUTHORIZATION)
+        .ok_or(ApiError::Unauthorized(MISSING_TOKEN))?
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized(BAD_TOKEN))?
+        .trim();
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or(ApiError::Unauthorized(MISSING_TOKEN))?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::Unauthorized(MISSING_TOKEN));
+    }
+    state
+        .tokens
+        .verify(token.trim())
+        .ok_or(ApiError::Unauthorized(BAD_TOKEN))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn with_accept(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(ACCEPT, HeaderValue::from_str(v).expect("header"));
+        }
+        h
+    }
+
+    #[test]
+    fn accept_rules() {
+        let ok = |v: &[&str], strict| check_version(&with_accept(v), strict).is_ok();
+        assert!(ok(&[], false));
+        assert!(!ok(&[], true));
+        assert!(ok(&["*/*"], false));
+        assert!(!ok(&["application/json"], true));
+        assert!(ok(&["application/vnd.Nexhealth+json;version=2"], true));
+        assert!(ok(&["APPLICATION/VND.NEXHEALTH+JSON; version=\"2\""], true));
+        assert!(ok(&["application/vnd.Nexhealth+json"], true));
+        assert!(!ok(&["application/vnd.Nexhealth+json;version=3"], false));
+        assert!(!ok(&["application/vnd.Nexhealth+json;version=20"], false));
+        assert!(!ok(
+            &["text/html, application/vnd.nexhealth+json;q=0.9;version=1"],
+            false
+        ));
+        assert!(ok(
+            &["text/html", "application/vnd.nexhealth+json;version=2"],
+            true
+        ));
+    }
+}

@@ -1,0 +1,83 @@
+//! The HTTP face of `convo`: the axum router, its extractors and handlers, and the `serve` seam
+//! that the binary and the tests share.
+
+mod auth;
+mod dto;
+mod error;
+mod extract;
+mod routes;
+mod telemetry;
+
+use axum::Router;
+use convo_core::{Store, StoreError};
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+pub use auth::Tokens;
+pub use error::ApiError;
+
+/// Settings of the API that do not live in the database.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// Token lifetime in seconds.
+    pub token_ttl: u64,
+    /// Answer a missing or generic `Accept` with 404, as NexHealth does.
+    pub strict_version: bool,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            token_ttl: 3600,
+            strict_version: false,
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub tokens: Arc<Tokens>,
+    pub config: ApiConfig,
+}
+
+impl AppState {
+    /// Builds the state; without an explicit JWT secret, the one kept in the database is used
+    /// (generated on first start) so tokens survive restarts.
+    pub async fn new(
+        store: Arc<dyn Store>,
+        jwt_secret: Option<&[u8]>,
+        config: ApiConfig,
+    ) -> Result<Self, StoreError> {
+        let secret = match jwt_secret {
+            Some(s) => s.to_vec(),
+            None => store.jwt_secret().await?,
+        };
+        Ok(Self {
+            tokens: Arc::new(Tokens::new(&secret, config.token_ttl)),
+            store,
+            config,
+        })
+    }
+}
+
+/// The whole API as a router: every route, the envelope for every error, request ids and
+/// request spans.
+pub fn app(state: AppState) -> Router {
+    let router = routes::router().with_state(state);
+    telemetry::layer(router)
+}
+
+/// Serves `app(state)` on `listener` until `shutdown` resolves, then lets in-flight requests
+/// finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

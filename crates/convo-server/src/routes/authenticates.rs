@@ -1,0 +1,46 @@
+//! `POST /authenticates`: trade a raw API key for a bearer token (CONTRACT §2).
+
+use crate::AppState;
+use crate::dto::Envelope;
+use crate::error::{ApiError, json_response};
+use crate::extract::check_version;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header::AUTHORIZATION};
+use axum::response::Response;
+use serde::Serialize;
+
+const BAD_KEY: &str = "API key is missing or invalid";
+
+#[derive(Serialize)]
+struct TokenData {
+    token: String,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_version(&headers, state.config.strict_version)?;
+    let raw = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or(ApiError::Unauthorized(BAD_KEY))?;
+    // The contract sends the key bare; tolerate a `Bearer ` prefix rather than fail on it.
+    let raw = match raw.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        _ => raw,
+    };
+    let key_id = state
+        .store
+        .authenticate_key(raw)
+        .await?
+        .ok_or(ApiError::Unauthorized(BAD_KEY))?;
+    let token = state.tokens.issue(key_id)?;
+    tracing::info!(key_id, "token issued");
+    Ok(json_response(
+        StatusCode::CREATED,
+        &Envelope::new("Authenticated", TokenData { token }, None),
+    ))
+}

@@ -1,0 +1,378 @@
+//! `convo import`: every record of the file in one write transaction, checked as it goes.
+//!
+//! Records upsert by id, so importing the same file twice changes nothing. Conversation
+//! `updated_at` and location counts are derived, so they are recomputed at the end for what the
+//! file touched rather than trusted from the file.
+
+use super::Db;
+use convo_core::import::{self, ImportItem, Record};
+use convo_core::store::{ImportError, ImportSummary};
+use convo_core::tz::Zone;
+use convo_core::{Millis, SenderKind, StoreError};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use tokio::sync::mpsc;
+
+pub(crate) fn run(
+    conn: &mut Connection,
+    mut items: mpsc::Receiver<ImportItem>,
+) -> Result<ImportSummary, ImportError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .db()?;
+    tx.execute_batch(
+        "DROP TABLE IF EXISTS temp.import_touched;
+         CREATE TEMP TABLE import_touched (id INTEGER PRIMARY KEY);",
+    )
+    .db()?;
+    let now = Millis::now();
+    let mut summary = ImportSummary::default();
+    loop {
+        match items.blocking_recv() {
+            Some(ImportItem::Record { line, record }) => {
+                apply(&tx, record, now, &mut summary).map_err(|e| match e {
+                    Refusal::Reason(reason) => ImportError::Line { line, reason },
+                    Refusal::Store(e) => ImportError::Store(e),
+                })?;
+            }
+            Some(ImportItem::Commit) => break,
+            // The reader stopped before the end (a bad line or a read error): write nothing.
+            None => return Err(ImportError::Aborted),
+        }
+    }
+    tx.execute_batch(
+        "UPDATE conversations
+            SET updated_at = max(created_at, coalesce(
+                (SELECT max(updated_at) FROM messages m WHERE m.conversation_id = conversations.id),
+                created_at))
+          WHERE id IN (SELECT id FROM temp.import_touched);
+         UPDATE locations
+            SET conversation_count = (SELECT count(*) FROM conversations c
+                                       WHERE c.institution_id = locations.institution_id
+                                         AND c.location_id = locations.id);
+         DROP TABLE temp.import_touched;",
+    )
+    .db()?;
+    tx.commit().db()?;
+    Ok(summary)
+}
+
+enum Refusal {
+    Reason(String),
+    Store(StoreError),
+}
+
+impl From<rusqlite::Error> for Refusal {
+    fn from(e: rusqlite::Error) -> Self {
+        Refusal::Store(StoreError::Internal(e.to_string()))
+    }
+}
+
+fn refuse<T>(reason: impl Into<String>) -> Result<T, Refusal> {
+    Err(Refusal::Reason(reason.into()))
+}
+
+/// The institution owning a row of `table`, if the row exists.
+fn owner(tx: &Transaction, table: &str, id: i64) -> Result<Option<i64>, Refusal> {
+    let sql = match table {
+        "locations" => "SELECT institution_id FROM locations WHERE id = ?1",
+        "patients" => "SELECT institution_id FROM patients WHERE id = ?1",
+        "users" => "SELECT institution_id FROM users WHERE id = ?1",
+        _ => "SELECT id FROM institutions WHERE id = ?1",
+    };
+    Ok(tx
+        .prepare_cached(sql)?
+        .query_row([id], |r| r.get(0))
+        .optional()?)
+}
+
+fn require_institution(tx: &Transaction, id: i64) -> Result<(), Refusal> {
+    match owner(tx, "institutions", id)? {
+        Some(_) => Ok(()),
+        None => refuse(format!("institution {id} does not exist")),
+    }
+}
+
+/// A same-id record may be rewritten, but not moved to another institution.
+fn not_moved(tx: &Transaction, table: &str, what: &str, id: i64, inst: i64) -> Result<(), Refusal> {
+    match owner(tx, table, id)? {
+        Some(existing) if existing != inst => refuse(format!(
+            "{what} {id} already belongs to institution {existing}"
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn apply(
+    tx: &Transaction,
+    record: Record,
+    now: Millis,
+    summary: &mut ImportSummary,
+) -> Result<(), Refusal> {
+    match record {
+        Record::Institution(r) => {
+            if r.subdomain.trim().is_empty() {
+                return refuse("subdomain may not be empty");
+            }
+            let taken: Option<i64> = tx
+                .prepare_cached("SELECT id FROM institutions WHERE subdomain = ?1 COLLATE NOCASE")?
+                .query_row([&r.subdomain], |row| row.get(0))
+                .optional()?;
+            if let Some(other) = taken.filter(|&o| o != r.id) {
+                return refuse(format!(
+                    "subdomain `{}` is already used by institution {other}",
+                    r.subdomain
+                ));
+            }
+            tx.prepare_cached(
+                "INSERT INTO institutions (id, subdomain, name) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET subdomain = excluded.subdomain, name = excluded.name",
+            )?
+            .execute(params![r.id, r.subdomain, r.name])?;
+            summary.institutions += 1;
+        }
+        Record::Location(r) => {
+            require_institution(tx, r.institution_id)?;
+            if Zone::get(&r.tz).is_none() {
+                return refuse(format!("tz `{}` is not an IANA time zone", r.tz));
+            }
+            not_moved(tx, "locations", "location", r.id, r.institution_id)?;
+            tx.prepare_cached(
+                "INSERT INTO locations (id, institution_id, name, tz, phone_number)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, tz = excluded.tz,
+                    phone_number = excluded.phone_number",
+            )?
+            .execute(params![
+                r.id,
+                r.institution_id,
+                r.name,
+                r.tz,
+                r.phone_number
+            ])?;
+            summary.locations += 1;
+        }
+        Record::Patient(r) => {
+            require_institution(tx, r.institution_id)?;
+            not_moved(tx, "patients", "patient", r.id, r.institution_id)?;
+            // Absent timestamps mean "the import time", but only the first time: a re-import
+            // keeps what the first one stored, so importing twice changes nothing.
+            tx.prepare_cached(
+                "INSERT INTO patients (id, institution_id, email, first_name, middle_name,
+                    last_name, foreign_id, foreign_id_type, bio, inactive, last_sync_time,
+                    guarantor_id, unsubscribe_sms, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+                    coalesce(?14, ?16), coalesce(?15, ?16))
+                 ON CONFLICT (id) DO UPDATE SET email = excluded.email,
+                    first_name = excluded.first_name, middle_name = excluded.middle_name,
+                    last_name = excluded.last_name, foreign_id = excluded.foreign_id,
+                    foreign_id_type = excluded.foreign_id_type, bio = excluded.bio,
+                    inactive = excluded.inactive, last_sync_time = excluded.last_sync_time,
+                    guarantor_id = excluded.guarantor_id,
+                    unsubscribe_sms = excluded.unsubscribe_sms,
+                    created_at = coalesce(?14, patients.created_at),
+                    updated_at = coalesce(?15, patients.updated_at)",
+            )?
+            .execute(params![
+                r.id,
+                r.institution_id,
+                r.email,
+                r.first_name,
+                r.middle_name,
+                r.last_name,
+                r.foreign_id,
+                r.foreign_id_type,
+                r.bio.as_deref().unwrap_or("{}"),
+                r.inactive,
+                r.last_sync_time.map(|t| t.0.0),
+                r.guarantor_id,
+                r.unsubscribe_sms,
+                r.created_at.map(|t| t.0.0),
+                r.updated_at.map(|t| t.0.0),
+                now.0,
+            ])?;
+            summary.patients += 1;
+        }
+        Record::User(r) => {
+            require_institution(tx, r.institution_id)?;
+            not_moved(tx, "users", "user", r.id, r.institution_id)?;
+            tx.prepare_cached(
+                "INSERT INTO users (id, institution_id, first_name, last_name, email, image)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (id) DO UPDATE SET first_name = excluded.first_name,
+                    last_name = excluded.last_name, email = excluded.email, image = excluded.image",
+            )?
+            .execute(params![
+                r.id,
+                r.institution_id,
+                r.first_name,
+                r.last_name,
+                r.email,
+                r.image
+            ])?;
+            summary.users += 1;
+        }
+        Record::Conversation(r) => conversation(tx, r, summary)?,
+        Record::Message(r) => message(tx, r, summary)?,
+    }
+    Ok(())
+}
+
+fn conversation(
+    tx: &Transaction,
+    r: import::Conversation,
+    summary: &mut ImportSummary,
+) -> Result<(), Refusal> {
+    let Some(loc_inst) = owner(tx, "locations", r.location_id)? else {
+        return refuse(format!("location {} does not exist", r.location_id));
+    };
+    let Some(pat_inst) = owner(tx, "patients", r.patient_id)? else {
+        return refuse(format!("patient {} does not exist", r.patient_id));
+    };
+    if loc_inst != pat_inst {
+        return refuse(format!(
+            "patient {} (institution {pat_inst}) and location {} (institution {loc_inst}) \
+             belong to different institutions",
+            r.patient_id, r.location_id
+        ));
+    }
+    let same_pair: Option<i64> = tx
+        .prepare_cached("SELECT id FROM conversations WHERE location_id = ?1 AND patient_id = ?2")?
+        .query_row([r.location_id, r.patient_id], |row| row.get(0))
+        .optional()?;
+    if let Some(other) = same_pair.filter(|&o| o != r.id) {
+        return refuse(format!(
+            "location {} already has conversation {other} with patient {}",
+            r.location_id, r.patient_id
+        ));
+    }
+    let existing: Option<(i64, i64)> = tx
+        .prepare_cached("SELECT location_id, patient_id FROM conversations WHERE id = ?1")?
+        .query_row([r.id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    if existing.is_some_and(|e| e != (r.location_id, r.patient_id)) {
+        return refuse(format!(
+            "conversation {} already exists with another location or patient",
+            r.id
+        ));
+    }
+    tx.prepare_cached(
+        "INSERT INTO conversations (id, institution_id, location_id, patient_id, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+         ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at",
+    )?
+    .execute(params![r.id, loc_inst, r.location_id, r.patient_id, r.created_at.0.0])?;
+    touch(tx, r.id)?;
+    summary.conversations += 1;
+    Ok(())
+}
+
+fn touch(tx: &Transaction, conversation_id: i64) -> Result<(), Refusal> {
+    tx.prepare_cached("INSERT OR IGNORE INTO temp.import_touched (id) VALUES (?1)")?
+        .execute([conversation_id])?;
+    Ok(())
+}
+
+fn message(
+    tx: &Transaction,
+    r: import::Message,
+    summary: &mut ImportSummary,
+) -> Result<(), Refusal> {
+    let conv: Option<(i64, i64)> = tx
+        .prepare_cached("SELECT institution_id, patient_id FROM conversations WHERE id = ?1")?
+        .query_row([r.conversation_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let Some((inst, patient)) = conv else {
+        return refuse(format!("conversation {} does not exist", r.conversation_id));
+    };
+    let user_of_institution = |id: i64, role: &str| -> Result<(), Refusal> {
+        match owner(tx, "users", id)? {
+            Some(i) if i == inst => Ok(()),
+            Some(i) => refuse(format!(
+                "{role} user {id} belongs to institution {i}, not {inst}"
+            )),
+            None => refuse(format!("{role} user {id} does not exist")),
+        }
+    };
+    match (r.sender.kind, r.sender.id) {
+        (SenderKind::Patient, Some(id)) if id != patient => {
+            return refuse(format!(
+                "sender patient {id} is not conversation {}'s patient ({patient})",
+                r.conversation_id
+            ));
+        }
+        (SenderKind::User, Some(id)) => user_of_institution(id, "sender")?,
+        _ => {}
+    }
+    let mut seen: Vec<i64> = Vec::with_capacity(r.seen_by.len());
+    for id in r.seen_by {
+        user_of_institution(id, "seen_by")?;
+        if !seen.contains(&id) {
+            seen.push(id);
+        }
+    }
+    let created = r.created_at.0;
+    let updated = r.updated_at.map_or(created, |t| t.0);
+    if updated < created {
+        return refuse(format!(
+            "updated_at {} is before created_at {}",
+            updated.to_utc_string(),
+            created.to_utc_string()
+        ));
+    }
+    let seen_json = format!(
+        "[{}]",
+        seen.iter()
+            .map(|id| format!("\"{id}\""))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let previous: Option<i64> = tx
+        .prepare_cached("SELECT conversation_id FROM messages WHERE id = ?1")?
+        .query_row([r.id], |row| row.get(0))
+        .optional()?;
+    if let Some(prev) = previous.filter(|&p| p != r.conversation_id) {
+        touch(tx, prev)?;
+    }
+    let a = r.attachment.as_ref();
+    tx.prepare_cached(
+        "INSERT INTO messages (id, conversation_id, body, created_at, updated_at, sender_type,
+            sender_id, seen_by, has_attachment, attachment_file_name, attachment_content_type,
+            attachment_file_size, attachment_url, attachment_updated_at, sms_msg_id,
+            is_custom_reminder_response)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+         ON CONFLICT (id) DO UPDATE SET conversation_id = excluded.conversation_id,
+            body = excluded.body, created_at = excluded.created_at,
+            updated_at = excluded.updated_at, sender_type = excluded.sender_type,
+            sender_id = excluded.sender_id, seen_by = excluded.seen_by,
+            has_attachment = excluded.has_attachment,
+            attachment_file_name = excluded.attachment_file_name,
+            attachment_content_type = excluded.attachment_content_type,
+            attachment_file_size = excluded.attachment_file_size,
+            attachment_url = excluded.attachment_url,
+            attachment_updated_at = excluded.attachment_updated_at,
+            sms_msg_id = excluded.sms_msg_id,
+            is_custom_reminder_response = excluded.is_custom_reminder_response",
+    )?
+    .execute(params![
+        r.id,
+        r.conversation_id,
+        r.body,
+        created.0,
+        updated.0,
+        r.sender.kind.as_str(),
+        r.sender.id,
+        seen_json,
+        a.is_some(),
+        a.and_then(|a| a.file_name.as_deref()),
+        a.and_then(|a| a.content_type.as_deref()),
+        a.and_then(|a| a.file_size),
+        a.and_then(|a| a.url.as_deref()),
+        // An attachment without its own time was attached when the message was written.
+        a.map(|a| a.updated_at.map_or(created.0, |t| t.0.0)),
+        r.sms_msg_id,
+        r.is_custom_reminder_response,
+    ])?;
+    touch(tx, r.conversation_id)?;
+    summary.messages += 1;
+    Ok(())
+}

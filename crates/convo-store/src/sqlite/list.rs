@@ -1,0 +1,264 @@
+//! `GET /conversations`: a constant number of statements whatever the page size.
+//!
+//! 1. the page: OFFSET/LIMIT over the covering list index first, then the patient join;
+//! 2. the newest N messages of every conversation on the page, in one statement that runs an
+//!    `ORDER BY … LIMIT` range scan per conversation;
+//! 3. the count: kept on the location row, or a range count when `updated_since` filters.
+
+use super::Db;
+use convo_core::{
+    Attachment, Conversation, ConversationPage, ListQuery, Message, MessageQuery, Millis, Patient,
+    Sender, SenderKind, StoreError, TenantCtx, full_name,
+};
+use rusqlite::{Connection, Row, params};
+
+macro_rules! page_sql {
+    ($filter:literal) => {
+        concat!(
+            "SELECT c.id, c.created_at, c.updated_at, p.id, p.email, p.first_name, p.middle_name, \
+             p.last_name, p.created_at, p.updated_at, p.institution_id, p.foreign_id, \
+             p.foreign_id_type, p.bio, p.inactive, p.last_sync_time, p.guarantor_id, \
+             p.unsubscribe_sms
+             FROM (SELECT id FROM conversations
+                   WHERE institution_id = ?1 AND location_id = ?2 ",
+            $filter,
+            "
+                   ORDER BY updated_at DESC, id DESC LIMIT ?3 OFFSET ?4) AS pg
+             JOIN conversations c ON c.id = pg.id
+             JOIN patients p ON p.id = c.patient_id AND p.institution_id = ?1
+             ORDER BY c.updated_at DESC, c.id DESC"
+        )
+    };
+}
+
+pub(crate) const PAGE_SQL: &str = page_sql!("AND ?5 IS NULL");
+pub(crate) const PAGE_SINCE_SQL: &str = page_sql!("AND updated_at >= ?5");
+
+macro_rules! messages_sql {
+    ($newest:literal) => {
+        concat!(
+            "SELECT m.id, m.conversation_id, m.body, m.created_at, m.updated_at, m.sender_type,
+                    m.sender_id, m.seen_by, m.has_attachment, m.attachment_file_name,
+                    m.attachment_content_type, m.attachment_file_size, m.attachment_url,
+                    m.attachment_updated_at, m.sms_msg_id, m.is_custom_reminder_response,
+                    u.first_name, u.last_name, u.image, sp.first_name, sp.middle_name, sp.last_name
+             FROM json_each(?1) AS cv
+             JOIN messages m ON m.id IN (",
+            $newest,
+            ")
+             LEFT JOIN users u ON m.sender_type = 'User' AND u.id = m.sender_id
+             LEFT JOIN patients sp ON m.sender_type = 'Patient' AND sp.id = m.sender_id
+             ORDER BY cv.key, m.created_at DESC, m.id DESC"
+        )
+    };
+}
+
+/// Newest N per conversation, walking the thread index from its newest end.
+pub(crate) const MESSAGES_SQL: &str = messages_sql!(
+    "SELECT id FROM messages
+     WHERE conversation_id = cv.value AND created_at >= ?2 AND ?4 IS NULL
+     ORDER BY created_at DESC, id DESC LIMIT ?3"
+);
+
+/// Polling (`updated_since`): the few messages updated since then, found by the updated index.
+pub(crate) const MESSAGES_UPDATED_SQL: &str = messages_sql!(
+    "SELECT id FROM messages INDEXED BY messages_updated
+     WHERE conversation_id = cv.value AND updated_at >= ?4 AND created_at >= ?2
+     ORDER BY created_at DESC, id DESC LIMIT ?3"
+);
+
+const COUNT_SQL: &str =
+    "SELECT conversation_count FROM locations WHERE id = ?2 AND institution_id = ?1";
+pub(crate) const COUNT_SINCE_SQL: &str = "SELECT count(*) FROM conversations
+     WHERE institution_id = ?1 AND location_id = ?2 AND updated_at >= ?3";
+
+/// The statements one list request runs, for query-plan checks.
+pub fn hot_statements() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("page", PAGE_SQL),
+        ("page updated_since", PAGE_SINCE_SQL),
+        ("messages", MESSAGES_SQL),
+        ("messages updated_since", MESSAGES_UPDATED_SQL),
+        ("count", COUNT_SQL),
+        ("count updated_since", COUNT_SINCE_SQL),
+        ("access", super::keys::ACCESS_SQL),
+    ]
+}
+
+pub(crate) fn patient_from(r: &Row, at: usize) -> rusqlite::Result<Patient> {
+    Ok(Patient {
+        id: r.get(at)?,
+        email: r.get(at + 1)?,
+        first_name: r.get(at + 2)?,
+        middle_name: r.get(at + 3)?,
+        last_name: r.get(at + 4)?,
+        created_at: Millis(r.get(at + 5)?),
+        updated_at: Millis(r.get(at + 6)?),
+        institution_id: r.get(at + 7)?,
+        foreign_id: r.get(at + 8)?,
+        foreign_id_type: r.get(at + 9)?,
+        bio: r.get(at + 10)?,
+        inactive: r.get(at + 11)?,
+        last_sync_time: r.get::<_, Option<i64>>(at + 12)?.map(Millis),
+        guarantor_id: r.get(at + 13)?,
+        unsubscribe_sms: r.get(at + 14)?,
+    })
+}
+
+fn message_from(r: &Row) -> rusqlite::Result<Message> {
+    let kind_text: String = r.get(5)?;
+    let kind = SenderKind::parse(&kind_text).unwrap_or(SenderKind::System);
+    let (name, image) = match kind {
+        SenderKind::User => (
+            full_name(&[
+                r.get_ref(16)?.as_str_or_null()?,
+                r.get_ref(17)?.as_str_or_null()?,
+            ]),
+            r.get(18)?,
+        ),
+        SenderKind::Patient => (
+            full_name(&[
+                r.get_ref(19)?.as_str_or_null()?,
+                r.get_ref(20)?.as_str_or_null()?,
+                r.get_ref(21)?.as_str_or_null()?,
+            ]),
+            None,
+        ),
+        SenderKind::System => (None, None),
+    };
+    let has_attachment: bool = r.get(8)?;
+    let attachment = if has_attachment {
+        Some(Attachment {
+            file_name: r.get(9)?,
+            content_type: r.get(10)?,
+            file_size: r.get(11)?,
+            url: r.get(12)?,
+            updated_at: r.get::<_, Option<i64>>(13)?.map(Millis),
+        })
+    } else {
+        None
+    };
+    Ok(Message {
+        id: r.get(0)?,
+        conversation_id: r.get(1)?,
+        body: r.get(2)?,
+        created_at: Millis(r.get(3)?),
+        updated_at: Millis(r.get(4)?),
+        sender: Sender {
+            kind,
+            id: if kind == SenderKind::System {
+                None
+            } else {
+                r.get(6)?
+            },
+            name,
+            image,
+        },
+        seen_by: r.get(7)?,
+        attachment,
+        sms_msg_id: r.get(14)?,
+        is_custom_reminder_response: r.get(15)?,
+    })
+}
+
+/// Fills `conversations[..].messages` with one statement for the whole page.
+pub(crate) fn attach_messages(
+    conn: &Connection,
+    conversations: &mut [Conversation],
+    q: &MessageQuery,
+) -> Result<(), StoreError> {
+    if conversations.is_empty() || q.limit == 0 {
+        return Ok(());
+    }
+    let ids = format!(
+        "[{}]",
+        conversations
+            .iter()
+            .map(|c| c.id.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let sql = if q.updated_since.is_some() {
+        MESSAGES_UPDATED_SQL
+    } else {
+        MESSAGES_SQL
+    };
+    let mut stmt = conn.prepare_cached(sql).db()?;
+    let created_since = q.created_since.map_or(i64::MIN, |m| m.0);
+    let mut rows = stmt
+        .query(params![
+            ids,
+            created_since,
+            q.limit,
+            q.updated_since.map(|m| m.0)
+        ])
+        .db()?;
+    // Rows come grouped by page position, so one forward walk places them.
+    let mut slot = 0;
+    while let Some(row) = rows.next().db()? {
+        let message = message_from(row).db()?;
+        while slot < conversations.len() && conversations[slot].id != message.conversation_id {
+            slot += 1;
+        }
+        match conversations.get_mut(slot) {
+            Some(c) => c.messages.push(message),
+            None => {
+                return Err(StoreError::Internal(
+                    "message rows out of page order".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn page(
+    conn: &mut Connection,
+    tenant: &TenantCtx,
+    q: &ListQuery,
+) -> Result<ConversationPage, StoreError> {
+    // One read transaction: the page, its messages and the count see the same snapshot.
+    let tx = conn.transaction().db()?;
+    let (inst, loc) = (tenant.institution_id(), tenant.location_id());
+    let since = q.updated_since.map(|m| m.0);
+    let mut conversations = {
+        let sql = if since.is_some() {
+            PAGE_SINCE_SQL
+        } else {
+            PAGE_SQL
+        };
+        let mut stmt = tx.prepare_cached(sql).db()?;
+        let rows = stmt
+            .query_map(params![inst, loc, q.limit, q.offset, since], |r| {
+                Ok(Conversation {
+                    id: r.get(0)?,
+                    created_at: Millis(r.get(1)?),
+                    updated_at: Millis(r.get(2)?),
+                    patient: patient_from(r, 3)?,
+                    messages: Vec::new(),
+                })
+            })
+            .db()?;
+        rows.collect::<Result<Vec<_>, _>>().db()?
+    };
+    if let Some(mq) = &q.messages {
+        attach_messages(&tx, &mut conversations, mq)?;
+    }
+    let count: i64 = match since {
+        None => tx
+            .prepare_cached(COUNT_SQL)
+            .db()?
+            .query_row(params![inst, loc], |r| r.get(0))
+            .db()?,
+        Some(s) => tx
+            .prepare_cached(COUNT_SINCE_SQL)
+            .db()?
+            .query_row(params![inst, loc, s], |r| r.get(0))
+            .db()?,
+    };
+    tx.commit().db()?;
+    Ok(ConversationPage {
+        conversations,
+        count,
+    })
+}

@@ -1,0 +1,217 @@
+//! The SQLite engine: one writer connection, a few readers, WAL, statements cached per connection.
+
+mod import;
+mod keys;
+mod list;
+mod migrations;
+mod pool;
+
+use async_trait::async_trait;
+use convo_core::import::ImportItem;
+use convo_core::store::{ImportError, ImportSummary};
+use convo_core::{
+    Access, ApiKeyInfo, ConversationPage, ListQuery, NewApiKey, Store, StoreError, TenantCtx,
+};
+use pool::Pool;
+use rusqlite::trace::{TraceEvent, TraceEventCodes};
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+pub use list::hot_statements;
+
+/// Knobs that tests and benchmarks need; the defaults suit a server.
+#[derive(Clone, Default)]
+pub struct SqliteOptions {
+    /// Called with the text of every statement SQLite starts running (for statement counting).
+    pub trace: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    /// Read connections; 0 picks a default from the number of cores.
+    pub readers: usize,
+}
+
+pub(crate) struct Opener {
+    path: PathBuf,
+    options: SqliteOptions,
+    writer: bool,
+}
+
+impl Opener {
+    pub(crate) fn open(&self) -> Result<Connection, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let mut conn = Connection::open_with_flags(&self.path, flags).db()?;
+        conn.busy_timeout(Duration::from_secs(10)).db()?;
+        conn.set_prepared_statement_cache_capacity(64);
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA temp_store = FILE;",
+        )
+        .db()?;
+        if !self.writer {
+            conn.execute_batch("PRAGMA query_only = ON;").db()?;
+        }
+        if let Some(trace) = self.options.trace.clone() {
+            let callback = move |event: TraceEvent<'_>| {
+                if let TraceEvent::Stmt(_, sql) = event {
+                    trace(sql);
+                }
+            };
+            conn.trace_v2(TraceEventCodes::SQLITE_TRACE_STMT, Some(callback))
+                .db()?;
+        }
+        Ok(conn)
+    }
+}
+
+/// SQLite behind the `Store` trait.
+#[derive(Clone)]
+pub struct SqliteStore {
+    readers: Arc<Pool>,
+    writer: Arc<Pool>,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the database file at `path`.
+    pub async fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let readers = if options.readers == 0 {
+            std::thread::available_parallelism().map_or(4, |n| n.get() * 2)
+        } else {
+            options.readers
+        };
+        let opener = |writer| {
+            Arc::new(Opener {
+                path: path.clone(),
+                options: options.clone(),
+                writer,
+            })
+        };
+        let writer = Arc::new(Pool::new(1, opener(true)));
+        // Migrating on the writer before any reader opens: readers then see the full schema.
+        writer.run(|conn| migrations::migrate(conn).db()).await?;
+        Ok(Self {
+            readers: Arc::new(Pool::new(readers, opener(false))),
+            writer,
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.readers.run(f).await
+    }
+
+    pub(crate) async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        self.writer.run(f).await
+    }
+
+    /// Runs `EXPLAIN QUERY PLAN` for `sql` (with NULL parameters) and returns the plan's lines.
+    pub async fn query_plan(&self, sql: &'static str) -> Result<Vec<String>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).db()?;
+            let n = stmt.parameter_count();
+            let params = vec![rusqlite::types::Null; n];
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(params), |r| {
+                    r.get::<_, String>(3)
+                })
+                .db()?;
+            rows.collect::<Result<Vec<_>, _>>().db()
+        })
+        .await
+    }
+
+    /// Refreshes the planner's statistics (the server does it at start).
+    pub async fn analyze(&self) -> Result<(), StoreError> {
+        self.write(|conn| conn.execute_batch("PRAGMA optimize = 0x10002;").db())
+            .await
+    }
+}
+
+/// Maps rusqlite's errors into the store's: everything from the engine is an internal fault.
+pub(crate) trait Db<T> {
+    fn db(self) -> Result<T, StoreError>;
+}
+
+impl<T> Db<T> for rusqlite::Result<T> {
+    fn db(self) -> Result<T, StoreError> {
+        self.map_err(|e| StoreError::Internal(e.to_string()))
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn access(&self, key_id: i64, scope: Option<(&str, i64)>) -> Result<Access, StoreError> {
+        let scope = scope.map(|(s, l)| (s.to_string(), l));
+        self.read(move |conn| keys::access(conn, key_id, scope))
+            .await
+    }
+
+    async fn list_conversations(
+        &self,
+        tenant: &TenantCtx,
+        query: &ListQuery,
+    ) -> Result<ConversationPage, StoreError> {
+        let (tenant, query) = (tenant.clone(), query.clone());
+        self.read(move |conn| list::page(conn, &tenant, &query))
+            .await
+    }
+
+    async fn authenticate_key(&self, raw_key: &str) -> Result<Option<i64>, StoreError> {
+        let hash = keys::hash_key(raw_key);
+        self.read(move |conn| keys::authenticate(conn, &hash)).await
+    }
+
+    async fn jwt_secret(&self) -> Result<Vec<u8>, StoreError> {
+        self.write(keys::jwt_secret).await
+    }
+
+    async fn create_api_key(&self, subdomains: &[String]) -> Result<NewApiKey, StoreError> {
+        let subdomains = subdomains.to_vec();
+        self.write(move |conn| keys::create(conn, &subdomains))
+            .await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
+        self.read(keys::list).await
+    }
+
+    async fn revoke_api_key(&self, key_id: i64) -> Result<bool, StoreError> {
+        self.write(move |conn| keys::revoke(conn, key_id)).await
+    }
+
+    async fn import(
+        &self,
+        items: mpsc::Receiver<ImportItem>,
+    ) -> Result<ImportSummary, ImportError> {
+        self.write(move |conn| Ok(import::run(conn, items))).await?
+    }
+
+    async fn is_empty(&self) -> Result<bool, StoreError> {
+        self.read(|conn| {
+            conn.query_row("SELECT NOT EXISTS (SELECT 1 FROM institutions)", [], |r| {
+                r.get(0)
+            })
+            .db()
+        })
+        .await
+    }
+}

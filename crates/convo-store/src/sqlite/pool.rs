@@ -1,0 +1,57 @@
+//! A small pool of SQLite connections used from async code on tokio's blocking threads.
+//!
+//! rusqlite calls are synchronous; each use checks a connection out, runs the closure on a
+//! blocking thread (so a slow query never stalls the async workers) and puts it back. A
+//! connection lost to a panic is simply not returned; a fresh one is opened next time.
+
+use crate::sqlite::Opener;
+use convo_core::StoreError;
+use rusqlite::Connection;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
+
+pub(crate) struct Pool {
+    idle: Mutex<Vec<Connection>>,
+    permits: Semaphore,
+    opener: Arc<Opener>,
+}
+
+impl Pool {
+    pub(crate) fn new(size: usize, opener: Arc<Opener>) -> Self {
+        Self {
+            idle: Mutex::new(Vec::with_capacity(size)),
+            permits: Semaphore::new(size),
+            opener,
+        }
+    }
+
+    pub(crate) async fn run<R, F>(self: &Arc<Self>, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Internal("connection pool closed".into()))?;
+        let pool = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let idle = pool.idle.lock().ok().and_then(|mut v| v.pop());
+            let mut conn = match idle {
+                Some(c) => c,
+                None => pool.opener.open()?,
+            };
+            let out = f(&mut conn);
+            // A connection left inside a transaction by an error path must not be reused as is.
+            if conn.is_autocommit() {
+                if let Ok(mut v) = pool.idle.lock() {
+                    v.push(conn);
+                }
+            }
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("storage task failed: {e}")))?
+    }
+}

@@ -1,0 +1,192 @@
+//! The command line: one struct serves flags and `CONVO_*` environment variables.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::fmt;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "convo",
+    version,
+    about = "Self-hostable server for patient conversations that speaks NexHealth's API"
+)]
+pub struct Cli {
+    /// Database: `sqlite://PATH`, `sqlite:PATH` or a plain file path (created and migrated on
+    /// first use).
+    #[arg(
+        long,
+        env = "CONVO_DATABASE_URL",
+        default_value = "sqlite://./convo.db",
+        global = true
+    )]
+    pub database_url: String,
+
+    /// Log format on stderr.
+    #[arg(long, env = "CONVO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the HTTP API.
+    Serve(ServeArgs),
+    /// Fill an empty database with a demo practice and print a key and a ready curl line.
+    Demo(DemoArgs),
+    /// Load NDJSON records (see README) from FILE, or from stdin with `-`; all or nothing.
+    Import {
+        /// The NDJSON file, or `-` for standard input.
+        file: PathBuf,
+    },
+    /// Manage API keys.
+    #[command(name = "api-key", subcommand)]
+    ApiKey(ApiKeyCommand),
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApiKeyCommand {
+    /// Create a key; prints the raw key alone on stdout (shown once) and its id on stderr.
+    Create {
+        /// An institution's subdomain this key may use; repeat for several.
+        #[arg(long = "subdomain", required = true)]
+        subdomains: Vec<String>,
+    },
+    /// List keys: id, subdomains, creation time, revoked or not (never the key itself).
+    List,
+    /// Revoke a key: its tokens stop working at once.
+    Revoke {
+        /// The key's id (from `api-key list`).
+        key_id: i64,
+    },
+}
+
+/// A secret from a flag or the environment; never printed by `Debug`.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            Err("the secret may not be empty".into())
+        } else {
+            Ok(Secret(s.to_string()))
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TokenArgs {
+    /// JWT signing secret; by default one is generated once and kept in the database.
+    #[arg(long, env = "CONVO_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// Lifetime of issued tokens, in seconds.
+    #[arg(long, env = "CONVO_TOKEN_TTL", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub token_ttl: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the bound address is logged).
+    #[arg(long, env = "CONVO_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+
+    #[command(flatten)]
+    pub tokens: TokenArgs,
+
+    /// Answer a missing or generic `Accept` header with 404, as NexHealth does.
+    #[arg(long, env = "CONVO_STRICT_VERSION")]
+    pub strict_version: bool,
+
+    /// Where outgoing SMS go (used by the write side).
+    #[arg(long, env = "CONVO_SMS_PROVIDER", value_enum, default_value_t = SmsProvider::Log)]
+    pub sms_provider: SmsProvider,
+
+    #[command(flatten)]
+    pub twilio: TwilioArgs,
+
+    /// Public base URL of this server, for webhook signatures behind a proxy.
+    #[arg(long, env = "CONVO_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Fill an empty database with the demo practice first and print a ready curl line.
+    #[arg(long)]
+    pub demo: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TwilioArgs {
+    #[arg(long, env = "CONVO_TWILIO_ACCOUNT_SID")]
+    pub twilio_account_sid: Option<String>,
+    #[arg(long, env = "CONVO_TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    pub twilio_auth_token: Option<Secret>,
+    #[arg(
+        long,
+        env = "CONVO_TWILIO_BASE_URL",
+        default_value = "https://api.twilio.com"
+    )]
+    pub twilio_base_url: String,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// The address the printed curl line points at.
+    #[arg(long, env = "CONVO_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+
+    #[command(flatten)]
+    pub tokens: TokenArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmsProvider {
+    Log,
+    Twilio,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let s: Secret = "hunter2".parse().expect("secret");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let cli = Cli::try_parse_from(["convo", "serve"]).expect("parse");
+        let Command::Serve(s) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(s.listen, "127.0.0.1:8080");
+        assert_eq!(s.tokens.token_ttl, 3600);
+        assert_eq!(s.sms_provider, SmsProvider::Log);
+        assert!(!s.strict_version);
+        assert_eq!(s.twilio.twilio_base_url, "https://api.twilio.com");
+    }
+}

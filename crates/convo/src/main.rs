@@ -1,0 +1,134 @@
+//! `convo`: the binary. Parses the command line, sets up logging, opens the store and runs the
+//! subcommand; everything else lives in the library crates.
+
+mod cli;
+mod demo;
+mod import_cmd;
+mod serve;
+
+use clap::Parser;
+use cli::{ApiKeyCommand, Cli, Command, LogFormat};
+use convo_core::Store;
+use convo_store::{SqliteOptions, SqliteStore, sqlite_path};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Store(#[from] convo_core::StoreError),
+    #[error(transparent)]
+    Import(#[from] convo_core::store::ImportError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Opens (creating and migrating) the database named by `--database-url`.
+pub async fn open_store(url: &str) -> Result<Arc<SqliteStore>, CliError> {
+    let Some(path) = sqlite_path(url) else {
+        return Err(CliError::Usage(
+            "only SQLite databases are supported so far (sqlite://PATH or a file path)".into(),
+        ));
+    };
+    if path.is_empty() {
+        return Err(CliError::Usage("the database path is empty".into()));
+    }
+    Ok(Arc::new(
+        SqliteStore::open(path, SqliteOptions::default()).await?,
+    ))
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Serve(args) => serve::run(&cli.database_url, args).await,
+        Command::Demo(args) => {
+            let store = open_store(&cli.database_url).await?;
+            demo::seed_and_print(store, &args.listen, &args.tokens).await
+        }
+        Command::Import { file } => {
+            let store = open_store(&cli.database_url).await?;
+            import_cmd::run(store, &file).await
+        }
+        Command::ApiKey(cmd) => {
+            let store = open_store(&cli.database_url).await?;
+            api_key(store.as_ref(), cmd).await
+        }
+        Command::Migrate => {
+            open_store(&cli.database_url).await?;
+            eprintln!("database is up to date");
+            Ok(())
+        }
+    }
+}
+
+async fn api_key(store: &dyn Store, cmd: ApiKeyCommand) -> Result<(), CliError> {
+    match cmd {
+        ApiKeyCommand::Create { subdomains } => {
+            let key = store
+                .create_api_key(&subdomains)
+                .await
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+            println!("{}", key.raw);
+            eprintln!("created API key {} for {}", key.id, subdomains.join(", "));
+        }
+        ApiKeyCommand::List => {
+            println!(
+                "{:<6} {:<24} {:<8} subdomains",
+                "id", "created_at", "revoked"
+            );
+            for k in store.list_api_keys().await? {
+                println!(
+                    "{:<6} {:<24} {:<8} {}",
+                    k.id,
+                    k.created_at.to_utc_string(),
+                    if k.revoked_at.is_some() { "yes" } else { "no" },
+                    k.subdomains.join(",")
+                );
+            }
+        }
+        ApiKeyCommand::Revoke { key_id } => {
+            if !store.revoke_api_key(key_id).await? {
+                return Err(CliError::Usage(format!("no API key has id {key_id}")));
+            }
+            eprintln!("revoked API key {key_id}");
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
