@@ -34,30 +34,70 @@ async fn keys_are_in_contract_order() {
     let app = TestApp::new().await;
     let v = app.list(&format!("{L10}&messages=5")).await.ok_list();
     let conv = &v["data"][0];
-    let keys = |o: &Value| -> Vec<String> { o.as_object().expect("object").keys().cloned().collect() };
-    assert_eq!(keys(conv), ["id", "created_at", "updated_at", "patient", "messages"]);
+    let keys =
+        |o: &Value| -> Vec<String> { o.as_object().expect("object").keys().cloned().collect() };
+    assert_eq!(
+        keys(conv),
+        ["id", "created_at", "updated_at", "patient", "messages"]
+    );
     assert_eq!(
         keys(&conv["patient"]),
         [
-            "id", "email", "first_name", "middle_name", "last_name", "name", "created_at",
-            "updated_at", "institution_id", "foreign_id", "foreign_id_type", "bio", "inactive",
-            "last_sync_time", "guarantor_id", "unsubscribe_sms"
+            "id",
+            "email",
+            "first_name",
+            "middle_name",
+            "last_name",
+            "name",
+            "created_at",
+            "updated_at",
+            "institution_id",
+            "foreign_id",
+            "foreign_id_type",
+            "bio",
+            "inactive",
+            "last_sync_time",
+            "guarantor_id",
+            "unsubscribe_sms"
         ]
     );
     assert_eq!(
         keys(&conv["messages"][0]),
         [
-            "id", "body", "created_at", "updated_at", "conversation_id", "seen_by", "user_id",
-            "attachment_file_name", "attachment_content_type", "attachment_file_size",
-            "attachment_updated_at", "sms_msg_id", "sender_info", "attachment_url",
-            "is_custom_reminder_response", "created_at_with_tz", "timezone_offset"
+            "id",
+            "body",
+            "created_at",
+            "updated_at",
+            "conversation_id",
+            "seen_by",
+            "user_id",
+            "attachment_file_name",
+            "attachment_content_type",
+            "attachment_file_size",
+            "attachment_updated_at",
+            "sms_msg_id",
+            "sender_info",
+            "attachment_url",
+            "is_custom_reminder_response",
+            "created_at_with_tz",
+            "timezone_offset"
         ]
     );
-    assert_eq!(keys(&conv["messages"][0]["sender_info"]), ["name", "image", "meta_type", "user_id"]);
+    assert_eq!(
+        keys(&conv["messages"][0]["sender_info"]),
+        ["name", "image", "meta_type", "user_id"]
+    );
     // Bio comes back exactly as imported, keys in their order.
     assert_eq!(
         keys(&conv["patient"]["bio"]),
-        ["phone_number", "cell_phone_number", "date_of_birth", "gender", "new_patient", "non_patient"]
+        [
+            "phone_number",
+            "cell_phone_number",
+            "date_of_birth",
+            "gender",
+            "new_patient",
+            "non_patient"
+        ]
     );
 }
 
@@ -77,7 +117,10 @@ async fn ordering_count_and_tie_breaks() {
 #[tokio::test]
 async fn paging_and_count_is_the_total() {
     let app = TestApp::new().await;
-    assert_eq!(app.list(&format!("{L10}&per_page=3")).await.ids(), [1000, 1004, 1002]);
+    assert_eq!(
+        app.list(&format!("{L10}&per_page=3")).await.ids(),
+        [1000, 1004, 1002]
+    );
     let page2 = app.list(&format!("{L10}&per_page=3&page=2")).await;
     assert_eq!(page2.ids(), [1001]);
     assert_eq!(page2.ok_list()["count"], 4);
@@ -85,18 +128,29 @@ async fn paging_and_count_is_the_total() {
     assert_eq!(past.ids(), Vec::<i64>::new());
     assert_eq!(past.ok_list()["count"], 4);
     let far = app.list(&format!("{L10}&page=4294967297")).await.ok_list();
-    assert_eq!((far["data"].clone(), far["count"].clone()), (json!([]), json!(4)));
-    let max = app.list(&format!("{L10}&page=9223372036854775807&per_page=100")).await.ok_list();
+    assert_eq!(
+        (far["data"].clone(), far["count"].clone()),
+        (json!([]), json!(4))
+    );
+    let max = app
+        .list(&format!("{L10}&page=9223372036854775807&per_page=100"))
+        .await
+        .ok_list();
     assert_eq!(max["data"], json!([]));
     // Default page size is 5.
-    assert_eq!(app.list("subdomain=acme&location_id=10").await.ids().len(), 4);
+    assert_eq!(
+        app.list("subdomain=acme&location_id=10").await.ids().len(),
+        4
+    );
 }
 
 #[tokio::test]
 async fn notes_in_description() {
     let app = TestApp::new().await;
     let v = app
-        .list(&format!("{L10}&foo=1&per_page=101&bar=2&foo=3&messages=1000"))
+        .list(&format!(
+            "{L10}&foo=1&per_page=101&bar=2&foo=3&messages=1000"
+        ))
         .await
         .ok_list();
     assert_eq!(
@@ -113,13 +167,22 @@ async fn notes_in_description() {
 #[tokio::test]
 async fn messages_are_off_by_default_and_an_empty_array() {
     let app = TestApp::new().await;
-    for q in ["", "&include_messages=false&messages=3", "&include_messages=0", "&messages=0", "&messages="] {
+    for q in [
+        "",
+        "&include_messages=false&messages=3",
+        "&include_messages=0",
+        "&messages=0",
+        "&messages=",
+    ] {
         let v = app.list(&format!("{L10}{q}")).await.ok_list();
         for conv in v["data"].as_array().expect("data") {
             assert_eq!(conv["messages"], json!([]), "{q}");
         }
     }
-    let v = app.list(&format!("{L10}&include_messages=true")).await.ok_list();
+    let v = app
+        .list(&format!("{L10}&include_messages=true"))
+        .await
+        .ok_list();
     assert_eq!(message_ids(&v["data"][0]), [50003, 50002, 50001, 50000]);
 }
 
@@ -136,7 +199,9 @@ async fn newest_messages_first_and_capped() {
 async fn messages_since_filters_messages_not_conversations() {
     let app = TestApp::new().await;
     let v = app
-        .list(&format!("{L10}&messages=10&messages_since=2024-03-10T10:00:00Z"))
+        .list(&format!(
+            "{L10}&messages=10&messages_since=2024-03-10T10:00:00Z"
+        ))
         .await
         .ok_list();
     assert_eq!(v["count"], 4);
@@ -144,12 +209,16 @@ async fn messages_since_filters_messages_not_conversations() {
     assert_eq!(message_ids(&v["data"][3]), Vec::<i64>::new());
     // Exact comparison: .9991 is after the message at .999, .999 is not.
     let v = app
-        .list(&format!("{L10}&messages=10&messages_since=2024-03-10T09:59:59.9991Z"))
+        .list(&format!(
+            "{L10}&messages=10&messages_since=2024-03-10T09:59:59.9991Z"
+        ))
         .await
         .ok_list();
     assert_eq!(message_ids(&v["data"][0]), [50003, 50002, 50001]);
     let v = app
-        .list(&format!("{L10}&messages=10&messages_since=2024-03-10T09:59:59.999Z"))
+        .list(&format!(
+            "{L10}&messages=10&messages_since=2024-03-10T09:59:59.999Z"
+        ))
         .await
         .ok_list();
     assert_eq!(message_ids(&v["data"][0]), [50003, 50002, 50001, 50000]);
@@ -166,10 +235,19 @@ async fn updated_since_filters_and_counts() {
     assert_eq!(v["count"], 1);
     // Messages updated since: 50001 was seen on 03-11, 50002 and 50003 were written after.
     assert_eq!(message_ids(&v["data"][0]), [50003, 50002, 50001]);
-    let v = app.list(&format!("{L10}&updated_since=2024-03-01")).await.ok_list();
+    let v = app
+        .list(&format!("{L10}&updated_since=2024-03-01"))
+        .await
+        .ok_list();
     assert_eq!(v["count"], 3);
-    let v = app.list(&format!("{L10}&updated_since=2030-01-01")).await.ok_list();
-    assert_eq!((v["data"].clone(), v["count"].clone()), (json!([]), json!(0)));
+    let v = app
+        .list(&format!("{L10}&updated_since=2030-01-01"))
+        .await
+        .ok_list();
+    assert_eq!(
+        (v["data"].clone(), v["count"].clone()),
+        (json!([]), json!(0))
+    );
 }
 
 #[tokio::test]
@@ -195,9 +273,15 @@ async fn created_at_with_tz_across_dst() {
     let v = app.list(&format!("{L10}&messages=10")).await.ok_list();
     let msgs = &v["data"][0]["messages"];
     // 50000 is the last millisecond of PST, 50001 the first of PDT.
-    assert_eq!(msgs[3]["created_at_with_tz"], "2024-03-10T01:59:59.999-08:00");
+    assert_eq!(
+        msgs[3]["created_at_with_tz"],
+        "2024-03-10T01:59:59.999-08:00"
+    );
     assert_eq!(msgs[3]["timezone_offset"], "-08:00");
-    assert_eq!(msgs[2]["created_at_with_tz"], "2024-03-10T03:00:00.000-07:00");
+    assert_eq!(
+        msgs[2]["created_at_with_tz"],
+        "2024-03-10T03:00:00.000-07:00"
+    );
     assert_eq!(msgs[2]["timezone_offset"], "-07:00");
     let v = app
         .list("subdomain=acme&location_id=11&messages=1")
@@ -211,7 +295,10 @@ async fn created_at_with_tz_across_dst() {
 #[tokio::test]
 async fn senders_names_and_attachments() {
     let app = TestApp::new().await;
-    let v = app.list(&format!("{L10}&messages=10&per_page=10")).await.ok_list();
+    let v = app
+        .list(&format!("{L10}&messages=10&per_page=10"))
+        .await
+        .ok_list();
     let m = &v["data"][0]["messages"];
     assert_eq!(
         m[3]["sender_info"],
@@ -236,7 +323,14 @@ async fn senders_names_and_attachments() {
     assert_eq!(m[0]["attachment_updated_at"], "2024-03-12T08:05:01.000Z");
     assert_eq!(m[0]["sms_msg_id"], 777);
     assert_eq!(m[0]["is_custom_reminder_response"], true);
-    for field in ["attachment_file_name", "attachment_content_type", "attachment_file_size", "attachment_updated_at", "attachment_url", "sms_msg_id"] {
+    for field in [
+        "attachment_file_name",
+        "attachment_content_type",
+        "attachment_file_size",
+        "attachment_updated_at",
+        "attachment_url",
+        "sms_msg_id",
+    ] {
         assert_eq!(m[1][field], Value::Null, "{field}");
     }
     // A staff user without a last name; a patient with a middle name; one without any name.
@@ -255,7 +349,10 @@ async fn senders_names_and_attachments() {
 #[tokio::test]
 async fn subdomain_is_case_insensitive_and_parameter_names_are_not() {
     let app = TestApp::new().await;
-    assert_eq!(app.list("subdomain=ACME&location_id=10").await.ids().len(), 4);
+    assert_eq!(
+        app.list("subdomain=ACME&location_id=10").await.ids().len(),
+        4
+    );
     let e = app.list("Subdomain=acme&location_id=10").await.errors(400);
     assert_eq!(e, ["subdomain is missing"]);
 }
@@ -291,11 +388,15 @@ async fn bad_parameters_are_all_listed() {
         ["per_page must be a positive integer"]
     );
     assert_eq!(
-        app.list(&format!("{L10}&messages_since=2024-01-01Z")).await.errors(400),
+        app.list(&format!("{L10}&messages_since=2024-01-01Z"))
+            .await
+            .errors(400),
         ["messages_since is not a valid date/time"]
     );
     assert_eq!(
-        app.list("subdomain=acme&location_id=99999999999999999999").await.errors(400),
+        app.list("subdomain=acme&location_id=99999999999999999999")
+            .await
+            .errors(400),
         ["location_id must be a positive integer"]
     );
 }
@@ -304,7 +405,9 @@ async fn bad_parameters_are_all_listed() {
 async fn empty_values_mean_absent() {
     let app = TestApp::new().await;
     let v = app
-        .list(&format!("{L10}&page=&per_page=&messages=&messages_since=&updated_since=&include_messages="))
+        .list(&format!(
+            "{L10}&page=&per_page=&messages=&messages_since=&updated_since=&include_messages="
+        ))
         .await
         .ok_list();
     assert_eq!(v["description"], "Success");

@@ -18,7 +18,9 @@ fn contract_examples_parse() {
 #[test]
 fn optional_keys_default() {
     let r = Record::parse_line(r#"{"type":"patient","id":1,"institution_id":1}"#).expect("parses");
-    let Record::Patient(p) = r else { panic!("not a patient") };
+    let Record::Patient(p) = r else {
+        panic!("not a patient")
+    };
     assert_eq!(p.bio, None);
     assert!(!p.inactive && !p.unsubscribe_sms);
     assert_eq!(p.created_at, None);
@@ -26,25 +28,53 @@ fn optional_keys_default() {
 
 #[test]
 fn bio_keeps_key_order_and_drops_whitespace() {
-    let r = Record::parse_line(r#"{"type":"patient","id":1,"institution_id":1,"bio":{ "z": 1, "a" : "x y\"" }}"#)
-        .expect("parses");
-    let Record::Patient(p) = r else { panic!("not a patient") };
+    let r = Record::parse_line(
+        r#"{"type":"patient","id":1,"institution_id":1,"bio":{ "z": 1, "a" : "x y\"" }}"#,
+    )
+    .expect("parses");
+    let Record::Patient(p) = r else {
+        panic!("not a patient")
+    };
     assert_eq!(p.bio.as_deref(), Some(r#"{"z":1,"a":"x y\""}"#));
 }
 
 #[test]
 fn typos_and_bad_values_are_named() {
     let cases = [
-        (r#"{"type":"user","id":5,"institution_id":1,"frist_name":"Sam"}"#, "frist_name"),
+        (
+            r#"{"type":"user","id":5,"institution_id":1,"frist_name":"Sam"}"#,
+            "frist_name",
+        ),
         (r#"{"id":5,"type":"user","institution_id":1}"#, "first key"),
         (r#"{"type":"robot","id":5}"#, "robot"),
-        (r#"{"type":"conversation","id":1,"location_id":1,"patient_id":1,"created_at":"2024-01-01T00:00:00Z","updated_at":"2024-01-01T00:00:00Z"}"#, "updated_at"),
-        (r#"{"type":"conversation","id":1,"location_id":1,"patient_id":1,"created_at":"2024-01-01"}"#, "RFC 3339"),
-        (r#"{"type":"message","id":1,"conversation_id":1,"body":"x","created_at":"2024-01-01T00:00:00Z","sender":{"type":"Bot","id":1}}"#, "Bot"),
-        (r#"{"type":"message","id":1,"conversation_id":1,"body":"x","created_at":"2024-01-01T00:00:00Z","sender":{"type":"System","id":1}}"#, "System"),
-        (r#"{"type":"message","id":1,"conversation_id":1,"body":"x","created_at":"2024-01-01T00:00:00Z","sender":{"type":"User"}}"#, "needs an id"),
-        (r#"{"type":"patient","id":1,"institution_id":1,"bio":[1]}"#, "bio"),
-        (r#"{"type":"institution","id":"1","subdomain":"a","name":"b"}"#, "invalid type"),
+        (
+            r#"{"type":"conversation","id":1,"location_id":1,"patient_id":1,"created_at":"2024-01-01T00:00:00Z","updated_at":"2024-01-01T00:00:00Z"}"#,
+            "updated_at",
+        ),
+        (
+            r#"{"type":"conversation","id":1,"location_id":1,"patient_id":1,"created_at":"2024-01-01"}"#,
+            "RFC 3339",
+        ),
+        (
+            r#"{"type":"message","id":1,"conversation_id":1,"body":"x","created_at":"2024-01-01T00:00:00Z","sender":{"type":"Bot","id":1}}"#,
+            "Bot",
+        ),
+        (
+            r#"{"type":"message","id":1,"conversation_id":1,"body":"x","created_at":"2024-01-01T00:00:00Z","sender":{"type":"System","id":1}}"#,
+            "System",
+        ),
+        (
+            r#"{"type":"message","id":1,"conversation_id":1,"body":"x","created_at":"2024-01-01T00:00:00Z","sender":{"type":"User"}}"#,
+            "needs an id",
+        ),
+        (
+            r#"{"type":"patient","id":1,"institution_id":1,"bio":[1]}"#,
+            "bio",
+        ),
+        (
+            r#"{"type":"institution","id":"1","subdomain":"a","name":"b"}"#,
+            "invalid type",
+        ),
         ("not json", "expected"),
     ];
     for (line, needle) in cases {
@@ -60,6 +90,8 @@ fn timestamps_truncate_to_the_millisecond() {
         r#"{"type":"conversation","id":1,"location_id":1,"patient_id":1,"created_at":"2024-01-01T02:00:00.123999+02:00"}"#,
     )
     .expect("parses");
-    let Record::Conversation(c) = r else { panic!("not a conversation") };
+    let Record::Conversation(c) = r else {
+        panic!("not a conversation")
+    };
     assert_eq!(c.created_at.0.to_utc_string(), "2024-01-01T00:00:00.123Z");
 }

@@ -19,7 +19,13 @@ const BASE: &str = "subdomain=acme&location_id=10";
 #[test]
 fn defaults() {
     let p = ok(BASE);
-    assert_eq!(p.scope, Scope { subdomain: "acme".into(), location_id: 10 });
+    assert_eq!(
+        p.scope,
+        Scope {
+            subdomain: "acme".into(),
+            location_id: 10
+        }
+    );
     assert_eq!(p.query.limit, 5);
     assert_eq!(p.query.offset, 0);
     assert_eq!(p.query.messages, None);
@@ -53,11 +59,20 @@ fn messages_inclusion_rules() {
     assert_eq!(inc("&messages=3").map(|m| m.limit), Some(3));
     assert_eq!(inc("&include_messages=true").map(|m| m.limit), Some(10));
     assert_eq!(inc("&include_messages=TRUE").map(|m| m.limit), Some(10));
-    assert_eq!(inc("&include_messages=1&messages=0").map(|m| m.limit), Some(0));
+    assert_eq!(
+        inc("&include_messages=1&messages=0").map(|m| m.limit),
+        Some(0)
+    );
     assert_eq!(inc("&include_messages=false&messages=3"), None);
     assert_eq!(inc("&include_messages=0&messages=3"), None);
-    assert_eq!(inc("&include_messages=&messages=3").map(|m| m.limit), Some(3));
-    assert_eq!(inc("&messages=&include_messages=True").map(|m| m.limit), Some(10));
+    assert_eq!(
+        inc("&include_messages=&messages=3").map(|m| m.limit),
+        Some(3)
+    );
+    assert_eq!(
+        inc("&messages=&include_messages=True").map(|m| m.limit),
+        Some(10)
+    );
 }
 
 #[test]
@@ -71,7 +86,9 @@ fn messages_cap_note_only_when_included() {
 
 #[test]
 fn notes_come_in_the_contract_order() {
-    let p = ok(&format!("{BASE}&messages=101&zeta=1&per_page=500&alpha=2&zeta=3&=x&Page=2"));
+    let p = ok(&format!(
+        "{BASE}&messages=101&zeta=1&per_page=500&alpha=2&zeta=3&=x&Page=2"
+    ));
     assert_eq!(
         description(&p.notes),
         "Note that following parameters are ignored: zeta, alpha, Page. per_page is capped at 100. messages is capped at 100."
@@ -81,12 +98,17 @@ fn notes_come_in_the_contract_order() {
 #[test]
 fn ignored_names_are_percent_decoded() {
     let p = ok(&format!("{BASE}&f%6Fo=1&b+r=2"));
-    assert_eq!(p.notes, vec!["Note that following parameters are ignored: foo, b r."]);
+    assert_eq!(
+        p.notes,
+        vec!["Note that following parameters are ignored: foo, b r."]
+    );
 }
 
 #[test]
 fn since_filters() {
-    let p = ok(&format!("{BASE}&messages_since=2024-01-01&updated_since=2024-01-02T00:00:00 0000&messages=2"));
+    let p = ok(&format!(
+        "{BASE}&messages_since=2024-01-01&updated_since=2024-01-02T00:00:00 0000&messages=2"
+    ));
     let m = p.query.messages.expect("included");
     assert_eq!(m.created_since, Some(Millis(1_704_067_200_000)));
     assert_eq!(m.updated_since, Some(Millis(1_704_153_600_000)));
@@ -100,14 +122,22 @@ fn since_filters() {
 
 #[test]
 fn missing_scope() {
-    assert_eq!(errs(""), vec!["subdomain is missing", "location_id is missing"]);
-    assert_eq!(errs("subdomain=&location_id="), vec!["subdomain is missing", "location_id is missing"]);
+    assert_eq!(
+        errs(""),
+        vec!["subdomain is missing", "location_id is missing"]
+    );
+    assert_eq!(
+        errs("subdomain=&location_id="),
+        vec!["subdomain is missing", "location_id is missing"]
+    );
     assert_eq!(errs("location_id=1"), vec!["subdomain is missing"]);
 }
 
 #[test]
 fn every_bad_parameter_is_listed_in_table_order() {
-    let e = errs("location_id=x&page=0&per_page=-1&include_messages=maybe&messages=abc&messages_since=nope&updated_since=2024-13-01");
+    let e = errs(
+        "location_id=x&page=0&per_page=-1&include_messages=maybe&messages=abc&messages_since=nope&updated_since=2024-13-01",
+    );
     assert_eq!(
         e,
         vec![
@@ -125,12 +155,31 @@ fn every_bad_parameter_is_listed_in_table_order() {
 
 #[test]
 fn integers_are_strict() {
-    for bad in ["0", "-1", "+1", " 1", "1 ", "1.0", "1e3", "0x10", "9223372036854775808", "abc"] {
-        let e = errs(&format!("subdomain=a&location_id={}", bad.replace(' ', "%20").replace('+', "%2B")));
+    for bad in [
+        "0",
+        "-1",
+        "+1",
+        " 1",
+        "1 ",
+        "1.0",
+        "1e3",
+        "0x10",
+        "9223372036854775808",
+        "abc",
+    ] {
+        let e = errs(&format!(
+            "subdomain=a&location_id={}",
+            bad.replace(' ', "%20").replace('+', "%2B")
+        ));
         assert_eq!(e, vec!["location_id must be a positive integer"], "{bad}");
     }
     assert_eq!(ok("subdomain=a&location_id=007").scope.location_id, 7);
-    assert_eq!(ok("subdomain=a&location_id=9223372036854775807").scope.location_id, i64::MAX);
+    assert_eq!(
+        ok("subdomain=a&location_id=9223372036854775807")
+            .scope
+            .location_id,
+        i64::MAX
+    );
 }
 
 #[test]
@@ -138,12 +187,17 @@ fn last_value_wins() {
     let p = ok("subdomain=a&location_id=x&location_id=5&page=0&page=2");
     assert_eq!(p.scope.location_id, 5);
     assert_eq!(p.query.offset, 5);
-    assert_eq!(errs("subdomain=a&location_id=5&location_id=y"), vec!["location_id must be a positive integer"]);
+    assert_eq!(
+        errs("subdomain=a&location_id=5&location_id=y"),
+        vec!["location_id must be a positive integer"]
+    );
 }
 
 #[test]
 fn known_parameters_are_never_ignored() {
-    let p = ok(&format!("{BASE}&include_messages=false&messages=4&messages_since=2024-01-01"));
+    let p = ok(&format!(
+        "{BASE}&include_messages=false&messages=4&messages_since=2024-01-01"
+    ));
     assert!(p.notes.is_empty(), "{:?}", p.notes);
 }
 

@@ -47,10 +47,30 @@ fn a_space_is_an_unencoded_plus() {
 #[test]
 fn fractions_are_exact() {
     let a = q("2024-01-01T00:00:56.1221Z").expect("valid");
-    assert_eq!(a.ceil_millis(), q("2024-01-01T00:00:56.123Z").expect("valid").floor_millis());
-    assert_eq!(q("2024-01-01T00:00:56.122Z").expect("valid").ceil_millis().0 % 1000, 122);
-    assert_eq!(q("2024-01-01T00:00:56.123456789Z").expect("valid").ceil_millis().0 % 1000, 124);
-    assert_eq!(q("2024-01-01T00:00:56.5").expect("valid").floor_millis().0 % 1000, 500);
+    assert_eq!(
+        a.ceil_millis(),
+        q("2024-01-01T00:00:56.123Z").expect("valid").floor_millis()
+    );
+    assert_eq!(
+        q("2024-01-01T00:00:56.122Z")
+            .expect("valid")
+            .ceil_millis()
+            .0
+            % 1000,
+        122
+    );
+    assert_eq!(
+        q("2024-01-01T00:00:56.123456789Z")
+            .expect("valid")
+            .ceil_millis()
+            .0
+            % 1000,
+        124
+    );
+    assert_eq!(
+        q("2024-01-01T00:00:56.5").expect("valid").floor_millis().0 % 1000,
+        500
+    );
 }
 
 #[test]
@@ -99,7 +119,10 @@ fn import_needs_an_offset() {
 #[test]
 fn utc_output_format() {
     assert_eq!(Millis(0).to_utc_string(), "1970-01-01T00:00:00.000Z");
-    assert_eq!(Millis(1_714_581_000_007).to_utc_string(), "2024-05-01T16:30:00.007Z");
+    assert_eq!(
+        Millis(1_714_581_000_007).to_utc_string(),
+        "2024-05-01T16:30:00.007Z"
+    );
     assert_eq!(Millis(-1).to_utc_string(), "1969-12-31T23:59:59.999Z");
 }
 

@@ -109,7 +109,9 @@ impl TestApp {
                 .await
                 .expect("open store"),
         );
-        import_text(store.as_ref(), FIXTURE).await.expect("fixture imports");
+        import_text(store.as_ref(), FIXTURE)
+            .await
+            .expect("fixture imports");
         let key = store
             .create_api_key(&["acme".to_string()])
             .await
@@ -175,8 +177,18 @@ impl Reply {
     pub fn errors(&self, status: u16) -> Vec<String> {
         assert_eq!(self.status.as_u16(), status, "{}", self.text);
         let v = self.json();
-        let keys: Vec<&str> = v.as_object().expect("object").keys().map(String::as_str).collect();
-        assert_eq!(keys, ["code", "description", "error", "data"], "{}", self.text);
+        let keys: Vec<&str> = v
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            ["code", "description", "error", "data"],
+            "{}",
+            self.text
+        );
         assert_eq!(v["code"], false);
         assert!(v["description"].is_null() && v["data"].is_null());
         let errors: Vec<String> = v["error"]
@@ -193,7 +205,12 @@ impl Reply {
     pub fn ok_list(&self) -> Value {
         assert_eq!(self.status, StatusCode::OK, "{}", self.text);
         let v = self.json();
-        let keys: Vec<&str> = v.as_object().expect("object").keys().map(String::as_str).collect();
+        let keys: Vec<&str> = v
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
         assert_eq!(keys, ["code", "description", "error", "data", "count"]);
         assert_eq!(v["code"], true);
         assert_eq!(v["error"], serde_json::json!([]));

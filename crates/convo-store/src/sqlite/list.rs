@@ -34,8 +34,12 @@ macro_rules! page_sql {
 pub(crate) const PAGE_SQL: &str = page_sql!("AND ?5 IS NULL");
 pub(crate) const PAGE_SINCE_SQL: &str = page_sql!("AND updated_at >= ?5");
 
+// Newest N per conversation without a window over whole threads: a correlated subquery finds
+// the N-th newest message's `created_at` (walking N entries of an index), and the outer join
+// reads the index range from there. CROSS JOIN pins the page's ids as the outer loop. Rows that
+// tie with the boundary millisecond may exceed N; `attach_messages` cuts them.
 macro_rules! messages_sql {
-    ($newest:literal) => {
+    ($index:literal, $outer:literal, $inner:literal) => {
         concat!(
             "SELECT m.id, m.conversation_id, m.body, m.created_at, m.updated_at, m.sender_type,
                     m.sender_id, m.seen_by, m.has_attachment, m.attachment_file_name,
@@ -43,9 +47,13 @@ macro_rules! messages_sql {
                     m.attachment_updated_at, m.sms_msg_id, m.is_custom_reminder_response,
                     u.first_name, u.last_name, u.image, sp.first_name, sp.middle_name, sp.last_name
              FROM json_each(?1) AS cv
-             JOIN messages m ON m.id IN (",
-            $newest,
-            ")
+             CROSS JOIN messages m INDEXED BY ", $index, "
+                ON m.conversation_id = cv.value ", $outer, "
+               AND m.created_at >= coalesce(
+                   (SELECT created_at FROM messages INDEXED BY ", $index, "
+                     WHERE conversation_id = cv.value AND created_at >= ?2 ", $inner, "
+                     ORDER BY created_at DESC, id DESC LIMIT 1 OFFSET ?3 - 1),
+                   ?2)
              LEFT JOIN users u ON m.sender_type = 'User' AND u.id = m.sender_id
              LEFT JOIN patients sp ON m.sender_type = 'Patient' AND sp.id = m.sender_id
              ORDER BY cv.key, m.created_at DESC, m.id DESC"
@@ -53,18 +61,15 @@ macro_rules! messages_sql {
     };
 }
 
-/// Newest N per conversation, walking the thread index from its newest end.
-pub(crate) const MESSAGES_SQL: &str = messages_sql!(
-    "SELECT id FROM messages
-     WHERE conversation_id = cv.value AND created_at >= ?2 AND ?4 IS NULL
-     ORDER BY created_at DESC, id DESC LIMIT ?3"
-);
+/// Newest N per conversation, from the newest end of each thread's index.
+pub(crate) const MESSAGES_SQL: &str = messages_sql!("messages_thread", "AND ?4 IS NULL", "");
 
-/// Polling (`updated_since`): the few messages updated since then, found by the updated index.
+/// Polling (`updated_since`): only the messages updated since then are candidates, found
+/// through the updated index, so the work is what changed rather than the thread's length.
 pub(crate) const MESSAGES_UPDATED_SQL: &str = messages_sql!(
-    "SELECT id FROM messages INDEXED BY messages_updated
-     WHERE conversation_id = cv.value AND updated_at >= ?4 AND created_at >= ?2
-     ORDER BY created_at DESC, id DESC LIMIT ?3"
+    "messages_updated",
+    "AND m.updated_at >= ?4",
+    "AND updated_at >= ?4"
 );
 
 const COUNT_SQL: &str =
@@ -194,6 +199,7 @@ pub(crate) fn attach_messages(
         ])
         .db()?;
     // Rows come grouped by page position, so one forward walk places them.
+    let limit = usize::try_from(q.limit).unwrap_or(usize::MAX);
     let mut slot = 0;
     while let Some(row) = rows.next().db()? {
         let message = message_from(row).db()?;
@@ -201,7 +207,8 @@ pub(crate) fn attach_messages(
             slot += 1;
         }
         match conversations.get_mut(slot) {
-            Some(c) => c.messages.push(message),
+            Some(c) if c.messages.len() < limit => c.messages.push(message),
+            Some(_) => {}
             None => {
                 return Err(StoreError::Internal(
                     "message rows out of page order".into(),

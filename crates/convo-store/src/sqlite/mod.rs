@@ -141,8 +141,11 @@ impl SqliteStore {
 
     /// Refreshes the planner's statistics (the server does it at start).
     pub async fn analyze(&self) -> Result<(), StoreError> {
-        self.write(|conn| conn.execute_batch("PRAGMA optimize = 0x10002;").db())
-            .await
+        self.write(|conn| {
+            conn.execute_batch("PRAGMA analysis_limit = 400; PRAGMA optimize = 0x10002;")
+                .db()
+        })
+        .await
     }
 }
 

@@ -89,7 +89,7 @@ CREATE TABLE messages (
 );
 -- Newest-N of a thread is a range scan; the second serves `updated_since` polling.
 CREATE INDEX messages_thread ON messages (conversation_id, created_at DESC, id DESC);
-CREATE INDEX messages_updated ON messages (conversation_id, updated_at);
+CREATE INDEX messages_updated ON messages (conversation_id, updated_at, created_at);
 
 CREATE TABLE api_keys (
     id         INTEGER PRIMARY KEY,

@@ -1,0 +1,253 @@
+//! Authentication, versioning and every 4xx with the envelope, in the contract's precedence.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::Request;
+use common::TestApp;
+use convo_core::Store;
+use convo_server::{ApiConfig, Tokens};
+
+const OK_QUERY: &str = "/conversations?subdomain=acme&location_id=10";
+
+fn get(uri: &str) -> axum::http::request::Builder {
+    Request::get(uri)
+}
+
+#[tokio::test]
+async fn authenticates_issues_a_working_token() {
+    let app = TestApp::new().await;
+    let key = app
+        .store
+        .create_api_key(&["acme".into()])
+        .await
+        .expect("key");
+    let reply = app
+        .send(
+            Request::post("/authenticates")
+                .header("authorization", &key.raw)
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    let v = reply.json();
+    let keys: Vec<&str> = v
+        .as_object()
+        .expect("obj")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["code", "description", "error", "data"]);
+    assert_eq!(v["description"], "Authenticated");
+    let token = v["data"]["token"].as_str().expect("token");
+    assert_eq!(token.split('.').count(), 3);
+    let listed = app
+        .send(
+            get(OK_QUERY)
+                .header("authorization", format!("bearer {token}"))
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
+    assert_eq!(listed.status.as_u16(), 200);
+}
+
+#[tokio::test]
+async fn authenticates_refuses_wrong_or_missing_keys() {
+    let app = TestApp::new().await;
+    for header in [Some("cvk_nope"), Some(""), None, Some("Bearer cvk_nope")] {
+        let mut req = Request::post("/authenticates");
+        if let Some(h) = header {
+            req = req.header("authorization", h);
+        }
+        let e = app
+            .send(req.body(Body::empty()).expect("req"))
+            .await
+            .errors(401);
+        assert_eq!(e, ["API key is missing or invalid"]);
+    }
+}
+
+#[tokio::test]
+async fn bearer_tokens_are_checked() {
+    let app = TestApp::new().await;
+    let forged = Tokens::new(b"another-secret", 3600)
+        .issue(app.key_id)
+        .expect("token");
+    let cases: Vec<Option<String>> = vec![
+        None,
+        Some("Bearer".into()),
+        Some("Basic abc".into()),
+        Some(format!("Token {}", app.token)),
+        Some("Bearer not-a-jwt".into()),
+        Some(format!("Bearer {forged}")),
+        Some(format!(
+            "Bearer {}",
+            app.state.tokens.issue(99_999).expect("token")
+        )),
+    ];
+    for auth in cases {
+        let mut req = get(OK_QUERY);
+        if let Some(a) = &auth {
+            req = req.header("authorization", a);
+        }
+        let reply = app.send(req.body(Body::empty()).expect("req")).await;
+        reply.errors(401);
+    }
+}
+
+#[tokio::test]
+async fn expired_tokens_are_refused() {
+    let app = TestApp::with_config(ApiConfig {
+        token_ttl: 1,
+        ..ApiConfig::default()
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    app.list("subdomain=acme&location_id=10").await.errors(401);
+}
+
+#[tokio::test]
+async fn revoking_a_key_stops_its_tokens_at_once() {
+    let app = TestApp::new().await;
+    assert_eq!(
+        app.list("subdomain=acme&location_id=10")
+            .await
+            .status
+            .as_u16(),
+        200
+    );
+    assert!(app.store.revoke_api_key(app.key_id).await.expect("revoke"));
+    let e = app.list("subdomain=acme&location_id=10").await.errors(401);
+    assert_eq!(e, ["Bearer token is invalid, expired or revoked"]);
+    // Revoked beats bad parameters (401 before 400).
+    app.list("page=0").await.errors(401);
+}
+
+#[tokio::test]
+async fn unknown_route_and_wrong_method() {
+    let app = TestApp::new().await;
+    assert_eq!(app.get("/nope").await.errors(404), ["Route not found"]);
+    assert_eq!(app.get("/").await.errors(404), ["Route not found"]);
+    let reply = app
+        .send(Request::post(OK_QUERY).body(Body::empty()).expect("req"))
+        .await;
+    assert_eq!(reply.errors(405), ["Method not allowed"]);
+    let reply = app
+        .send(
+            Request::delete("/authenticates")
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
+    reply.errors(405);
+    // Wrong method beats a bad Accept version (405 before 404).
+    let reply = app
+        .send(
+            Request::put(OK_QUERY)
+                .header("accept", "application/vnd.Nexhealth+json;version=3")
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
+    reply.errors(405);
+}
+
+#[tokio::test]
+async fn accept_versions() {
+    let app = TestApp::new().await;
+    let with_accept = |accept: &'static str| {
+        get(OK_QUERY)
+            .header("authorization", format!("Bearer {}", app.token))
+            .header("accept", accept)
+            .body(Body::empty())
+            .expect("req")
+    };
+    for ok in [
+        "application/vnd.Nexhealth+json;version=2",
+        "*/*",
+        "application/json",
+        "application/vnd.nexhealth+json",
+    ] {
+        assert_eq!(app.send(with_accept(ok)).await.status.as_u16(), 200, "{ok}");
+    }
+    app.send(with_accept("application/vnd.Nexhealth+json;version=3"))
+        .await
+        .errors(404);
+    // A bad version beats a missing token (404 before 401).
+    let reply = app
+        .send(
+            get(OK_QUERY)
+                .header("accept", "application/vnd.Nexhealth+json;version=1")
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
+    reply.errors(404);
+}
+
+#[tokio::test]
+async fn strict_version_requires_the_vendor_type() {
+    let app = TestApp::with_config(ApiConfig {
+        strict_version: true,
+        ..ApiConfig::default()
+    })
+    .await;
+    app.list("subdomain=acme&location_id=10").await.errors(404);
+    let reply = app
+        .send(
+            get(OK_QUERY)
+                .header("authorization", format!("Bearer {}", app.token))
+                .header("accept", "application/vnd.Nexhealth+json;version=2")
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 200);
+}
+
+#[tokio::test]
+async fn precedence_401_400_403_404() {
+    let app = TestApp::new().await;
+    // No token and bad parameters: 401.
+    app.send(
+        get("/conversations?page=0")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await
+    .errors(401);
+    // Bad parameters and a forbidden subdomain: 400.
+    app.list("subdomain=other&location_id=20&page=0")
+        .await
+        .errors(400);
+    // Forbidden subdomain and a foreign location: 403.
+    app.list("subdomain=other&location_id=10").await.errors(403);
+    // Allowed subdomain, foreign location: 404.
+    app.list("subdomain=acme&location_id=20").await.errors(404);
+}
+
+#[tokio::test]
+async fn cursor_variant_is_not_served_yet() {
+    let app = TestApp::new().await;
+    let reply = app
+        .send(
+            get(OK_QUERY)
+                .header("authorization", format!("Bearer {}", app.token))
+                .header("nex-api-version", "v20240412")
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
+    reply.errors(404);
+}
+
+#[tokio::test]
+async fn responses_carry_a_request_id() {
+    let app = TestApp::new().await;
+    let reply = app.list("subdomain=acme&location_id=10").await;
+    assert!(reply.headers.contains_key("x-request-id"));
+    let err = app.get("/nope").await;
+    assert!(err.headers.contains_key("x-request-id"));
+}

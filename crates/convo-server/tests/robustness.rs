@@ -1,0 +1,205 @@
+//! Nothing a client sends breaks the server: arbitrary queries and headers, half-sent requests.
+//! And the list's cost is fixed: a constant number of statements, each on its index.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::Request;
+use common::TestApp;
+use proptest::prelude::*;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn query_strategy() -> impl Strategy<Value = String> {
+    let name = prop::sample::select(vec![
+        "subdomain",
+        "location_id",
+        "page",
+        "per_page",
+        "messages",
+        "messages_since",
+        "updated_since",
+        "include_messages",
+        "foo",
+        "",
+        "%00",
+        "per%5Fpage",
+    ]);
+    let value = prop::string::string_regex("[-a-zA-Z0-9%+:. TZ_=]{0,30}").expect("regex");
+    prop::collection::vec((name, value), 0..8).prop_map(|pairs| {
+        pairs
+            .into_iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join("&")
+    })
+}
+
+fn header_strategy() -> impl Strategy<Value = Vec<(&'static str, String)>> {
+    let name = prop::sample::select(vec![
+        "accept",
+        "authorization",
+        "nex-api-version",
+        "x-other",
+    ]);
+    let value = prop::string::string_regex("[ -~]{0,40}").expect("regex");
+    prop::collection::vec((name, value), 0..4)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    #[test]
+    fn never_a_5xx_always_the_envelope(
+        query in query_strategy(),
+        headers in header_strategy(),
+        good_token in any::<bool>(),
+        path in prop::sample::select(vec!["/conversations", "/authenticates", "/conversations/", "/x"]),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+        rt.block_on(async {
+            let app = app().await;
+            let mut req = Request::get(format!("{path}?{query}"));
+            if good_token {
+                req = req.header("authorization", format!("Bearer {}", app.token));
+            }
+            for (name, value) in &headers {
+                req = req.header(*name, value.as_str());
+            }
+            let Ok(req) = req.body(Body::empty()) else { return Ok(()) };
+            let reply = app.send(req).await;
+            prop_assert!(reply.status.as_u16() < 500, "{} {}", reply.status, reply.text);
+            let v = reply.json();
+            prop_assert!(v["code"].is_boolean());
+            prop_assert!(v["error"].is_array());
+            prop_assert_eq!(v["code"] == true, reply.status.is_success());
+            // The server still answers afterwards.
+            prop_assert_eq!(app.list("subdomain=acme&location_id=10").await.status.as_u16(), 200);
+            Ok(())
+        })?;
+    }
+}
+
+/// One app for all proptest cases (building one per case would dominate the run).
+async fn app() -> &'static TestApp {
+    static APP: tokio::sync::OnceCell<TestApp> = tokio::sync::OnceCell::const_new();
+    APP.get_or_init(TestApp::new).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_sent_request_does_not_block_others() {
+    let app = TestApp::new().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let state = app.state.clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(convo_server::serve(listener, state, async {
+        let _ = stop_rx.await;
+    }));
+    // A client that sends half a request line and then goes quiet.
+    let mut stalled = TcpStream::connect(addr).await.expect("connect");
+    stalled
+        .write_all(b"GET /conversations?subdomain=acme&loc")
+        .await
+        .expect("write");
+    // Another with headers but a body it never finishes.
+    let mut slow_body = TcpStream::connect(addr).await.expect("connect");
+    slow_body
+        .write_all(b"POST /authenticates HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab")
+        .await
+        .expect("write");
+    for _ in 0..3 {
+        let mut c = TcpStream::connect(addr).await.expect("connect");
+        let req = format!(
+            "GET /conversations?subdomain=acme&location_id=10 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            app.token
+        );
+        c.write_all(req.as_bytes()).await.expect("write");
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut out))
+            .await
+            .expect("answered while others stall")
+            .expect("read");
+        assert!(
+            out.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+    drop(stalled);
+    drop(slow_body);
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("graceful shutdown")
+        .expect("join")
+        .expect("serve");
+}
+
+#[tokio::test]
+async fn a_page_runs_a_constant_number_of_statements() {
+    let app = TestApp::new().await;
+    // More conversations than any page, each with messages, so page size matters if anything.
+    let mut extra = String::new();
+    for i in 0..150 {
+        let pid = 10_000 + i;
+        extra.push_str(&format!(
+            "{{\"type\":\"patient\",\"id\":{pid},\"institution_id\":1,\"created_at\":\"2024-01-01T00:00:00Z\",\"updated_at\":\"2024-01-01T00:00:00Z\"}}\n\
+             {{\"type\":\"conversation\",\"id\":{pid},\"location_id\":10,\"patient_id\":{pid},\"created_at\":\"2024-01-01T00:00:00Z\"}}\n"
+        ));
+        for j in 0..3 {
+            extra.push_str(&format!(
+                "{{\"type\":\"message\",\"id\":{},\"conversation_id\":{pid},\"body\":\"m\",\"created_at\":\"2024-01-0{}T00:00:00Z\",\"sender\":{{\"type\":\"Patient\",\"id\":{pid}}}}}\n",
+                pid * 10 + j,
+                j + 2
+            ));
+        }
+    }
+    common::import_text(app.store.as_ref(), &extra)
+        .await
+        .expect("import");
+    let mut counts = Vec::new();
+    for q in [
+        "per_page=1&messages=1",
+        "per_page=5&messages=5",
+        "per_page=100&messages=100",
+        "per_page=100&messages=100&page=2",
+        "per_page=100&messages=3&updated_since=2023-01-01&messages_since=2023-01-01",
+        "per_page=1&messages=1&updated_since=2023-01-01",
+        "per_page=100",
+    ] {
+        let before = app.statements.load(Ordering::SeqCst);
+        let reply = app
+            .list(&format!("subdomain=acme&location_id=10&{q}"))
+            .await;
+        assert_eq!(reply.status.as_u16(), 200);
+        counts.push((q, app.statements.load(Ordering::SeqCst) - before));
+    }
+    // access + BEGIN + page + messages + count + COMMIT; without messages, one fewer.
+    for (q, n) in &counts {
+        let expected = if q.contains("messages") { 6 } else { 5 };
+        assert_eq!(*n, expected, "{q}: {counts:?}");
+    }
+}
+
+#[tokio::test]
+async fn hot_statements_use_their_indexes() {
+    let app = TestApp::new().await;
+    for (name, sql) in convo_store::sqlite::hot_statements() {
+        let plan = app.store.query_plan(sql).await.expect("plan");
+        for line in &plan {
+            // A SCAN of a real table walks all of it; SEARCH uses an index range.
+            let scans_table = line.starts_with("SCAN ")
+                && !line.contains("VIRTUAL TABLE")
+                && !line.contains("json_each")
+                && !line.starts_with("SCAN pg")
+                && !line.starts_with("SCAN cv");
+            assert!(!scans_table, "{name}: full scan in {plan:?}");
+        }
+        assert!(
+            plan.iter().any(|l| l.starts_with("SEARCH")),
+            "{name}: no index search in {plan:?}"
+        );
+    }
+}
