@@ -230,7 +230,18 @@ pub fn records(now: Millis) -> Vec<Record> {
         }
     }
     // Message ids follow time, as a live system's would.
-    let mut messages = std::mem::take(&mut b.messages);
+    // Nothing in the future: follow-ups and reads that would land after `now` did not happen yet.
+    let mut messages: Vec<Message> = std::mem::take(&mut b.messages)
+        .into_iter()
+        .filter(|m| m.created_at.0 < now)
+        .map(|mut m| {
+            if m.updated_at.is_some_and(|u| u.0 >= now) {
+                m.updated_at = None;
+                m.seen_by.clear();
+            }
+            m
+        })
+        .collect();
     messages.sort_by_key(|m| (m.created_at.0, m.conversation_id));
     for (i, mut m) in messages.into_iter().enumerate() {
         m.id = i64::try_from(i).unwrap_or(0) + 1;
@@ -423,7 +434,12 @@ mod tests {
                 .windows(2)
                 .all(|w| w[0].created_at.0 <= w[1].created_at.0)
         );
-        assert!(messages.iter().all(|m| m.created_at.0 < now.0));
+        assert!(messages.iter().all(|m| m.created_at.0 < now));
+        assert!(
+            messages
+                .iter()
+                .all(|m| m.updated_at.is_none_or(|u| u.0 < now))
+        );
         assert!(
             a.iter()
                 .any(|r| matches!(r, Record::Patient(p) if p.unsubscribe_sms))

@@ -1,0 +1,231 @@
+//! The binary end to end: api-key create/list/revoke, import errors, serve on port 0 with
+//! graceful shutdown, and the demo.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+const FIXTURE: &str = r#"{"type":"institution","id":1,"subdomain":"acme","name":"Acme"}
+{"type":"location","id":10,"institution_id":1,"name":"A","tz":"America/Chicago"}
+{"type":"patient","id":100,"institution_id":1,"first_name":"Ana"}
+{"type":"conversation","id":1000,"location_id":10,"patient_id":100,"created_at":"2024-01-01T00:00:00Z"}
+"#;
+
+fn convo(db: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_convo"))
+        .arg("--database-url")
+        .arg(db)
+        .args(args)
+        .env_remove("CONVO_LISTEN")
+        .env_remove("CONVO_JWT_SECRET")
+        .output()
+        .expect("run convo")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn http(addr: &str, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(request.as_bytes()).expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}
+
+#[test]
+fn api_keys_end_to_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("c.db");
+    let file = dir.path().join("f.ndjson");
+    std::fs::write(&file, FIXTURE).expect("write");
+
+    let out = convo(&db, &["api-key", "create", "--subdomain", "acme"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("no institution has the subdomain `acme`"));
+
+    let out = convo(&db, &["import", file.to_str().expect("path")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(
+            "1 institutions, 1 locations, 1 patients, 0 users, 1 conversations, 0 messages"
+        )
+    );
+
+    let out = convo(&db, &["api-key", "create", "--subdomain", "acme"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let key = text(&out.stdout);
+    let key = key.trim_end_matches('\n');
+    assert!(
+        key.starts_with("cvk_") && !key.contains(char::is_whitespace),
+        "{key:?}"
+    );
+    assert!(text(&out.stderr).contains("created API key 1"));
+
+    let list = text(&convo(&db, &["api-key", "list"]).stdout);
+    assert!(list.contains("acme"), "{list}");
+    assert!(!list.contains(key), "the raw key is never listed");
+
+    // Serve on a free port and trade the key for a token.
+    let mut server = Command::new(env!("CARGO_BIN_EXE_convo"))
+        .args([
+            "--database-url",
+            db.to_str().expect("path"),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("CONVO_JWT_SECRET")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut logs = BufReader::new(server.stderr.take().expect("stderr"));
+    let mut addr = String::new();
+    let mut line = String::new();
+    while logs.read_line(&mut line).expect("log line") > 0 {
+        if let Some(i) = line.find("listening on ") {
+            addr = line[i + "listening on ".len()..].trim().to_string();
+            break;
+        }
+        line.clear();
+    }
+    assert!(addr.starts_with("127.0.0.1:"), "{line}");
+    // Keep draining logs so the server never blocks on a full pipe.
+    let drain = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = logs.read_to_string(&mut rest);
+        rest
+    });
+
+    let auth = http(
+        &addr,
+        &format!(
+            "POST /authenticates HTTP/1.1\r\nHost: x\r\nAuthorization: {key}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        ),
+    );
+    assert!(auth.starts_with("HTTP/1.1 201"), "{auth}");
+    let token = auth
+        .split("\"token\":\"")
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .expect("token")
+        .to_string();
+    let list_req = format!(
+        "GET /conversations?subdomain=acme&location_id=10 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    let listed = http(&addr, &list_req);
+    assert!(listed.starts_with("HTTP/1.1 200"), "{listed}");
+    assert!(listed.contains("\"count\":1"), "{listed}");
+
+    // Revoking from the CLI cuts the running server's tokens off at once.
+    let out = convo(&db, &["api-key", "revoke", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed = http(&addr, &list_req);
+    assert!(listed.starts_with("HTTP/1.1 401"), "{listed}");
+    let list = text(&convo(&db, &["api-key", "list"]).stdout);
+    assert!(
+        list.lines().nth(1).is_some_and(|l| l.contains(" yes ")),
+        "{list}"
+    );
+    assert!(!convo(&db, &["api-key", "revoke", "42"]).status.success());
+
+    // SIGTERM: graceful shutdown, exit 0.
+    let pid = server.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let status = server.wait().expect("wait");
+    let logs = drain.join().expect("drain");
+    assert!(status.success(), "{status:?}\n{logs}");
+    assert!(logs.contains("shutting down"), "{logs}");
+    // Never a secret or a body in the logs.
+    assert!(!logs.contains(key) && !logs.contains(&token), "{logs}");
+}
+
+#[test]
+fn import_reports_the_first_bad_line_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("c.db");
+    let file = dir.path().join("bad.ndjson");
+    std::fs::write(
+        &file,
+        format!("{FIXTURE}\n{{\"type\":\"patient\",\"id\":1}}\n"),
+    )
+    .expect("write");
+    let out = convo(&db, &["import", file.to_str().expect("path")]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("line 6: missing field `institution_id`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = convo(&db, &["api-key", "create", "--subdomain", "acme"]);
+    assert!(!out.status.success(), "nothing was imported");
+    let out = convo(
+        &db,
+        &[
+            "import",
+            dir.path().join("missing.ndjson").to_str().expect("path"),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("cannot open"));
+}
+
+#[test]
+fn import_reads_stdin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("c.db");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_convo"))
+        .args(["--database-url", db.to_str().expect("path"), "import", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(FIXTURE.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("1 conversations"));
+}
+
+#[test]
+fn demo_fills_once_and_prints_a_working_curl_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("demo.db");
+    let out = convo(&db, &["demo"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("curl -s -H 'Authorization: Bearer "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("/conversations?subdomain=bright-smiles&location_id=1"),
+        "{stdout}"
+    );
+    assert!(text(&out.stderr).contains("demo practice loaded"));
+    let again = convo(&db, &["demo"]);
+    assert!(again.status.success());
+    assert!(
+        text(&again.stderr).contains("adds nothing"),
+        "{}",
+        text(&again.stderr)
+    );
+}
