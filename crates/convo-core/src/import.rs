@@ -11,6 +11,8 @@ use serde_json::value::RawValue;
 use std::fmt;
 
 /// What the reader hands the store, in file order.
+// Nearly every item is a record; boxing it would add an allocation per line for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum ImportItem {
     Record {

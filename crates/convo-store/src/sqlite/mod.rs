@@ -22,11 +22,14 @@ use tokio::sync::mpsc;
 
 pub use list::hot_statements;
 
+/// A callback given the text of each statement SQLite starts.
+pub type TraceFn = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Knobs that tests and benchmarks need; the defaults suit a server.
 #[derive(Clone, Default)]
 pub struct SqliteOptions {
     /// Called with the text of every statement SQLite starts running (for statement counting).
-    pub trace: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    pub trace: Option<TraceFn>,
     /// Read connections; 0 picks a default from the number of cores.
     pub readers: usize,
 }

@@ -44,10 +44,10 @@ impl Pool {
             };
             let out = f(&mut conn);
             // A connection left inside a transaction by an error path must not be reused as is.
-            if conn.is_autocommit() {
-                if let Ok(mut v) = pool.idle.lock() {
-                    v.push(conn);
-                }
+            if conn.is_autocommit()
+                && let Ok(mut v) = pool.idle.lock()
+            {
+                v.push(conn);
             }
             out
         })
