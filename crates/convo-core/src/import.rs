@@ -254,6 +254,22 @@ impl<'de> Deserialize<'de> for Record {
     }
 }
 
+/// One line of an import file as the store wants it: `None` for a blank line, the record, or
+/// `line N: reason`.
+pub fn parse_numbered(
+    line: u64,
+    text: &str,
+) -> Option<Result<ImportItem, crate::store::ImportError>> {
+    if text.trim().is_empty() {
+        return None;
+    }
+    Some(
+        Record::parse_line(text)
+            .map(|record| ImportItem::Record { line, record })
+            .map_err(|reason| crate::store::ImportError::Line { line, reason }),
+    )
+}
+
 impl Record {
     /// Parses one non-blank line; the error is a reason without position noise.
     pub fn parse_line(line: &str) -> Result<Record, String> {

@@ -4,7 +4,7 @@
 
 use crate::CliError;
 use convo_core::Store;
-use convo_core::import::{ImportItem, Record};
+use convo_core::import::{ImportItem, parse_numbered};
 use convo_core::store::{ImportError, ImportSummary};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{BufRead, BufReader, Read};
@@ -39,15 +39,10 @@ pub fn read_records(
             line,
             reason: "not valid UTF-8".into(),
         })?;
-        if text.trim().is_empty() {
+        let Some(item) = parse_numbered(line, text) else {
             continue;
-        }
-        let record =
-            Record::parse_line(text).map_err(|reason| ImportError::Line { line, reason })?;
-        if tx
-            .blocking_send(ImportItem::Record { line, record })
-            .is_err()
-        {
+        };
+        if tx.blocking_send(item?).is_err() {
             // The store stopped (it refused a record); its error is the one to report.
             return Ok(());
         }

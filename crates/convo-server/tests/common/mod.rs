@@ -6,7 +6,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use convo_core::Store;
-use convo_core::import::{ImportItem, Record};
+use convo_core::import::{ImportItem, parse_numbered};
 use convo_core::store::{ImportError, ImportSummary};
 use convo_server::{ApiConfig, AppState, app};
 use convo_store::{SqliteOptions, SqliteStore};
@@ -69,20 +69,15 @@ pub async fn import_text(store: &dyn Store, text: &str) -> Result<ImportSummary,
         .collect();
     let feeder = tokio::spawn(async move {
         for (line, text) in lines {
-            if text.trim().is_empty() {
+            let Some(item) = parse_numbered(line, &text) else {
                 continue;
-            }
-            match Record::parse_line(&text) {
-                Ok(record) => {
-                    if tx.send(ImportItem::Record { line, record }).await.is_err() {
-                        return Ok(());
-                    }
-                }
-                Err(reason) => return Err(ImportError::Line { line, reason }),
+            };
+            if tx.send(item?).await.is_err() {
+                return Ok(());
             }
         }
         let _ = tx.send(ImportItem::Commit).await;
-        Ok(())
+        Ok::<(), ImportError>(())
     });
     let stored = store.import(rx).await;
     feeder.await.expect("feeder")?;
