@@ -270,6 +270,39 @@ pub fn parse_numbered(
     )
 }
 
+/// Imports records already in memory (the demo, tests): one transaction, committed at the end.
+pub async fn import_records(
+    store: &dyn crate::Store,
+    records: Vec<Record>,
+) -> Result<crate::store::ImportSummary, crate::store::ImportError> {
+    // Room for every item up front, so filling the channel never waits on the store.
+    let (tx, rx) = tokio::sync::mpsc::channel(records.len() + 1);
+    for (i, record) in records.into_iter().enumerate() {
+        let line = u64::try_from(i).unwrap_or(u64::MAX).saturating_add(1);
+        let _ = tx.try_send(ImportItem::Record { line, record });
+    }
+    let _ = tx.try_send(ImportItem::Commit);
+    drop(tx);
+    store.import(rx).await
+}
+
+/// Imports NDJSON text held in memory, with the file's line numbers in errors.
+pub async fn import_text(
+    store: &dyn crate::Store,
+    text: &str,
+) -> Result<crate::store::ImportSummary, crate::store::ImportError> {
+    let (tx, rx) = tokio::sync::mpsc::channel(text.lines().count() + 1);
+    for (i, line_text) in text.lines().enumerate() {
+        let line = u64::try_from(i).unwrap_or(u64::MAX).saturating_add(1);
+        if let Some(item) = parse_numbered(line, line_text) {
+            let _ = tx.try_send(item?);
+        }
+    }
+    let _ = tx.try_send(ImportItem::Commit);
+    drop(tx);
+    store.import(rx).await
+}
+
 impl Record {
     /// Parses one non-blank line; the error is a reason without position noise.
     pub fn parse_line(line: &str) -> Result<Record, String> {

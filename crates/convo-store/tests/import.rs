@@ -2,7 +2,7 @@
 //! line number.
 
 use convo_core::Store;
-use convo_core::import::{ImportItem, Record, parse_numbered};
+use convo_core::import::{ImportItem, Record};
 use convo_core::store::{ImportError, ImportSummary};
 use convo_store::{SqliteOptions, SqliteStore};
 use rusqlite::Connection;
@@ -33,27 +33,7 @@ async fn open() -> (SqliteStore, tempfile::TempDir, PathBuf) {
 }
 
 async fn import(store: &dyn Store, text: &str) -> Result<ImportSummary, ImportError> {
-    let (tx, rx) = mpsc::channel(4);
-    let lines: Vec<(u64, String)> = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i as u64 + 1, l.to_string()))
-        .collect();
-    let feeder = tokio::spawn(async move {
-        for (line, text) in lines {
-            let Some(item) = parse_numbered(line, &text) else {
-                continue;
-            };
-            if tx.send(item?).await.is_err() {
-                return Ok(());
-            }
-        }
-        let _ = tx.send(ImportItem::Commit).await;
-        Ok::<(), ImportError>(())
-    });
-    let stored = store.import(rx).await;
-    feeder.await.expect("feeder")?;
-    stored
+    convo_core::import::import_text(store, text).await
 }
 
 /// Every row of every data table, as text, for before/after comparisons.

@@ -6,13 +6,12 @@ use crate::CliError;
 use crate::cli::TokenArgs;
 use convo_core::Millis;
 use convo_core::import::{
-    AttachmentRec, Conversation, ImportItem, Institution, Location, Message, Patient, Record,
-    SenderRef, Ts, User,
+    AttachmentRec, Conversation, Institution, Location, Message, Patient, Record, SenderRef, Ts,
+    User, import_records,
 };
 use convo_core::{SenderKind, Store};
 use convo_server::Tokens;
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
 pub const SUBDOMAIN: &str = "bright-smiles";
 const PATIENTS: i64 = 320;
@@ -356,19 +355,7 @@ pub async fn seed_and_print(
     tokens: &TokenArgs,
 ) -> Result<(), CliError> {
     if store.is_empty().await? {
-        let records = records(Millis::now());
-        let (tx, rx) = mpsc::channel(1024);
-        let feed = tokio::spawn(async move {
-            for (i, record) in records.into_iter().enumerate() {
-                let line = u64::try_from(i).unwrap_or(0) + 1;
-                if tx.send(ImportItem::Record { line, record }).await.is_err() {
-                    return;
-                }
-            }
-            let _ = tx.send(ImportItem::Commit).await;
-        });
-        let summary = store.import(rx).await?;
-        let _ = feed.await;
+        let summary = import_records(store.as_ref(), records(Millis::now())).await?;
         eprintln!(
             "demo practice loaded: {} patients, {} conversations, {} messages",
             summary.patients, summary.conversations, summary.messages

@@ -6,15 +6,12 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use convo_core::Store;
-use convo_core::import::{ImportItem, parse_numbered};
-use convo_core::store::{ImportError, ImportSummary};
 use convo_server::{ApiConfig, AppState, app};
 use convo_store::{SqliteOptions, SqliteStore};
 use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tempfile::TempDir;
-use tokio::sync::mpsc;
 use tower::ServiceExt;
 
 pub const FIXTURE: &str = r#"
@@ -59,30 +56,7 @@ pub struct TestApp {
     pub dir: TempDir,
 }
 
-/// Feeds NDJSON text to the store the way `convo import` does (blank lines skipped).
-pub async fn import_text(store: &dyn Store, text: &str) -> Result<ImportSummary, ImportError> {
-    let (tx, rx) = mpsc::channel(16);
-    let lines: Vec<(u64, String)> = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i as u64 + 1, l.to_string()))
-        .collect();
-    let feeder = tokio::spawn(async move {
-        for (line, text) in lines {
-            let Some(item) = parse_numbered(line, &text) else {
-                continue;
-            };
-            if tx.send(item?).await.is_err() {
-                return Ok(());
-            }
-        }
-        let _ = tx.send(ImportItem::Commit).await;
-        Ok::<(), ImportError>(())
-    });
-    let stored = store.import(rx).await;
-    feeder.await.expect("feeder")?;
-    stored
-}
+pub use convo_core::import::import_text;
 
 impl TestApp {
     pub async fn new() -> Self {
@@ -157,6 +131,15 @@ impl TestApp {
     }
 }
 
+/// An object's keys in wire order (serde_json's `preserve_order` is on for tests).
+pub fn keys(v: &Value) -> Vec<&str> {
+    v.as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
 pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
@@ -172,14 +155,8 @@ impl Reply {
     pub fn errors(&self, status: u16) -> Vec<String> {
         assert_eq!(self.status.as_u16(), status, "{}", self.text);
         let v = self.json();
-        let keys: Vec<&str> = v
-            .as_object()
-            .expect("object")
-            .keys()
-            .map(String::as_str)
-            .collect();
         assert_eq!(
-            keys,
+            keys(&v),
             ["code", "description", "error", "data"],
             "{}",
             self.text
@@ -200,13 +177,7 @@ impl Reply {
     pub fn ok_list(&self) -> Value {
         assert_eq!(self.status, StatusCode::OK, "{}", self.text);
         let v = self.json();
-        let keys: Vec<&str> = v
-            .as_object()
-            .expect("object")
-            .keys()
-            .map(String::as_str)
-            .collect();
-        assert_eq!(keys, ["code", "description", "error", "data", "count"]);
+        assert_eq!(keys(&v), ["code", "description", "error", "data", "count"]);
         assert_eq!(v["code"], true);
         assert_eq!(v["error"], serde_json::json!([]));
         v
