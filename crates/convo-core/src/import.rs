@@ -5,8 +5,9 @@
 
 use crate::model::SenderKind;
 use crate::time::{Millis, OffsetRule, parse_datetime};
-use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::fmt;
 
@@ -23,7 +24,16 @@ pub enum ImportItem {
     Commit,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// Items travel to the store in batches: one channel hand-off (and thread wake-up) per item
+/// was most of a big import's system time.
+pub type ImportBatch = Vec<ImportItem>;
+
+/// Items per batch: big enough to amortise the hand-off, small enough to keep memory flat.
+pub const BATCH: usize = 512;
+
+/// Serialises as one line of the format, `type` first (the dataset generator writes these).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
 pub enum Record {
     Institution(Institution),
     Location(Location),
@@ -47,7 +57,13 @@ impl<'de> Deserialize<'de> for Ts {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+impl Serialize for Ts {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        crate::time::Utc(self.0).serialize(s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Institution {
     pub id: i64,
@@ -55,7 +71,7 @@ pub struct Institution {
     pub name: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Location {
     pub id: i64,
@@ -65,7 +81,7 @@ pub struct Location {
     pub phone_number: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Patient {
     pub id: i64,
@@ -76,7 +92,7 @@ pub struct Patient {
     pub email: Option<String>,
     pub foreign_id: Option<String>,
     pub foreign_id_type: Option<String>,
-    #[serde(default, deserialize_with = "bio")]
+    #[serde(default, deserialize_with = "bio", serialize_with = "bio_out")]
     pub bio: Option<String>,
     #[serde(default, deserialize_with = "flag")]
     pub inactive: bool,
@@ -88,7 +104,7 @@ pub struct Patient {
     pub updated_at: Option<Ts>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct User {
     pub id: i64,
@@ -99,7 +115,7 @@ pub struct User {
     pub image: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Conversation {
     pub id: i64,
@@ -108,7 +124,7 @@ pub struct Conversation {
     pub created_at: Ts,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Message {
     pub id: i64,
@@ -117,7 +133,7 @@ pub struct Message {
     pub created_at: Ts,
     pub updated_at: Option<Ts>,
     pub sender: SenderRef,
-    #[serde(default, deserialize_with = "seen_by")]
+    #[serde(default, deserialize_with = "seen_by", serialize_with = "seen_by_out")]
     pub seen_by: Vec<i64>,
     pub attachment: Option<AttachmentRec>,
     pub sms_msg_id: Option<i64>,
@@ -129,6 +145,15 @@ pub struct Message {
 pub struct SenderRef {
     pub kind: SenderKind,
     pub id: Option<i64>,
+}
+
+impl Serialize for SenderRef {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("type", self.kind.as_str())?;
+        map.serialize_entry("id", &self.id)?;
+        map.end()
+    }
 }
 
 impl<'de> Deserialize<'de> for SenderRef {
@@ -158,7 +183,7 @@ impl<'de> Deserialize<'de> for SenderRef {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AttachmentRec {
     pub file_name: Option<String>,
@@ -182,6 +207,17 @@ fn bio<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
         Some(r) if r.get().starts_with('{') => Ok(Some(compact_json(r.get()))),
         Some(_) => Err(de::Error::custom("bio must be a JSON object")),
     }
+}
+
+fn bio_out<S: Serializer>(bio: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    let text = bio.as_deref().unwrap_or("{}");
+    let raw = RawValue::from_string(text.to_owned()).map_err(serde::ser::Error::custom)?;
+    raw.serialize(s)
+}
+
+/// As the API shows them: strings.
+fn seen_by_out<S: Serializer>(ids: &[i64], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(ids.iter().map(|id| id.to_string()))
 }
 
 /// Staff user ids, written as strings (as the API shows them) or integers.
@@ -275,15 +311,16 @@ pub async fn import_records(
     store: &dyn crate::Store,
     records: Vec<Record>,
 ) -> Result<crate::store::ImportSummary, crate::store::ImportError> {
-    // Room for every item up front, so filling the channel never waits on the store.
-    let (tx, rx) = tokio::sync::mpsc::channel(records.len() + 1);
-    for (i, record) in records.into_iter().enumerate() {
-        let line = u64::try_from(i).unwrap_or(u64::MAX).saturating_add(1);
-        let _ = tx.try_send(ImportItem::Record { line, record });
-    }
-    let _ = tx.try_send(ImportItem::Commit);
-    drop(tx);
-    store.import(rx).await
+    let mut items: Vec<ImportItem> = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, record)| ImportItem::Record {
+            line: u64::try_from(i).unwrap_or(u64::MAX).saturating_add(1),
+            record,
+        })
+        .collect();
+    items.push(ImportItem::Commit);
+    import_items(store, items).await
 }
 
 /// Imports NDJSON text held in memory, with the file's line numbers in errors.
@@ -291,14 +328,24 @@ pub async fn import_text(
     store: &dyn crate::Store,
     text: &str,
 ) -> Result<crate::store::ImportSummary, crate::store::ImportError> {
-    let (tx, rx) = tokio::sync::mpsc::channel(text.lines().count() + 1);
+    let mut items = Vec::new();
     for (i, line_text) in text.lines().enumerate() {
         let line = u64::try_from(i).unwrap_or(u64::MAX).saturating_add(1);
         if let Some(item) = parse_numbered(line, line_text) {
-            let _ = tx.try_send(item?);
+            items.push(item?);
         }
     }
-    let _ = tx.try_send(ImportItem::Commit);
+    items.push(ImportItem::Commit);
+    import_items(store, items).await
+}
+
+/// Hands items already in memory to the store as one batch.
+async fn import_items(
+    store: &dyn crate::Store,
+    items: Vec<ImportItem>,
+) -> Result<crate::store::ImportSummary, crate::store::ImportError> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let _ = tx.try_send(items);
     drop(tx);
     store.import(rx).await
 }

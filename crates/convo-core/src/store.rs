@@ -1,6 +1,6 @@
 //! The storage seam: one method per use case, each owning its transaction, tenant first.
 
-use crate::import::ImportItem;
+use crate::import::ImportBatch;
 use crate::model::{ApiKeyInfo, ConversationPage, NewApiKey};
 use crate::time::Millis;
 use crate::tz::Zone;
@@ -133,8 +133,10 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_api_key(&self, key_id: i64) -> Result<bool, StoreError>;
 
     /// Applies the items in one transaction; commits only on `ImportItem::Commit`.
-    async fn import(&self, items: mpsc::Receiver<ImportItem>)
-    -> Result<ImportSummary, ImportError>;
+    async fn import(
+        &self,
+        items: mpsc::Receiver<ImportBatch>,
+    ) -> Result<ImportSummary, ImportError>;
 
     /// True when no institution exists yet (the demo fills only an empty database).
     async fn is_empty(&self) -> Result<bool, StoreError>;

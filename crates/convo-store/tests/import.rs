@@ -228,7 +228,7 @@ async fn an_input_that_stops_early_writes_nothing() {
     let (tx, rx) = mpsc::channel(4);
     let record = Record::parse_line(r#"{"type":"institution","id":1,"subdomain":"a","name":"A"}"#)
         .expect("parse");
-    tx.send(ImportItem::Record { line: 1, record })
+    tx.send(vec![ImportItem::Record { line: 1, record }])
         .await
         .expect("send");
     drop(tx);

@@ -40,6 +40,8 @@ pub enum Command {
         /// The NDJSON file, or `-` for standard input.
         file: PathBuf,
     },
+    /// Write a practice group's dataset as import NDJSON (deterministic from the seed).
+    Generate(GenerateArgs),
     /// Manage API keys.
     #[command(name = "api-key", subcommand)]
     ApiKey(ApiKeyCommand),
@@ -147,6 +149,29 @@ pub struct DemoArgs {
 
     #[command(flatten)]
     pub tokens: TokenArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// Conversations (one patient each), spread 40/30/20/10 % over four locations.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub conversations: u32,
+
+    /// The same seed (and `--until`) always writes the same file.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Every message is before this instant (RFC 3339); the data spans `--days` before it.
+    #[arg(long, default_value = "2026-11-01T00:00:00Z")]
+    pub until: String,
+
+    /// How many days of history.
+    #[arg(long, default_value_t = 730, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub days: u32,
+
+    /// Output file, or `-` for standard output.
+    #[arg(long, short, default_value = "-")]
+    pub out: PathBuf,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,6 +5,7 @@
 use crate::CliError;
 use crate::cli::TokenArgs;
 use convo_core::Millis;
+use convo_core::dataset::Rng;
 use convo_core::import::{
     AttachmentRec, Conversation, Institution, Location, Message, Patient, Record, SenderRef, Ts,
     User, import_records,
@@ -16,28 +17,6 @@ use std::sync::Arc;
 pub const SUBDOMAIN: &str = "bright-smiles";
 const PATIENTS: i64 = 320;
 const DAY: i64 = 86_400_000;
-
-/// splitmix64: tiny, fast, and plenty for plausible fake data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 const FIRST: &[&str] = &[
     "Ana", "Ben", "Chloe", "Diego", "Emma", "Farah", "Grace", "Hiro", "Isla", "Jamal", "Kira",

@@ -4,7 +4,7 @@
 
 use crate::CliError;
 use convo_core::Store;
-use convo_core::import::{ImportItem, parse_numbered};
+use convo_core::import::{BATCH, ImportBatch, ImportItem, parse_numbered};
 use convo_core::store::{ImportError, ImportSummary};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{BufRead, BufReader, Read};
@@ -16,12 +16,13 @@ use tokio::sync::mpsc;
 /// Parses `input` line by line into `tx`; the first bad line stops it with `line N: reason`.
 pub fn read_records(
     input: impl Read,
-    tx: &mpsc::Sender<ImportItem>,
+    tx: &mpsc::Sender<ImportBatch>,
     progress: &ProgressBar,
 ) -> Result<(), ImportError> {
     let mut reader = BufReader::with_capacity(1 << 16, input);
     let mut buf = Vec::with_capacity(1024);
     let mut line = 0u64;
+    let mut batch = Vec::with_capacity(BATCH);
     loop {
         buf.clear();
         let n = reader
@@ -42,12 +43,17 @@ pub fn read_records(
         let Some(item) = parse_numbered(line, text) else {
             continue;
         };
-        if tx.blocking_send(item?).is_err() {
-            // The store stopped (it refused a record); its error is the one to report.
-            return Ok(());
+        batch.push(item?);
+        if batch.len() == BATCH {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+            if tx.blocking_send(full).is_err() {
+                // The store stopped (it refused a record); its error is the one to report.
+                return Ok(());
+            }
         }
     }
-    let _ = tx.blocking_send(ImportItem::Commit);
+    batch.push(ImportItem::Commit);
+    let _ = tx.blocking_send(batch);
     Ok(())
 }
 
@@ -73,7 +79,7 @@ pub async fn import_from(
     source: Box<dyn Read + Send>,
     progress: ProgressBar,
 ) -> Result<ImportSummary, ImportError> {
-    let (tx, rx) = mpsc::channel(4096);
+    let (tx, rx) = mpsc::channel(8);
     let bar = progress.clone();
     let reader = tokio::task::spawn_blocking(move || read_records(source, &tx, &bar));
     let stored = store.import(rx).await;

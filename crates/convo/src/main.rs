@@ -3,6 +3,7 @@
 
 mod cli;
 mod demo;
+mod generate;
 mod import_cmd;
 mod serve;
 
@@ -64,6 +65,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let store = open_store(&cli.database_url).await?;
             import_cmd::run(store, &file).await
         }
+        Command::Generate(args) => generate::run(&args),
         Command::ApiKey(cmd) => {
             let store = open_store(&cli.database_url).await?;
             api_key(store.as_ref(), cmd).await

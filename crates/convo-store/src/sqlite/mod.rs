@@ -7,7 +7,7 @@ mod migrations;
 mod pool;
 
 use async_trait::async_trait;
-use convo_core::import::ImportItem;
+use convo_core::import::ImportBatch;
 use convo_core::store::{ImportError, ImportSummary};
 use convo_core::{
     Access, ApiKeyInfo, ConversationPage, ListQuery, NewApiKey, Store, StoreError, TenantCtx,
@@ -206,7 +206,7 @@ impl Store for SqliteStore {
 
     async fn import(
         &self,
-        items: mpsc::Receiver<ImportItem>,
+        items: mpsc::Receiver<ImportBatch>,
     ) -> Result<ImportSummary, ImportError> {
         self.write(move |conn| Ok(import::run(conn, items))).await?
     }

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# The practice-group benchmark (issue 5): build, generate, import, serve, load, one table.
+#
+#   bench/run.sh                   # the full run: 100,000 conversations, 15 s per load run
+#   CONVERSATIONS=20000 DURATION=5 bench/run.sh   # a quick look
+#
+# Everything it writes goes under $BENCH_DIR (default target/bench); the table is printed and
+# also saved as $BENCH_DIR/results.md. See bench/README.md for what each row means.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+CONVERSATIONS=${CONVERSATIONS:-100000}
+DURATION=${DURATION:-15}
+WARMUP=${WARMUP:-5}
+PORT=${PORT:-8091}
+SEED=${SEED:-1}
+BENCH_DIR=${BENCH_DIR:-target/bench}
+mkdir -p "$BENCH_DIR"
+BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
+
+need() {
+    command -v "$1" >/dev/null 2>&1 && return 0
+    echo "installing $2 (for $1)" >&2
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq "$2" >/dev/null
+    else
+        sudo apt-get update -qq && sudo apt-get install -y -qq "$2" >/dev/null
+    fi
+}
+need wrk wrk
+need curl curl
+[ -x /usr/bin/time ] || need /usr/bin/time time
+
+echo "== building the release binary" >&2
+cargo build --release --locked -q -p convo
+BIN=$PWD/target/release/convo
+DATA=$BENCH_DIR/practice-group.ndjson
+DB=$BENCH_DIR/practice-group.db
+SERVER_LOG=$BENCH_DIR/server.log
+TABLE=$BENCH_DIR/results.md
+
+# The data ends now, so that "the last hour" is a real polling window.
+UNTIL=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+SINCE=$(date -u -d "$UNTIL - 1 hour" +%Y-%m-%dT%H:%M:%SZ)
+
+echo "== generating $CONVERSATIONS conversations (seed $SEED, until $UNTIL)" >&2
+/usr/bin/time -f "%e %M" -o "$BENCH_DIR/generate.time" \
+    "$BIN" generate --conversations "$CONVERSATIONS" --seed "$SEED" --until "$UNTIL" --out "$DATA"
+read -r GEN_SECS _ <"$BENCH_DIR/generate.time"
+
+echo "== importing into a fresh database" >&2
+rm -f "$DB" "$DB-wal" "$DB-shm"
+/usr/bin/time -f "%e %M" -o "$BENCH_DIR/import.time" \
+    "$BIN" --database-url "$DB" import "$DATA" >"$BENCH_DIR/import.out"
+read -r IMPORT_SECS IMPORT_KB <"$BENCH_DIR/import.time"
+MESSAGES=$(grep -o '[0-9]* messages' "$BENCH_DIR/import.out" | cut -d' ' -f1)
+DB_MB=$(( $(stat -c %s "$DB") / 1048576 ))
+KEY=$("$BIN" --database-url "$DB" api-key create --subdomain summit-dental 2>/dev/null)
+
+echo "== starting the server" >&2
+: >"$SERVER_LOG"
+START_NS=$(date +%s%N)
+"$BIN" --database-url "$DB" serve --listen "127.0.0.1:$PORT" >>"$SERVER_LOG" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+until grep -q "listening on" "$SERVER_LOG"; do
+    kill -0 $SERVER 2>/dev/null || { cat "$SERVER_LOG" >&2; exit 1; }
+    sleep 0.005
+done
+START_MS=$(( ($(date +%s%N) - START_NS) / 1000000 ))
+
+ACCEPT='Accept: application/vnd.Nexhealth+json;version=2'
+TOKEN=$(curl -sf -X POST -H "Authorization: Bearer $KEY" -H "$ACCEPT" \
+    "http://127.0.0.1:$PORT/authenticates" | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
+[ -n "$TOKEN" ] || { echo "could not get a token" >&2; exit 1; }
+export CONVO_TOKEN=$TOKEN
+
+LIST="/conversations?subdomain=summit-dental&location_id=1&per_page=20&messages=5"
+PAGES=$(( CONVERSATIONS * 40 / 100 / 20 ))
+export CONVO_PAGES=$PAGES
+TICKS=$(getconf CLK_TCK)
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER/stat"; }
+rss_mb() { awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$SERVER/status"; }
+
+# run NAME CONNECTIONS PATH
+ROWS=()
+run() {
+    local name=$1 conns=$2 path=$3
+    echo "== $name, $conns connections" >&2
+    export CONVO_PATH=$path
+    wrk -t2 -c"$conns" -d"${WARMUP}s" -s bench/report.lua "http://127.0.0.1:$PORT" >/dev/null
+    local before after line
+    before=$(cpu_ticks)
+    line=$(wrk -t2 -c"$conns" -d"${DURATION}s" --latency -s bench/report.lua \
+        "http://127.0.0.1:$PORT" | grep '^RESULT')
+    after=$(cpu_ticks)
+    read -r _ rps p50 p99 bytes errors requests <<<"$line"
+    local cpu=$(( (after - before) * 100 / TICKS / DURATION ))
+    ROWS+=("| $name | $conns | $rps | $p50 | $p99 | $bytes | $errors | $cpu % | $(rss_mb) |")
+    [ "$errors" = 0 ] || echo "!! $errors errors in $name" >&2
+}
+
+# Sanity: the list answers 200 with the expected page before anything is timed.
+curl -sf -o /dev/null -H "Authorization: Bearer $TOKEN" -H "$ACCEPT" "http://127.0.0.1:$PORT$LIST"
+
+for c in 16 64; do run "page 1" "$c" "$LIST&page=1"; done
+for c in 16 64; do run "page 500" "$c" "$LIST&page=500"; done
+for c in 16 64; do run "polling (updated_since = last hour)" "$c" "$LIST&updated_since=$SINCE"; done
+for c in 16 64; do run "random page 1–$PAGES" "$c" "$LIST&page={page}"; done
+
+{
+    echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); load generator (wrk -t2) on the same machine."
+    echo "Date: $(date -u +%Y-%m-%d); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)."
+    echo
+    echo "Dataset: $CONVERSATIONS conversations, $MESSAGES messages (seed $SEED); database ${DB_MB} MB."
+    echo
+    echo "| step | figure |"
+    echo "|---|---|"
+    echo "| generate | ${GEN_SECS} s |"
+    echo "| import | ${IMPORT_SECS} s, peak RSS $(( IMPORT_KB / 1024 )) MB |"
+    echo "| server start (exec → listening) | ${START_MS} ms |"
+    echo
+    echo "\`GET $LIST\`, ${DURATION} s per run after ${WARMUP} s of warm-up:"
+    echo
+    echo "| run | conns | req/s | p50 ms | p99 ms | bytes/resp | errors | server CPU | server RSS MB |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    printf '%s\n' "${ROWS[@]}"
+} | tee "$TABLE"
