@@ -1,8 +1,8 @@
 //! `convo import`: every record of the file in one write transaction, checked as it goes.
 //!
 //! Records upsert by id, so importing the same file twice changes nothing. Conversation
-//! `updated_at` and location counts are derived, so they are recomputed at the end for what the
-//! file touched rather than trusted from the file.
+//! `updated_at` is derived, so it is recomputed at the end for what the file touched rather than
+//! trusted from the file; location counts and activity slices follow by trigger.
 
 use super::Db;
 use convo_core::import::{self, ImportBatch, ImportItem, Record};
@@ -64,10 +64,6 @@ fn apply_all(
                 (SELECT max(updated_at) FROM messages m WHERE m.conversation_id = conversations.id),
                 created_at))
           WHERE id IN (SELECT id FROM temp.import_touched);
-         UPDATE locations
-            SET conversation_count = (SELECT count(*) FROM conversations c
-                                       WHERE c.institution_id = locations.institution_id
-                                         AND c.location_id = locations.id);
          DROP TABLE temp.import_touched;",
     )
     .db()?;

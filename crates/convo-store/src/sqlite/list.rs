@@ -1,6 +1,8 @@
 //! `GET /conversations`: a constant number of statements whatever the page size.
 //!
-//! 1. the page: OFFSET/LIMIT over the covering list index first, then the patient join;
+//! 1. the page: activity slices skip whole stretches of the order by their counts, then
+//!    OFFSET/LIMIT walks the covering list index only inside the slice where the page begins,
+//!    then the patient join;
 //! 2. the newest N messages of every conversation on the page, in one statement that runs an
 //!    `ORDER BY … LIMIT` range scan per conversation;
 //! 3. the count: kept on the location row, or a range count when `updated_since` filters.
@@ -31,32 +33,43 @@ macro_rules! page_sql {
     };
 }
 
-pub(crate) const PAGE_SQL: &str = page_sql!("AND ?5 IS NULL");
-pub(crate) const PAGE_SINCE_SQL: &str = page_sql!("AND updated_at >= ?5");
+// ?6 is the newest `updated_at` the page can start at (the end of its first slice).
+pub(crate) const PAGE_SQL: &str = page_sql!("AND ?5 IS NULL AND updated_at <= ?6");
+pub(crate) const PAGE_SINCE_SQL: &str = page_sql!("AND updated_at >= ?5 AND updated_at <= ?6");
 
-// Newest N per conversation without a window over whole threads: a correlated subquery finds
-// the N-th newest message's `created_at` (walking N entries of an index), and the outer join
-// reads the index range from there. CROSS JOIN pins the page's ids as the outer loop. Rows that
-// tie with the boundary millisecond may exceed N; `attach_messages` cuts them.
+/// The width of an activity slice is 2^SLICE_BITS ms (must match the 0002 migration).
+const SLICE_BITS: u32 = 25;
+
+pub(crate) const SLICES_SQL: &str = "SELECT slice, n FROM conversation_activity
+     WHERE institution_id = ?1 AND location_id = ?2 ORDER BY slice DESC";
+
+// Newest N per conversation without a window over whole threads: for each conversation of the
+// page, a correlated subquery finds the N-th newest message's `created_at` (walking N entries of
+// an index), once, in a materialised CTE; the join then reads the index range from there. (Left
+// inline in the join's ON, SQLite re-ran the subquery for every candidate row whenever the
+// range could not start from it — polling spent 0.8 ms there per page.) Rows that tie with the
+// boundary millisecond may exceed N; `attach_messages` cuts them.
 macro_rules! messages_sql {
     ($index:literal, $outer:literal, $inner:literal) => {
         concat!(
-            "SELECT m.id, m.conversation_id, m.body, m.created_at, m.updated_at, m.sender_type,
+            "WITH cv AS MATERIALIZED (
+                SELECT j.key AS pos, j.value AS id, coalesce(
+                    (SELECT created_at FROM messages INDEXED BY ", $index, "
+                      WHERE conversation_id = j.value AND created_at >= ?2 ", $inner, "
+                      ORDER BY created_at DESC, id DESC LIMIT 1 OFFSET ?3 - 1),
+                    ?2) AS lo
+                FROM json_each(?1) AS j)
+             SELECT m.id, m.conversation_id, m.body, m.created_at, m.updated_at, m.sender_type,
                     m.sender_id, m.seen_by, m.has_attachment, m.attachment_file_name,
                     m.attachment_content_type, m.attachment_file_size, m.attachment_url,
                     m.attachment_updated_at, m.sms_msg_id, m.is_custom_reminder_response,
                     u.first_name, u.last_name, u.image, sp.first_name, sp.middle_name, sp.last_name
-             FROM json_each(?1) AS cv
+             FROM cv
              CROSS JOIN messages m INDEXED BY ", $index, "
-                ON m.conversation_id = cv.value ", $outer, "
-               AND m.created_at >= coalesce(
-                   (SELECT created_at FROM messages INDEXED BY ", $index, "
-                     WHERE conversation_id = cv.value AND created_at >= ?2 ", $inner, "
-                     ORDER BY created_at DESC, id DESC LIMIT 1 OFFSET ?3 - 1),
-                   ?2)
+                ON m.conversation_id = cv.id ", $outer, " AND m.created_at >= cv.lo
              LEFT JOIN users u ON m.sender_type = 'User' AND u.id = m.sender_id
              LEFT JOIN patients sp ON m.sender_type = 'Patient' AND sp.id = m.sender_id
-             ORDER BY cv.key, m.created_at DESC, m.id DESC"
+             ORDER BY cv.pos, m.created_at DESC, m.id DESC"
         )
     };
 }
@@ -74,8 +87,12 @@ pub(crate) const MESSAGES_UPDATED_SQL: &str = messages_sql!(
 
 const COUNT_SQL: &str =
     "SELECT conversation_count FROM locations WHERE id = ?2 AND institution_id = ?1";
-pub(crate) const COUNT_SINCE_SQL: &str = "SELECT count(*) FROM conversations
-     WHERE institution_id = ?1 AND location_id = ?2 AND updated_at >= ?3";
+/// Whole slices newer than `since`'s own, plus a range count inside that one slice.
+pub(crate) const COUNT_SINCE_SQL: &str = "SELECT coalesce((SELECT sum(n) FROM conversation_activity
+        WHERE institution_id = ?1 AND location_id = ?2 AND slice > ?3 >> 25), 0)
+     + (SELECT count(*) FROM conversations
+        WHERE institution_id = ?1 AND location_id = ?2
+          AND updated_at >= ?3 AND updated_at <= ((?3 >> 25) << 25) | 33554431)";
 
 /// The statements one list request runs, for query-plan checks.
 pub fn hot_statements() -> Vec<(&'static str, &'static str)> {
@@ -86,6 +103,7 @@ pub fn hot_statements() -> Vec<(&'static str, &'static str)> {
         ("messages updated_since", MESSAGES_UPDATED_SQL),
         ("count", COUNT_SQL),
         ("count updated_since", COUNT_SINCE_SQL),
+        ("slices", SLICES_SQL),
         ("access", super::keys::ACCESS_SQL),
     ]
 }
@@ -228,7 +246,8 @@ pub(crate) fn page(
     let tx = conn.transaction().db()?;
     let (inst, loc) = (tenant.institution_id(), tenant.location_id());
     let since = q.updated_since.map(|m| m.0);
-    let mut conversations = {
+    let start = page_start(&tx, inst, loc, q.offset)?;
+    let mut conversations = if let Some((newest, offset)) = start {
         let sql = if since.is_some() {
             PAGE_SINCE_SQL
         } else {
@@ -236,7 +255,7 @@ pub(crate) fn page(
         };
         let mut stmt = tx.prepare_cached(sql).db()?;
         let rows = stmt
-            .query_map(params![inst, loc, q.limit, q.offset, since], |r| {
+            .query_map(params![inst, loc, q.limit, offset, since, newest], |r| {
                 Ok(Conversation {
                     id: r.get(0)?,
                     created_at: Millis(r.get(1)?),
@@ -247,6 +266,8 @@ pub(crate) fn page(
             })
             .db()?;
         rows.collect::<Result<Vec<_>, _>>().db()?
+    } else {
+        Vec::new()
     };
     if let Some(mq) = &q.messages {
         attach_messages(&tx, &mut conversations, mq)?;
@@ -268,4 +289,32 @@ pub(crate) fn page(
         conversations,
         count,
     })
+}
+
+/// Where a page at `offset` begins (`None`: past the end): the newest `updated_at` it can hold and how many index
+/// entries to skip from there. Walks the location's activity slices, newest first, until the
+/// one holding the offset. Filtering by `updated_since` keeps a prefix of the same order, so
+/// the same start serves both.
+fn page_start(
+    conn: &Connection,
+    inst: i64,
+    loc: i64,
+    offset: i64,
+) -> Result<Option<(i64, i64)>, StoreError> {
+    if offset <= 0 {
+        return Ok(Some((i64::MAX, 0)));
+    }
+    let mut stmt = conn.prepare_cached(SLICES_SQL).db()?;
+    let mut rows = stmt.query(params![inst, loc]).db()?;
+    let mut skipped = 0i64;
+    while let Some(row) = rows.next().db()? {
+        let (slice, n): (i64, i64) = (row.get(0).db()?, row.get(1).db()?);
+        if skipped + n > offset {
+            let slice_end = (slice << SLICE_BITS) | ((1i64 << SLICE_BITS) - 1);
+            return Ok(Some((slice_end, offset - skipped)));
+        }
+        skipped += n;
+    }
+    // Past the last conversation: an empty page.
+    Ok(None)
 }
