@@ -118,6 +118,22 @@ pub trait Store: Send + Sync + 'static {
         query: &ListQuery,
     ) -> Result<ConversationPage, StoreError>;
 
+    /// `access` and, when it grants, `list_conversations`: the API's hot path, which an engine
+    /// can answer in one trip (one connection checkout, one thread hop).
+    async fn list_for_key(
+        &self,
+        key_id: i64,
+        scope: (&str, i64),
+        query: &ListQuery,
+    ) -> Result<(Access, Option<ConversationPage>), StoreError> {
+        let access = self.access(key_id, Some(scope)).await?;
+        let page = match &access {
+            Access::Granted(tenant) => Some(self.list_conversations(tenant, query).await?),
+            _ => None,
+        };
+        Ok((access, page))
+    }
+
     /// The id of the live key whose raw secret this is.
     async fn authenticate_key(&self, raw_key: &str) -> Result<Option<i64>, StoreError>;
 

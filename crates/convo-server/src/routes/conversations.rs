@@ -18,39 +18,43 @@ pub async fn list(
     check_version(&headers, state.config.strict_version)?;
     let key_id = bearer_key(&headers, &state)?;
     let parsed = ListParams::parse(uri.query());
-    let scope = parsed
-        .as_ref()
-        .ok()
-        .map(|p| (p.scope.subdomain.as_str(), p.scope.location_id));
     // One lookup answers 401 (revoked), 403 (subdomain) and 404 (location), in that order,
-    // with parameter errors (400) between the first and the others.
-    let access = state.store.access(key_id, scope).await?;
-    let params = match (access, parsed) {
+    // with parameter errors (400) between the first and the others; when it grants, the page
+    // is read in the same trip to the store.
+    let params = match parsed {
+        Ok(p) => p,
+        Err(errors) => {
+            return Err(match state.store.access(key_id, None).await? {
+                Access::Revoked => ApiError::Unauthorized(BAD_TOKEN),
+                _ => ApiError::BadRequest(errors),
+            });
+        }
+    };
+    let scope = (params.scope.subdomain.as_str(), params.scope.location_id);
+    let (access, page) = state
+        .store
+        .list_for_key(key_id, scope, &params.query)
+        .await?;
+    let (tenant, page) = match (access, page) {
         (Access::Revoked, _) => return Err(ApiError::Unauthorized(BAD_TOKEN)),
-        (_, Err(errors)) => return Err(ApiError::BadRequest(errors)),
-        (Access::Forbidden, Ok(p)) => {
+        (Access::Forbidden, _) => {
             return Err(ApiError::Forbidden(format!(
                 "This API key may not access subdomain {}",
-                p.scope.subdomain
+                params.scope.subdomain
             )));
         }
-        (Access::NoLocation, Ok(p)) => {
+        (Access::NoLocation, _) => {
             return Err(ApiError::NotFound(format!(
                 "location_id {} is not a location of this institution",
-                p.scope.location_id
+                params.scope.location_id
             )));
         }
-        (Access::Live, Ok(_)) => {
-            return Err(ApiError::Internal("access answered without a scope".into()));
+        (Access::Granted(tenant), Some(page)) => (tenant, page),
+        (Access::Live | Access::Granted(_), _) => {
+            return Err(ApiError::Internal("access answered without a page".into()));
         }
-        (Access::Granted(tenant), Ok(p)) => (tenant, p),
     };
-    let (tenant, params) = params;
     tracing::Span::current().record("institution_id", tenant.institution_id());
-    let page = state
-        .store
-        .list_conversations(&tenant, &params.query)
-        .await?;
     let description = description(&params.notes);
     let data = ConversationList {
         list: &page.conversations,

@@ -349,26 +349,23 @@ fn message(
         touch(tx, prev)?;
     }
     let a = r.attachment.as_ref();
-    tx.prepare_cached(
+    // Update or insert by id: the table is keyed by thread position, so an edit may move the
+    // row (another conversation or time), which an UPDATE of the key columns does.
+    let sql = if previous.is_some() {
+        "UPDATE messages SET conversation_id = ?2, body = ?3, created_at = ?4, updated_at = ?5,
+            sender_type = ?6, sender_id = ?7, seen_by = ?8, has_attachment = ?9,
+            attachment_file_name = ?10, attachment_content_type = ?11,
+            attachment_file_size = ?12, attachment_url = ?13, attachment_updated_at = ?14,
+            sms_msg_id = ?15, is_custom_reminder_response = ?16
+         WHERE id = ?1"
+    } else {
         "INSERT INTO messages (id, conversation_id, body, created_at, updated_at, sender_type,
             sender_id, seen_by, has_attachment, attachment_file_name, attachment_content_type,
             attachment_file_size, attachment_url, attachment_updated_at, sms_msg_id,
             is_custom_reminder_response)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
-         ON CONFLICT (id) DO UPDATE SET conversation_id = excluded.conversation_id,
-            body = excluded.body, created_at = excluded.created_at,
-            updated_at = excluded.updated_at, sender_type = excluded.sender_type,
-            sender_id = excluded.sender_id, seen_by = excluded.seen_by,
-            has_attachment = excluded.has_attachment,
-            attachment_file_name = excluded.attachment_file_name,
-            attachment_content_type = excluded.attachment_content_type,
-            attachment_file_size = excluded.attachment_file_size,
-            attachment_url = excluded.attachment_url,
-            attachment_updated_at = excluded.attachment_updated_at,
-            sms_msg_id = excluded.sms_msg_id,
-            is_custom_reminder_response = excluded.is_custom_reminder_response",
-    )?
-    .execute(params![
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+    };
+    tx.prepare_cached(sql)?.execute(params![
         r.id,
         r.conversation_id,
         r.body,

@@ -45,16 +45,16 @@ pub(crate) const SLICES_SQL: &str = "SELECT slice, n FROM conversation_activity
 
 // Newest N per conversation without a window over whole threads: for each conversation of the
 // page, a correlated subquery finds the N-th newest message's `created_at` (walking N entries of
-// an index), once, in a materialised CTE; the join then reads the index range from there. (Left
+// the thread), once, in a materialised CTE; the join then reads the range from there. (Left
 // inline in the join's ON, SQLite re-ran the subquery for every candidate row whenever the
 // range could not start from it — polling spent 0.8 ms there per page.) Rows that tie with the
 // boundary millisecond may exceed N; `attach_messages` cuts them.
 macro_rules! messages_sql {
-    ($index:literal, $outer:literal, $inner:literal) => {
+    ($access:literal, $outer:literal, $inner:literal) => {
         concat!(
             "WITH cv AS MATERIALIZED (
                 SELECT j.key AS pos, j.value AS id, coalesce(
-                    (SELECT created_at FROM messages INDEXED BY ", $index, "
+                    (SELECT created_at FROM messages ", $access, "
                       WHERE conversation_id = j.value AND created_at >= ?2 ", $inner, "
                       ORDER BY created_at DESC, id DESC LIMIT 1 OFFSET ?3 - 1),
                     ?2) AS lo
@@ -65,7 +65,7 @@ macro_rules! messages_sql {
                     m.attachment_updated_at, m.sms_msg_id, m.is_custom_reminder_response,
                     u.first_name, u.last_name, u.image, sp.first_name, sp.middle_name, sp.last_name
              FROM cv
-             CROSS JOIN messages m INDEXED BY ", $index, "
+             CROSS JOIN messages m ", $access, "
                 ON m.conversation_id = cv.id ", $outer, " AND m.created_at >= cv.lo
              LEFT JOIN users u ON m.sender_type = 'User' AND u.id = m.sender_id
              LEFT JOIN patients sp ON m.sender_type = 'Patient' AND sp.id = m.sender_id
@@ -74,13 +74,14 @@ macro_rules! messages_sql {
     };
 }
 
-/// Newest N per conversation, from the newest end of each thread's index.
-pub(crate) const MESSAGES_SQL: &str = messages_sql!("messages_thread", "AND ?4 IS NULL", "");
+/// Newest N per conversation, from the newest end of each thread (NOT INDEXED: the table's own
+/// key is the thread order).
+pub(crate) const MESSAGES_SQL: &str = messages_sql!("NOT INDEXED", "AND ?4 IS NULL", "");
 
 /// Polling (`updated_since`): only the messages updated since then are candidates, found
 /// through the updated index, so the work is what changed rather than the thread's length.
 pub(crate) const MESSAGES_UPDATED_SQL: &str = messages_sql!(
-    "messages_updated",
+    "INDEXED BY messages_updated",
     "AND m.updated_at >= ?4",
     "AND updated_at >= ?4"
 );

@@ -181,6 +181,24 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn list_for_key(
+        &self,
+        key_id: i64,
+        scope: (&str, i64),
+        query: &ListQuery,
+    ) -> Result<(Access, Option<ConversationPage>), StoreError> {
+        let (scope, query) = (Some((scope.0.to_string(), scope.1)), query.clone());
+        self.read(move |conn| {
+            let access = keys::access(conn, key_id, scope)?;
+            let page = match &access {
+                Access::Granted(tenant) => Some(list::page(conn, tenant, &query)?),
+                _ => None,
+            };
+            Ok((access, page))
+        })
+        .await
+    }
+
     async fn authenticate_key(&self, raw_key: &str) -> Result<Option<i64>, StoreError> {
         let hash = keys::hash_key(raw_key);
         self.read(move |conn| keys::authenticate(conn, &hash)).await
