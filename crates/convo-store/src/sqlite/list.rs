@@ -319,3 +319,6 @@ fn page_start(
     // Past the last conversation: an empty page.
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests;
