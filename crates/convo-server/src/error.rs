@@ -85,6 +85,11 @@ pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
         br#"{"code":false,"description":null,"error":["Internal server error"],"data":null}"#
             .to_vec()
     });
+    json_bytes(status, bytes)
+}
+
+/// A response from an already encoded JSON body.
+pub fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
     let mut response = (status, bytes).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

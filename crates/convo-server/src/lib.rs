@@ -15,6 +15,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub use auth::Tokens;
+pub use dto::encode_list;
 pub use error::ApiError;
 
 /// Settings of the API that do not live in the database.

@@ -1,8 +1,8 @@
 //! `GET /conversations` (CONTRACT §3).
 
 use crate::AppState;
-use crate::dto::{ConversationList, Envelope};
-use crate::error::{ApiError, json_response};
+use crate::dto::encode_list;
+use crate::error::{ApiError, json_bytes};
 use crate::extract::{BAD_TOKEN, bearer_key, check_version};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -56,12 +56,7 @@ pub async fn list(
     };
     tracing::Span::current().record("institution_id", tenant.institution_id());
     let description = description(&params.notes);
-    let data = ConversationList {
-        list: &page.conversations,
-        zone: tenant.zone(),
-    };
-    Ok(json_response(
-        StatusCode::OK,
-        &Envelope::new(&description, data, Some(page.count)),
-    ))
+    let body = encode_list(&description, &page, tenant.zone())
+        .map_err(|e| ApiError::Internal(format!("encoding the page: {e}")))?;
+    Ok(json_bytes(StatusCode::OK, body))
 }
