@@ -38,7 +38,11 @@ fn params(c: &mut Criterion) {
 fn dates(c: &mut Criterion) {
     let mut g = c.benchmark_group("parse_datetime");
     for (name, text, rule) in [
-        ("utc millis", "2026-11-24T21:00:00.123Z", OffsetRule::Required),
+        (
+            "utc millis",
+            "2026-11-24T21:00:00.123Z",
+            OffsetRule::Required,
+        ),
         (
             "offset nanos",
             "2026-11-24T21:00:00.123456789+05:30",
@@ -46,9 +50,7 @@ fn dates(c: &mut Criterion) {
         ),
         ("date only", "2026-11-24", OffsetRule::Optional),
     ] {
-        g.bench_function(name, |b| {
-            b.iter(|| parse_datetime(black_box(text), rule))
-        });
+        g.bench_function(name, |b| b.iter(|| parse_datetime(black_box(text), rule)));
     }
     g.finish();
 }

@@ -86,13 +86,14 @@ pub struct Plan {
     messages: Vec<(i64, u32)>,
 }
 
-const FIRST: &[&str] = &[
+/// Names and patient lines, shared with the demo practice.
+pub const FIRST: &[&str] = &[
     "Ana", "Ben", "Chloe", "Diego", "Emma", "Farah", "Grace", "Hiro", "Isla", "Jamal", "Kira",
     "Liam", "Maya", "Noah", "Olivia", "Priya", "Quinn", "Rosa", "Sam", "Tariq", "Uma", "Victor",
     "Wen", "Ximena", "Yusuf", "Zoe", "Aiden", "Bianca", "Carlos", "Deepa", "Elena", "Felix",
 ];
-const MIDDLE: &[&str] = &["Marie", "James", "Lee", "Ann", "Jo", "Ray", "Kai", "Rose"];
-const LAST: &[&str] = &[
+pub const MIDDLE: &[&str] = &["Marie", "James", "Lee", "Ann", "Jo", "Ray", "Kai", "Rose"];
+pub const LAST: &[&str] = &[
     "Diaz", "Nguyen", "Smith", "Okafor", "Kowalski", "Haddad", "Johnson", "Tanaka", "Rossi",
     "Martin", "Garcia", "Cohen", "Patel", "Brown", "Silva", "Murphy", "Larsen", "Ivanova",
     "Mensah", "Dubois", "Kim", "O'Brien", "Schmidt", "Alvarez",
@@ -112,7 +113,7 @@ const STAFF_LINES: &[&str] = &[
     "Your balance of $45.00 is due. You can pay online or at your next visit.",
     "No problem, we've moved you to Thursday at 2pm.",
 ];
-const PATIENT_LINES: &[&str] = &[
+pub const PATIENT_LINES: &[&str] = &[
     "Can I move my cleaning to next week?",
     "Thank you!",
     "Is parking available near the office?",

@@ -58,7 +58,9 @@ fn page() -> ConversationPage {
                                     SenderKind::User
                                 },
                                 id: Some(if patient { 40_000 + i } else { 3 }),
-                                name: Some(if patient { "Olivia Nguyen" } else { "Sam Lee" }.into()),
+                                name: Some(
+                                    if patient { "Olivia Nguyen" } else { "Sam Lee" }.into(),
+                                ),
                                 image: None,
                             },
                             attachment: (j == 4).then(|| Attachment {

@@ -240,6 +240,9 @@ pub fn encode_list(
     };
     // Sized for a typical page up front: a 70 KB body grown by doubling copies it ~10 times.
     let mut out = Vec::with_capacity(1024 + page.conversations.len() * 4096);
-    serde_json::to_writer(&mut out, &Envelope::new(description, data, Some(page.count)))?;
+    serde_json::to_writer(
+        &mut out,
+        &Envelope::new(description, data, Some(page.count)),
+    )?;
     Ok(out)
 }

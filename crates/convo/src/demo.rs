@@ -5,7 +5,7 @@
 use crate::CliError;
 use crate::cli::TokenArgs;
 use convo_core::Millis;
-use convo_core::dataset::Rng;
+use convo_core::dataset::{FIRST, LAST, MIDDLE, PATIENT_LINES, Rng};
 use convo_core::import::{
     AttachmentRec, Conversation, Institution, Location, Message, Patient, Record, SenderRef, Ts,
     User, import_records,
@@ -18,16 +18,6 @@ pub const SUBDOMAIN: &str = "bright-smiles";
 const PATIENTS: i64 = 320;
 const DAY: i64 = 86_400_000;
 
-const FIRST: &[&str] = &[
-    "Ana", "Ben", "Chloe", "Diego", "Emma", "Farah", "Grace", "Hiro", "Isla", "Jamal", "Kira",
-    "Liam", "Maya", "Noah", "Olivia", "Priya", "Quinn", "Rosa", "Sam", "Tariq", "Uma", "Victor",
-    "Wen", "Ximena", "Yusuf", "Zoe",
-];
-const MIDDLE: &[&str] = &["Marie", "James", "Lee", "Ann", "Jo", "Ray"];
-const LAST: &[&str] = &[
-    "Diaz", "Nguyen", "Smith", "Okafor", "Kowalski", "Haddad", "Johnson", "Tanaka", "Rossi",
-    "Martin", "Garcia", "Cohen", "Patel", "Brown", "Silva", "Murphy",
-];
 const CITIES: &[(&str, &str, &str)] = &[
     ("New York", "NY", "10001"),
     ("Brooklyn", "NY", "11201"),
@@ -43,16 +33,6 @@ const STAFF_LINES: &[&str] = &[
     "Dr. Lee reviewed your x-rays and everything looks great.",
     "We received your forms, thank you!",
     "Your balance of $45.00 is due. You can pay online or at your next visit.",
-];
-const PATIENT_LINES: &[&str] = &[
-    "Can I move my cleaning to next week?",
-    "Thank you!",
-    "Is parking available near the office?",
-    "My tooth has been sensitive since the filling, is that normal?",
-    "Running 10 minutes late, sorry!",
-    "Do you take Delta Dental?",
-    "Sounds good, see you then.",
-    "Could you send me the receipt for my last visit?",
 ];
 
 struct Builder {
