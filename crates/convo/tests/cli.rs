@@ -229,3 +229,37 @@ fn demo_fills_once_and_prints_a_working_curl_line() {
         text(&again.stderr)
     );
 }
+
+#[test]
+fn generate_writes_the_same_importable_file_for_the_same_seed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("g.db");
+    let (a, b) = (dir.path().join("a.ndjson"), dir.path().join("b.ndjson"));
+    for file in [&a, &b] {
+        let out = convo(
+            &db,
+            &[
+                "generate",
+                "--conversations",
+                "50",
+                "--seed",
+                "9",
+                "--until",
+                "2026-01-01T00:00:00Z",
+                "--out",
+                file.to_str().expect("path"),
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("50 conversations"));
+    }
+    let bytes = std::fs::read(&a).expect("read");
+    assert_eq!(bytes, std::fs::read(&b).expect("read"));
+    let out = convo(&db, &["import", a.to_str().expect("path")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("4 locations, 50 patients, 25 users, 50 conversations"));
+
+    let out = convo(&db, &["generate", "--until", "last tuesday"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("--until `last tuesday` is not an RFC 3339 timestamp"));
+}
