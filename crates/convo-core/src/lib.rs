@@ -5,9 +5,11 @@ pub mod dataset;
 pub mod import;
 pub mod model;
 pub mod params;
+pub mod phone;
 pub mod store;
 pub mod time;
 pub mod tz;
+pub mod write;
 
 pub use model::*;
 pub use store::{Access, ListQuery, MessageQuery, Store, StoreError, TenantCtx};

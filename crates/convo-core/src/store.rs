@@ -1,7 +1,8 @@
 //! The storage seam: one method per use case, each owning its transaction, tenant first.
 
 use crate::import::ImportBatch;
-use crate::model::{ApiKeyInfo, ConversationPage, NewApiKey};
+use crate::model::{ApiKeyInfo, Conversation, ConversationPage, Message, NewApiKey};
+use crate::write::{Attempt, Delivery, InboundOutcome, InboundSms, NewMessage};
 use crate::time::Millis;
 use crate::tz::Zone;
 use async_trait::async_trait;
@@ -12,8 +13,12 @@ pub enum StoreError {
     /// A fault of the engine or the disk; details are for the log, never for a client.
     #[error("storage fault: {0}")]
     Internal(String),
+    /// The request names something wrong (a 400, said in the message).
     #[error("{0}")]
     Invalid(String),
+    /// A resource in the path does not exist for this tenant (a 404).
+    #[error("{0}")]
+    NotFound(String),
 }
 
 /// The institution and location a request is scoped to, as resolved by the store for a key that
@@ -133,6 +138,58 @@ pub trait Store: Send + Sync + 'static {
         };
         Ok((access, page))
     }
+
+    /// One conversation of the tenant's location, with messages when asked.
+    async fn get_conversation(
+        &self,
+        tenant: &TenantCtx,
+        id: i64,
+        messages: Option<&MessageQuery>,
+    ) -> Result<Option<Conversation>, StoreError>;
+
+    /// A staff message: the message, its conversation (created if absent), the conversation's
+    /// activity and an outbox entry, in one transaction.
+    async fn send_message(
+        &self,
+        tenant: &TenantCtx,
+        message: NewMessage,
+    ) -> Result<Message, StoreError>;
+
+    /// Adds `user_id` to a message's `seen_by` (once), moving its and its conversation's
+    /// `updated_at`. `NotFound` when the message is not of the tenant's location.
+    async fn mark_seen(
+        &self,
+        tenant: &TenantCtx,
+        message_id: i64,
+        user_id: i64,
+    ) -> Result<Message, StoreError>;
+
+    /// A patient's SMS, routed by the location's number and the patient's; idempotent per
+    /// provider message id. `NotFound` when no location has the `to` number.
+    async fn receive_sms(&self, sms: InboundSms) -> Result<InboundOutcome, StoreError>;
+
+    /// Applies a provider status callback; `false` when no delivery has that provider id.
+    async fn update_delivery(
+        &self,
+        provider_id: &str,
+        status: &'static str,
+        error: Option<String>,
+    ) -> Result<bool, StoreError>;
+
+    /// Claims up to `limit` deliveries due at `now`, leasing each until `now + lease_ms` so a
+    /// crash mid-send retries it after the lease (at-least-once).
+    async fn claim_deliveries(
+        &self,
+        now: Millis,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Records how an attempt went.
+    async fn finish_delivery(&self, id: i64, attempt: Attempt) -> Result<(), StoreError>;
+
+    /// When the next delivery is due, if any is pending.
+    async fn next_delivery_at(&self) -> Result<Option<Millis>, StoreError>;
 
     /// The id of the live key whose raw secret this is.
     async fn authenticate_key(&self, raw_key: &str) -> Result<Option<i64>, StoreError>;

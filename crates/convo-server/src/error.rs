@@ -49,6 +49,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Internal(m) => ApiError::Internal(m),
             StoreError::Invalid(m) => ApiError::BadRequest(vec![m]),
+            StoreError::NotFound(m) => ApiError::NotFound(m),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! `updated_at` is derived, so it is recomputed at the end for what the file touched rather than
 //! trusted from the file; location counts and activity slices follow by trigger.
 
-use super::Db;
+use super::{Db, migrations};
 use convo_core::import::{self, ImportBatch, ImportItem, Record};
 use convo_core::store::{ImportError, ImportSummary};
 use convo_core::tz::Zone;
@@ -164,6 +164,7 @@ fn apply(
                 r.tz,
                 r.phone_number
             ])?;
+            migrations::set_location_phone(tx, r.id, r.phone_number.as_deref())?;
             summary.locations += 1;
         }
         Record::Patient(r) => {
@@ -205,6 +206,12 @@ fn apply(
                 r.updated_at.map(|t| t.0.0),
                 now.0,
             ])?;
+            migrations::set_patient_phones(
+                tx,
+                r.id,
+                r.institution_id,
+                r.bio.as_deref().unwrap_or("{}"),
+            )?;
             summary.patients += 1;
         }
         Record::User(r) => {

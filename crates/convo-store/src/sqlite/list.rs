@@ -14,13 +14,20 @@ use convo_core::{
 };
 use rusqlite::{Connection, Row, params};
 
+macro_rules! conversation_columns {
+    () => {
+        "SELECT c.id, c.created_at, c.updated_at, p.id, p.email, p.first_name, p.middle_name, \
+         p.last_name, p.created_at, p.updated_at, p.institution_id, p.foreign_id, \
+         p.foreign_id_type, p.bio, p.inactive, p.last_sync_time, p.guarantor_id, \
+         p.unsubscribe_sms"
+    };
+}
+
 macro_rules! page_sql {
     ($filter:literal) => {
         concat!(
-            "SELECT c.id, c.created_at, c.updated_at, p.id, p.email, p.first_name, p.middle_name, \
-             p.last_name, p.created_at, p.updated_at, p.institution_id, p.foreign_id, \
-             p.foreign_id_type, p.bio, p.inactive, p.last_sync_time, p.guarantor_id, \
-             p.unsubscribe_sms
+            conversation_columns!(),
+            "
              FROM (SELECT id FROM conversations
                    WHERE institution_id = ?1 AND location_id = ?2 ",
             $filter,
@@ -37,6 +44,15 @@ macro_rules! page_sql {
 pub(crate) const PAGE_SQL: &str = page_sql!("AND ?5 IS NULL AND updated_at <= ?6");
 pub(crate) const PAGE_SINCE_SQL: &str = page_sql!("AND updated_at >= ?5 AND updated_at <= ?6");
 
+/// One conversation of a location (`GET /conversations/{id}`).
+pub(crate) const ONE_CONVERSATION_SQL: &str = concat!(
+    conversation_columns!(),
+    "
+     FROM conversations c
+     JOIN patients p ON p.id = c.patient_id AND p.institution_id = ?1
+     WHERE c.id = ?3 AND c.institution_id = ?1 AND c.location_id = ?2"
+);
+
 /// The width of an activity slice is 2^SLICE_BITS ms (must match the 0002 migration).
 const SLICE_BITS: u32 = 25;
 
@@ -49,6 +65,25 @@ pub(crate) const SLICES_SQL: &str = "SELECT slice, n FROM conversation_activity
 // inline in the join's ON, SQLite re-ran the subquery for every candidate row whenever the
 // range could not start from it — polling spent 0.8 ms there per page.) Rows that tie with the
 // boundary millisecond may exceed N; `attach_messages` cuts them.
+/// A message with its sender's name parts, as `message_from` reads it.
+macro_rules! message_columns {
+    () => {
+        "SELECT m.id, m.conversation_id, m.body, m.created_at, m.updated_at, m.sender_type,
+                m.sender_id, m.seen_by, m.has_attachment, m.attachment_file_name,
+                m.attachment_content_type, m.attachment_file_size, m.attachment_url,
+                m.attachment_updated_at, m.sms_msg_id, m.is_custom_reminder_response,
+                u.first_name, u.last_name, u.image, sp.first_name, sp.middle_name, sp.last_name"
+    };
+}
+
+macro_rules! sender_joins {
+    () => {
+        "
+         LEFT JOIN users u ON m.sender_type = 'User' AND u.id = m.sender_id
+         LEFT JOIN patients sp ON m.sender_type = 'Patient' AND sp.id = m.sender_id"
+    };
+}
+
 macro_rules! messages_sql {
     ($access:literal, $outer:literal, $inner:literal) => {
         concat!(
@@ -59,20 +94,28 @@ macro_rules! messages_sql {
                       ORDER BY created_at DESC, id DESC LIMIT 1 OFFSET ?3 - 1),
                     ?2) AS lo
                 FROM json_each(?1) AS j)
-             SELECT m.id, m.conversation_id, m.body, m.created_at, m.updated_at, m.sender_type,
-                    m.sender_id, m.seen_by, m.has_attachment, m.attachment_file_name,
-                    m.attachment_content_type, m.attachment_file_size, m.attachment_url,
-                    m.attachment_updated_at, m.sms_msg_id, m.is_custom_reminder_response,
-                    u.first_name, u.last_name, u.image, sp.first_name, sp.middle_name, sp.last_name
+             ",
+            message_columns!(),
+            "
              FROM cv
              CROSS JOIN messages m ", $access, "
-                ON m.conversation_id = cv.id ", $outer, " AND m.created_at >= cv.lo
-             LEFT JOIN users u ON m.sender_type = 'User' AND u.id = m.sender_id
-             LEFT JOIN patients sp ON m.sender_type = 'Patient' AND sp.id = m.sender_id
+                ON m.conversation_id = cv.id ", $outer, " AND m.created_at >= cv.lo",
+            sender_joins!(),
+            "
              ORDER BY cv.pos, m.created_at DESC, m.id DESC"
         )
     };
 }
+
+/// One message by id (the write side answers with it).
+pub(crate) const ONE_MESSAGE_SQL: &str = concat!(
+    message_columns!(),
+    "
+     FROM messages m INDEXED BY messages_id",
+    sender_joins!(),
+    "
+     WHERE m.id = ?1"
+);
 
 /// Newest N per conversation, from the newest end of each thread (NOT INDEXED: the table's own
 /// key is the thread order).
@@ -105,8 +148,21 @@ pub fn hot_statements() -> Vec<(&'static str, &'static str)> {
         ("count", COUNT_SQL),
         ("count updated_since", COUNT_SINCE_SQL),
         ("slices", SLICES_SQL),
+        ("one conversation", ONE_CONVERSATION_SQL),
+        ("one message", ONE_MESSAGE_SQL),
         ("access", super::keys::ACCESS_SQL),
     ]
+}
+
+/// A row of `conversation_columns!()`, messages not yet attached.
+pub(crate) fn conversation_from(r: &Row) -> rusqlite::Result<Conversation> {
+    Ok(Conversation {
+        id: r.get(0)?,
+        created_at: Millis(r.get(1)?),
+        updated_at: Millis(r.get(2)?),
+        patient: patient_from(r, 3)?,
+        messages: Vec::new(),
+    })
 }
 
 pub(crate) fn patient_from(r: &Row, at: usize) -> rusqlite::Result<Patient> {
@@ -129,7 +185,7 @@ pub(crate) fn patient_from(r: &Row, at: usize) -> rusqlite::Result<Patient> {
     })
 }
 
-fn message_from(r: &Row) -> rusqlite::Result<Message> {
+pub(crate) fn message_from(r: &Row) -> rusqlite::Result<Message> {
     let kind_text: String = r.get(5)?;
     let kind = SenderKind::parse(&kind_text).unwrap_or(SenderKind::System);
     let (name, image) = match kind {
@@ -256,15 +312,10 @@ pub(crate) fn page(
         };
         let mut stmt = tx.prepare_cached(sql).db()?;
         let rows = stmt
-            .query_map(params![inst, loc, q.limit, offset, since, newest], |r| {
-                Ok(Conversation {
-                    id: r.get(0)?,
-                    created_at: Millis(r.get(1)?),
-                    updated_at: Millis(r.get(2)?),
-                    patient: patient_from(r, 3)?,
-                    messages: Vec::new(),
-                })
-            })
+            .query_map(
+                params![inst, loc, q.limit, offset, since, newest],
+                conversation_from,
+            )
             .db()?;
         rows.collect::<Result<Vec<_>, _>>().db()?
     } else {

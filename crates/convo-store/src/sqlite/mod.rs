@@ -4,13 +4,17 @@ mod import;
 mod keys;
 mod list;
 mod migrations;
+mod outbox;
 mod pool;
+mod write;
 
 use async_trait::async_trait;
 use convo_core::import::ImportBatch;
 use convo_core::store::{ImportError, ImportSummary};
+use convo_core::write::{Attempt, Delivery, InboundOutcome, InboundSms, NewMessage};
 use convo_core::{
-    Access, ApiKeyInfo, ConversationPage, ListQuery, NewApiKey, Store, StoreError, TenantCtx,
+    Access, ApiKeyInfo, Conversation, ConversationPage, ListQuery, Message, MessageQuery, Millis,
+    NewApiKey, Store, StoreError, TenantCtx,
 };
 use pool::Pool;
 use rusqlite::config::DbConfig;
@@ -202,6 +206,75 @@ impl Store for SqliteStore {
             Ok((access, page))
         })
         .await
+    }
+
+    async fn get_conversation(
+        &self,
+        tenant: &TenantCtx,
+        id: i64,
+        messages: Option<&MessageQuery>,
+    ) -> Result<Option<Conversation>, StoreError> {
+        let (tenant, messages) = (tenant.clone(), messages.cloned());
+        self.read(move |conn| write::get_conversation(conn, &tenant, id, messages.as_ref()))
+            .await
+    }
+
+    async fn send_message(
+        &self,
+        tenant: &TenantCtx,
+        message: NewMessage,
+    ) -> Result<Message, StoreError> {
+        let tenant = tenant.clone();
+        self.write(move |conn| write::send(conn, &tenant, message, Millis::now()))
+            .await
+    }
+
+    async fn mark_seen(
+        &self,
+        tenant: &TenantCtx,
+        message_id: i64,
+        user_id: i64,
+    ) -> Result<Message, StoreError> {
+        let tenant = tenant.clone();
+        self.write(move |conn| write::seen(conn, &tenant, message_id, user_id, Millis::now()))
+            .await
+    }
+
+    async fn receive_sms(&self, sms: InboundSms) -> Result<InboundOutcome, StoreError> {
+        self.write(move |conn| write::receive(conn, sms, Millis::now()))
+            .await
+    }
+
+    async fn update_delivery(
+        &self,
+        provider_id: &str,
+        status: &'static str,
+        error: Option<String>,
+    ) -> Result<bool, StoreError> {
+        let provider_id = provider_id.to_string();
+        self.write(move |conn| {
+            outbox::update_status(conn, &provider_id, status, error, Millis::now())
+        })
+        .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: Millis,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.write(move |conn| outbox::claim(conn, now, lease_ms, limit))
+            .await
+    }
+
+    async fn finish_delivery(&self, id: i64, attempt: Attempt) -> Result<(), StoreError> {
+        self.write(move |conn| outbox::finish(conn, id, attempt, Millis::now()))
+            .await
+    }
+
+    async fn next_delivery_at(&self) -> Result<Option<Millis>, StoreError> {
+        self.read(outbox::next_due).await
     }
 
     async fn authenticate_key(&self, raw_key: &str) -> Result<Option<i64>, StoreError> {

@@ -55,7 +55,8 @@ async fn hot_statements_are_compiled_once() {
         assert!(!page.conversations.is_empty());
     }
     for (name, sql) in hot_statements() {
-        if name == "access" {
+        // Statements a list page does not run.
+        if ["access", "one conversation", "one message"].contains(&name) {
             continue;
         }
         let stmt = conn.prepare_cached(sql).expect("cached");

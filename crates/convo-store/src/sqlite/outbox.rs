@@ -1,0 +1,104 @@
+//! The outbox: deliveries the worker claims, attempts, and provider status callbacks.
+
+use super::Db;
+use convo_core::write::{Attempt, Delivery};
+use convo_core::{Millis, StoreError};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+pub(crate) fn claim(
+    conn: &mut Connection,
+    now: Millis,
+    lease_ms: i64,
+    limit: i64,
+) -> Result<Vec<Delivery>, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .db()?;
+    let due: Vec<Delivery> = tx
+        .prepare_cached(
+            "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?2, updated_at = ?1
+              WHERE id IN (SELECT id FROM deliveries
+                            WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= ?1
+                            ORDER BY next_attempt_at, id LIMIT ?3)
+             RETURNING id, message_id, to_number, from_number, body, media_url, attempts",
+        )
+        .db()?
+        .query_map(params![now.0, now.0.saturating_add(lease_ms), limit], |r| {
+            Ok(Delivery {
+                id: r.get(0)?,
+                message_id: r.get(1)?,
+                to: r.get(2)?,
+                from: r.get(3)?,
+                body: r.get(4)?,
+                media_url: r.get(5)?,
+                attempts: r.get(6)?,
+            })
+        })
+        .db()?
+        .collect::<Result<_, _>>()
+        .db()?;
+    tx.commit().db()?;
+    Ok(due)
+}
+
+pub(crate) fn finish(
+    conn: &mut Connection,
+    id: i64,
+    attempt: Attempt,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let (status, next, provider_id, error) = match attempt {
+        Attempt::Accepted { provider_id } => ("sent", None, Some(provider_id), None),
+        Attempt::Retry { error, at } => ("queued", Some(at.0), None, Some(error)),
+        Attempt::Failed { error } => ("failed", None, None, Some(error)),
+    };
+    // A status callback may already have moved the record past `sent`: keep the later status.
+    conn.prepare_cached(
+        "UPDATE deliveries SET
+            status = CASE WHEN status IN ('delivered', 'undelivered', 'failed') THEN status
+                          ELSE ?2 END,
+            next_attempt_at = ?3, provider_id = coalesce(?4, provider_id), error = ?5,
+            updated_at = ?6
+          WHERE id = ?1",
+    )
+    .db()?
+    .execute(params![id, status, next, provider_id, error, now.0])
+    .db()?;
+    Ok(())
+}
+
+/// Status callbacks can arrive out of order: a final status is never replaced by `sent`.
+pub(crate) fn update_status(
+    conn: &mut Connection,
+    provider_id: &str,
+    status: &str,
+    error: Option<String>,
+    now: Millis,
+) -> Result<bool, StoreError> {
+    let found: Option<i64> = conn
+        .prepare_cached("SELECT id FROM deliveries WHERE provider_id = ?1")
+        .db()?
+        .query_row([provider_id], |r| r.get(0))
+        .optional()
+        .db()?;
+    let Some(id) = found else {
+        return Ok(false);
+    };
+    conn.prepare_cached(
+        "UPDATE deliveries SET status = ?2, error = coalesce(?3, error), updated_at = ?4
+          WHERE id = ?1 AND (?2 != 'sent' OR status = 'queued')",
+    )
+    .db()?
+    .execute(params![id, status, error, now.0])
+    .db()?;
+    Ok(true)
+}
+
+pub(crate) fn next_due(conn: &mut Connection) -> Result<Option<Millis>, StoreError> {
+    let at: Option<i64> = conn
+        .prepare_cached("SELECT min(next_attempt_at) FROM deliveries WHERE next_attempt_at IS NOT NULL")
+        .db()?
+        .query_row([], |r| r.get(0))
+        .db()?;
+    Ok(at.map(Millis))
+}
