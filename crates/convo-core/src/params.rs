@@ -249,5 +249,43 @@ impl ListParams {
     }
 }
 
+/// The query of a write endpoint or of `GET /conversations/{id}`: the scope, and (for the
+/// latter) the message parameters of §3.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScopedParams {
+    pub scope: Scope,
+    pub messages: Option<MessageQuery>,
+    pub notes: Vec<String>,
+}
+
+impl ScopedParams {
+    /// `with_messages`: also read `include_messages`, `messages` and `messages_since` (which
+    /// are otherwise ignored parameters).
+    pub fn parse(query: Option<&str>, with_messages: bool) -> Result<ScopedParams, Vec<String>> {
+        let mut raw = RawParams::new(query);
+        let mut c = Collector { errors: Vec::new() };
+        let scope = scope(&mut raw, &mut c);
+        let (messages, messages_note) = if with_messages {
+            messages(&mut raw, &mut c, None)
+        } else {
+            (None, None)
+        };
+        if !c.errors.is_empty() {
+            return Err(c.errors);
+        }
+        let mut notes = Vec::new();
+        notes.extend(ignored_note(&raw));
+        notes.extend(messages_note);
+        match scope {
+            Some(scope) => Ok(ScopedParams {
+                scope,
+                messages,
+                notes,
+            }),
+            None => Err(c.errors),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

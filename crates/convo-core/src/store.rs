@@ -2,9 +2,9 @@
 
 use crate::import::ImportBatch;
 use crate::model::{ApiKeyInfo, Conversation, ConversationPage, Message, NewApiKey};
-use crate::write::{Attempt, Delivery, InboundOutcome, InboundSms, NewMessage};
 use crate::time::Millis;
 use crate::tz::Zone;
+use crate::write::{Attempt, Delivery, InboundOutcome, InboundSms, NewMessage};
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 

@@ -102,7 +102,16 @@ mod tests {
 
     #[test]
     fn keywords_are_the_whole_body_in_any_case() {
-        for w in ["STOP", "stop", " Stop\n", "stopall", "Unsubscribe", "cancel", "END", "quit"] {
+        for w in [
+            "STOP",
+            "stop",
+            " Stop\n",
+            "stopall",
+            "Unsubscribe",
+            "cancel",
+            "END",
+            "quit",
+        ] {
             assert_eq!(keyword(w), Some(Keyword::OptOut), "{w}");
         }
         assert_eq!(keyword("revoke"), Some(Keyword::OptOut));
@@ -110,7 +119,14 @@ mod tests {
         for w in ["START", "yes", " Unstop "] {
             assert_eq!(keyword(w), Some(Keyword::OptIn), "{w}");
         }
-        for w in ["stop it", "please stop", "STOP!", "", "opt-out", "yes please"] {
+        for w in [
+            "stop it",
+            "please stop",
+            "STOP!",
+            "",
+            "opt-out",
+            "yes please",
+        ] {
             assert_eq!(keyword(w), None, "{w}");
         }
     }

@@ -17,6 +17,10 @@ pub enum ApiError {
     BadRequest(Vec<String>),
     #[error("forbidden")]
     Forbidden(String),
+    #[error("payload too large")]
+    PayloadTooLarge(String),
+    #[error("unsupported media type")]
+    UnsupportedMediaType(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -29,13 +33,18 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn messages(self) -> Vec<String> {
         match self {
-            ApiError::NotFound(m) | ApiError::Forbidden(m) => vec![m],
+            ApiError::NotFound(m)
+            | ApiError::Forbidden(m)
+            | ApiError::PayloadTooLarge(m)
+            | ApiError::UnsupportedMediaType(m) => vec![m],
             ApiError::MethodNotAllowed => vec!["Method not allowed".into()],
             ApiError::Unauthorized(m) => vec![m.into()],
             ApiError::BadRequest(list) => list,

@@ -2,8 +2,12 @@
 
 use crate::AppState;
 use crate::error::ApiError;
+use axum::body::Body;
 use axum::http::HeaderMap;
-use axum::http::header::{ACCEPT, AUTHORIZATION};
+use axum::http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use convo_core::params::ScopedParams;
+use convo_core::{Access, TenantCtx};
+use serde::de::DeserializeOwned;
 
 const VENDOR_TYPE: &str = "application/vnd.nexhealth+json";
 
@@ -70,6 +74,79 @@ pub fn bearer_key(headers: &HeaderMap, state: &AppState) -> Result<i64, ApiError
         .tokens
         .verify(token.trim())
         .ok_or(ApiError::Unauthorized(BAD_TOKEN))
+}
+
+/// Bodies of the write endpoints are small JSON objects; anything larger is refused unread.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Reads a JSON body: 415 for another content type, 413 past `MAX_BODY`, 400 for JSON that is
+/// malformed or not the expected shape (serde's reason, which names the field).
+pub async fn json_body<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, ApiError> {
+    let media = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+        .unwrap_or("");
+    if !media.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::UnsupportedMediaType(
+            "Content-Type must be application/json".into(),
+        ));
+    }
+    let bytes = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge(format!("the body exceeds {MAX_BODY} bytes")))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        let text = e.to_string();
+        let reason = text.split(" at line ").next().unwrap_or(&text);
+        ApiError::BadRequest(vec![format!("the body is not valid: {reason}")])
+    })
+}
+
+/// The contract's precedence for a scoped request whose key is already known: 401 (revoked),
+/// 400 (every problem: parameters, then `extra` from the body), 403 (subdomain), 404 (location).
+pub async fn tenant(
+    state: &AppState,
+    key_id: i64,
+    params: Result<ScopedParams, Vec<String>>,
+    extra: Vec<String>,
+) -> Result<(TenantCtx, ScopedParams), ApiError> {
+    let scope = params
+        .as_ref()
+        .ok()
+        .map(|p| (p.scope.subdomain.as_str(), p.scope.location_id));
+    let access = state.store.access(key_id, scope).await?;
+    if let Access::Revoked = access {
+        return Err(ApiError::Unauthorized(BAD_TOKEN));
+    }
+    let params = match params {
+        Ok(p) if extra.is_empty() => p,
+        Ok(_) => return Err(ApiError::BadRequest(extra)),
+        Err(mut errors) => {
+            errors.extend(extra);
+            return Err(ApiError::BadRequest(errors));
+        }
+    };
+    match access {
+        Access::Granted(tenant) => {
+            tracing::Span::current().record("institution_id", tenant.institution_id());
+            Ok((tenant, params))
+        }
+        Access::Forbidden => Err(ApiError::Forbidden(format!(
+            "This API key may not access subdomain {}",
+            params.scope.subdomain
+        ))),
+        Access::NoLocation => Err(ApiError::NotFound(format!(
+            "location_id {} is not a location of this institution",
+            params.scope.location_id
+        ))),
+        Access::Revoked | Access::Live => {
+            Err(ApiError::Internal("access answered without a scope".into()))
+        }
+    }
 }
 
 #[cfg(test)]

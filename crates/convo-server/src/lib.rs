@@ -5,8 +5,10 @@ mod auth;
 mod dto;
 mod error;
 mod extract;
+pub mod outbox;
 mod routes;
 mod telemetry;
+pub mod twilio;
 
 use axum::Router;
 use convo_core::{Store, StoreError};
@@ -25,6 +27,12 @@ pub struct ApiConfig {
     pub token_ttl: u64,
     /// Answer a missing or generic `Accept` with 404, as NexHealth does.
     pub strict_version: bool,
+    /// Twilio's auth token: verifies webhook signatures (and authenticates sends). Without it,
+    /// the webhooks answer 403.
+    pub twilio_auth_token: Option<String>,
+    /// The public base URL Twilio calls (`https://convo.example.org`) when a proxy sits in
+    /// front; otherwise `http://` + the request's `Host`.
+    pub public_url: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -32,6 +40,8 @@ impl Default for ApiConfig {
         Self {
             token_ttl: 3600,
             strict_version: false,
+            twilio_auth_token: None,
+            public_url: None,
         }
     }
 }
@@ -42,6 +52,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub tokens: Arc<Tokens>,
     pub config: ApiConfig,
+    /// Wakes the outbox worker when a send was queued.
+    pub outbox: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -60,7 +72,12 @@ impl AppState {
             tokens: Arc::new(Tokens::new(&secret, config.token_ttl)),
             store,
             config,
+            outbox: Arc::new(tokio::sync::Notify::new()),
         })
+    }
+
+    pub fn outbox_wakeup(&self) {
+        self.outbox.notify_one();
     }
 }
 

@@ -1,12 +1,15 @@
 //! `convo serve`: open the store, build the state, bind, serve until SIGTERM or Ctrl-C.
 
-use crate::cli::{ServeArgs, SmsProvider};
+use crate::cli::{ServeArgs, SmsProvider as Provider};
 use crate::{CliError, demo, open_store};
+use convo_server::outbox::{self, LogProvider, RetryPolicy, SmsProvider, TwilioProvider};
 use convo_server::{ApiConfig, AppState};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 pub async fn run(database_url: &str, args: ServeArgs) -> Result<(), CliError> {
-    if args.sms_provider == SmsProvider::Twilio
+    if args.sms_provider == Provider::Twilio
         && (args.twilio.twilio_account_sid.is_none() || args.twilio.twilio_auth_token.is_none())
     {
         return Err(CliError::Usage(
@@ -24,14 +27,55 @@ pub async fn run(database_url: &str, args: ServeArgs) -> Result<(), CliError> {
     }
     // Fresh planner statistics keep the list on its indexes after large imports.
     store.analyze().await?;
+    let public_url = args
+        .public_url
+        .as_ref()
+        .map(|u| u.trim_end_matches('/').to_string());
+    let auth_token = args.twilio.twilio_auth_token.as_ref().map(|t| t.0.clone());
     let config = ApiConfig {
         token_ttl: args.tokens.token_ttl,
         strict_version: args.strict_version,
+        twilio_auth_token: auth_token.clone(),
+        public_url: public_url.clone(),
+    };
+    let provider: Arc<dyn SmsProvider> = match (
+        args.sms_provider,
+        &args.twilio.twilio_account_sid,
+        auth_token,
+    ) {
+        (Provider::Twilio, Some(sid), Some(token)) => Arc::new(
+            TwilioProvider::new(
+                &args.twilio.twilio_base_url,
+                sid,
+                &token,
+                public_url.map(|u| format!("{u}/sms/status")),
+                Duration::from_secs(15),
+            )
+            .map_err(CliError::Usage)?,
+        ),
+        _ => Arc::new(LogProvider),
     };
     let secret = args.tokens.jwt_secret.as_ref().map(|s| s.0.as_bytes());
-    let state = AppState::new(store, secret, config).await?;
+    let state = AppState::new(store.clone(), secret, config).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let worker = tokio::spawn(outbox::run(
+        store,
+        provider,
+        state.outbox.clone(),
+        RetryPolicy::default(),
+        until_stopped(stopped.clone()),
+    ));
     tracing::info!("listening on {addr}");
-    convo_server::serve(listener, state, shutdown_signal()).await?;
+    convo_server::serve(listener, state, until_stopped(stopped)).await?;
+    // The worker finishes the send in hand; anything left stays queued for the next start.
+    let _ = worker.await;
     tracing::info!("stopped");
     Ok(())
 }

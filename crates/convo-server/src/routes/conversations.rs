@@ -2,13 +2,16 @@
 
 use crate::AppState;
 use crate::dto::encode_list;
+use crate::dto::{ConversationDto, Envelope};
+use crate::error::json_response;
 use crate::error::{ApiError, json_bytes};
+use crate::extract::tenant;
 use crate::extract::{BAD_TOKEN, bearer_key, check_version};
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use convo_core::Access;
-use convo_core::params::{ListParams, description};
+use convo_core::params::{ListParams, ScopedParams, description, parse_int};
 
 pub async fn list(
     State(state): State<AppState>,
@@ -59,4 +62,37 @@ pub async fn list(
     let body = encode_list(&description, &page, tenant.zone())
         .map_err(|e| ApiError::Internal(format!("encoding the page: {e}")))?;
     Ok(json_bytes(StatusCode::OK, body))
+}
+
+/// `GET /conversations/{id}`: one conversation of the location, with the list's message
+/// parameters.
+pub async fn one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    check_version(&headers, state.config.strict_version)?;
+    let key_id = bearer_key(&headers, &state)?;
+    let params = ScopedParams::parse(uri.query(), true);
+    let (tenant, params) = tenant(&state, key_id, params, Vec::new()).await?;
+    let missing = || {
+        ApiError::NotFound(format!(
+            "conversation {id} is not a conversation of this location"
+        ))
+    };
+    let conversation_id = parse_int(&id).filter(|&n| n >= 1).ok_or_else(missing)?;
+    let conversation = state
+        .store
+        .get_conversation(&tenant, conversation_id, params.messages.as_ref())
+        .await?
+        .ok_or_else(missing)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &Envelope::new(
+            &description(&params.notes),
+            ConversationDto::new(&conversation, tenant.zone()),
+            None,
+        ),
+    ))
 }

@@ -2,6 +2,8 @@
 
 mod authenticates;
 mod conversations;
+mod messages;
+mod sms;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -12,6 +14,11 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/authenticates", post(authenticates::create))
         .route("/conversations", get(conversations::list))
+        .route("/conversations/{id}", get(conversations::one))
+        .route("/messages", post(messages::send))
+        .route("/messages/{id}/seen", post(messages::seen))
+        .route("/sms/inbound", post(sms::inbound))
+        .route("/sms/status", post(sms::status))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -89,8 +89,12 @@ macro_rules! messages_sql {
         concat!(
             "WITH cv AS MATERIALIZED (
                 SELECT j.key AS pos, j.value AS id, coalesce(
-                    (SELECT created_at FROM messages ", $access, "
-                      WHERE conversation_id = j.value AND created_at >= ?2 ", $inner, "
+                    (SELECT created_at FROM messages ",
+            $access,
+            "
+                      WHERE conversation_id = j.value AND created_at >= ?2 ",
+            $inner,
+            "
                       ORDER BY created_at DESC, id DESC LIMIT 1 OFFSET ?3 - 1),
                     ?2) AS lo
                 FROM json_each(?1) AS j)
@@ -98,8 +102,12 @@ macro_rules! messages_sql {
             message_columns!(),
             "
              FROM cv
-             CROSS JOIN messages m ", $access, "
-                ON m.conversation_id = cv.id ", $outer, " AND m.created_at >= cv.lo",
+             CROSS JOIN messages m ",
+            $access,
+            "
+                ON m.conversation_id = cv.id ",
+            $outer,
+            " AND m.created_at >= cv.lo",
             sender_joins!(),
             "
              ORDER BY cv.pos, m.created_at DESC, m.id DESC"

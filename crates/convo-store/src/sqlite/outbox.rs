@@ -96,7 +96,9 @@ pub(crate) fn update_status(
 
 pub(crate) fn next_due(conn: &mut Connection) -> Result<Option<Millis>, StoreError> {
     let at: Option<i64> = conn
-        .prepare_cached("SELECT min(next_attempt_at) FROM deliveries WHERE next_attempt_at IS NOT NULL")
+        .prepare_cached(
+            "SELECT min(next_attempt_at) FROM deliveries WHERE next_attempt_at IS NOT NULL",
+        )
         .db()?
         .query_row([], |r| r.get(0))
         .db()?;

@@ -61,7 +61,10 @@ fn next_id(tx: &Transaction, table: &str) -> Result<i64, StoreError> {
         "conversations" => "SELECT coalesce(max(id), 0) + 1 FROM conversations",
         _ => "SELECT coalesce(max(id), 0) + 1 FROM patients",
     };
-    tx.prepare_cached(sql).db()?.query_row([], |r| r.get(0)).db()
+    tx.prepare_cached(sql)
+        .db()?
+        .query_row([], |r| r.get(0))
+        .db()
 }
 
 /// The conversation of (location, patient), created at `now` if there is none yet.
@@ -94,12 +97,10 @@ fn conversation_for(
 
 /// Last activity moves forward only: an out-of-order write never hides newer activity.
 fn touch(tx: &Transaction, conversation_id: i64, at: Millis) -> Result<(), StoreError> {
-    tx.prepare_cached(
-        "UPDATE conversations SET updated_at = max(updated_at, ?2) WHERE id = ?1",
-    )
-    .db()?
-    .execute(params![conversation_id, at.0])
-    .db()?;
+    tx.prepare_cached("UPDATE conversations SET updated_at = max(updated_at, ?2) WHERE id = ?1")
+        .db()?
+        .execute(params![conversation_id, at.0])
+        .db()?;
     Ok(())
 }
 
@@ -282,10 +283,11 @@ pub(crate) fn seen(
 
 /// Among patients sharing a number, the family's guarantor, else the lowest id.
 fn pick_patient(matches: &[(i64, Option<i64>)]) -> Option<i64> {
-    let guarantor = matches
-        .iter()
-        .map(|&(id, _)| id)
-        .find(|id| matches.iter().any(|&(other, g)| other != *id && g == Some(*id)));
+    let guarantor = matches.iter().map(|&(id, _)| id).find(|id| {
+        matches
+            .iter()
+            .any(|&(other, g)| other != *id && g == Some(*id))
+    });
     guarantor.or_else(|| matches.iter().map(|&(id, _)| id).min())
 }
 
@@ -349,8 +351,9 @@ pub(crate) fn receive(
         Some(id) => id,
         None => {
             let id = next_id(&tx, "patients")?;
-            let bio = serde_json::json!({"cell_phone_number": sms.from.trim(), "non_patient": true})
-                .to_string();
+            let bio =
+                serde_json::json!({"cell_phone_number": sms.from.trim(), "non_patient": true})
+                    .to_string();
             tx.prepare_cached(
                 "INSERT INTO patients (id, institution_id, bio, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?4)",
