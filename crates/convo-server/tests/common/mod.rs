@@ -126,6 +126,45 @@ impl TestApp {
         .await
     }
 
+    /// POST a JSON body with this app's token.
+    pub async fn post_json(&self, uri: &str, body: &str) -> Reply {
+        self.send(
+            Request::post(uri)
+                .header("authorization", format!("Bearer {}", self.token))
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .expect("request"),
+        )
+        .await
+    }
+
+    /// POST a Twilio-style form to `path`, signed for `url` with `token` (None: unsigned).
+    pub async fn post_twilio(
+        &self,
+        path: &str,
+        params: &[(&str, &str)],
+        signed: Option<(&str, &str)>,
+    ) -> Reply {
+        let owned: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter())
+            .finish();
+        let mut req = Request::post(path)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("host", "127.0.0.1:8080");
+        if let Some((token, url)) = signed {
+            req = req.header(
+                "x-twilio-signature",
+                convo_server::twilio::signature(token, url, &owned),
+            );
+        }
+        self.send(req.body(Body::from(body)).expect("request"))
+            .await
+    }
+
     pub async fn list(&self, query: &str) -> Reply {
         self.get(&format!("/conversations?{query}")).await
     }

@@ -1,0 +1,632 @@
+//! The write side through the real router on a temp SQLite file (CONTRACT §6): staff sends,
+//! seen, one conversation, Twilio's inbound and status webhooks, and every bad input refused
+//! with its status and nothing written.
+
+mod common;
+
+use common::{TestApp, import_text};
+use convo_core::Millis;
+use convo_core::Store;
+use convo_core::write::Attempt;
+use convo_server::ApiConfig;
+use rusqlite::Connection;
+
+const SCOPE: &str = "subdomain=acme&location_id=10";
+const TOKEN: &str = "twilio-test-token";
+const PUBLIC: &str = "https://convo.example.org";
+
+async fn app() -> TestApp {
+    TestApp::with_config(ApiConfig {
+        twilio_auth_token: Some(TOKEN.into()),
+        public_url: Some(PUBLIC.into()),
+        ..ApiConfig::default()
+    })
+    .await
+}
+
+fn db(app: &TestApp) -> Connection {
+    Connection::open(app.dir.path().join("test.db")).expect("open")
+}
+
+/// Every row that a write could touch, for "nothing was written" checks.
+fn snapshot(app: &TestApp) -> String {
+    let conn = db(app);
+    let mut out = String::new();
+    for sql in [
+        "SELECT id, conversation_id, body, updated_at, seen_by FROM messages ORDER BY id",
+        "SELECT id, updated_at FROM conversations ORDER BY id",
+        "SELECT id, unsubscribe_sms, updated_at FROM patients ORDER BY id",
+        "SELECT id, status FROM deliveries ORDER BY id",
+    ] {
+        let mut stmt = conn.prepare(sql).expect("prepare");
+        let n = stmt.column_count();
+        let mut rows = stmt.query([]).expect("query");
+        while let Some(row) = rows.next().expect("row") {
+            for i in 0..n {
+                out.push_str(&format!("{:?} ", row.get_ref(i).expect("col")));
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn send_body(patient: i64, user: i64, body: &str) -> String {
+    serde_json::json!({"message": {"patient_id": patient, "user_id": user, "body": body}})
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_staff_message_is_written_queued_and_listed_first() {
+    let app = app().await;
+    import_text(
+        app.store.as_ref(),
+        r#"{"type":"patient","id":101,"institution_id":1,"first_name":"Ben","middle_name":"Jo","last_name":"Okafor","guarantor_id":100,"bio":{"phone_number":"516.555.0101"}}"#,
+    )
+    .await
+    .expect("import");
+    let reply = app
+        .post_json(
+            &format!("/messages?{SCOPE}"),
+            &send_body(101, 5, "  Hi Ben, your crown is ready. "),
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    let v = reply.json();
+    assert_eq!(v["description"], "Created");
+    let m = &v["data"];
+    assert_eq!(m["body"], "Hi Ben, your crown is ready.");
+    assert_eq!(m["conversation_id"], 1001);
+    assert_eq!(m["sender_info"]["name"], "Sam Lee");
+    assert_eq!(m["sender_info"]["meta_type"], "User");
+    assert_eq!(m["user_id"], 5);
+    assert_eq!(m["seen_by"], serde_json::json!([]));
+    let delivery = m["sms_msg_id"]
+        .as_i64()
+        .expect("sms_msg_id is the delivery id");
+    let (status, to, from): (String, String, String) = db(&app)
+        .query_row(
+            "SELECT status, to_number, from_number FROM deliveries WHERE id = ?1",
+            [delivery],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .expect("delivery row");
+    assert_eq!(
+        (status.as_str(), to.as_str(), from.as_str()),
+        ("queued", "+15165550101", "+15551230000")
+    );
+    let list = app.list(&format!("{SCOPE}&messages=1")).await.ok_list();
+    assert_eq!(list["data"][0]["id"], 1001);
+    assert_eq!(list["data"][0]["updated_at"], m["created_at"]);
+    assert_eq!(list["data"][0]["messages"][0]["id"], m["id"]);
+}
+
+#[tokio::test]
+async fn a_send_creates_the_conversation_when_there_is_none() {
+    let app = app().await;
+    import_text(
+        app.store.as_ref(),
+        r#"{"type":"patient","id":104,"institution_id":1,"first_name":"Dev","bio":{"cell_phone_number":"(516) 555-0104"}}"#,
+    )
+    .await
+    .expect("import");
+    let before = app.list(SCOPE).await.ok_list()["count"]
+        .as_i64()
+        .expect("count");
+    let reply = app
+        .post_json(
+            &format!("/messages?{SCOPE}"),
+            &send_body(104, 6, "Welcome!"),
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    let conversation = reply.json()["data"]["conversation_id"]
+        .as_i64()
+        .expect("id");
+    let list = app.list(SCOPE).await.ok_list();
+    assert_eq!(list["count"].as_i64(), Some(before + 1));
+    assert_eq!(list["data"][0]["id"].as_i64(), Some(conversation));
+    assert_eq!(list["data"][0]["patient"]["id"], 104);
+    let to: String = db(&app)
+        .query_row("SELECT to_number FROM deliveries", [], |r| r.get(0))
+        .expect("delivery");
+    assert_eq!(to, "+15165550104");
+}
+
+#[tokio::test]
+async fn bad_sends_get_their_status_and_write_nothing() {
+    let app = app().await;
+    let before = snapshot(&app);
+    let uri = format!("/messages?{SCOPE}");
+    let cases: Vec<(u16, String, &str)> = vec![
+        (400, "{\"message\":".into(), "the body is not valid"),
+        (400, "[1,2]".into(), "the body is not valid"),
+        (
+            400,
+            r#"{"message":{"patient_id":100,"user_id":5,"body":"x","extra":1}}"#.into(),
+            "unknown field `extra`",
+        ),
+        (
+            400,
+            send_body(999, 5, "hi"),
+            "patient_id 999 is not a patient of this institution",
+        ),
+        (
+            400,
+            send_body(200, 5, "hi"),
+            "patient_id 200 is not a patient of this institution",
+        ),
+        (
+            400,
+            send_body(100, 7, "hi"),
+            "user_id 7 is not a staff user of this institution",
+        ),
+        (
+            400,
+            send_body(100, 999, "hi"),
+            "user_id 999 is not a staff user of this institution",
+        ),
+        (
+            400,
+            send_body(103, 5, "hi"),
+            "Patient has unsubscribed from SMS",
+        ),
+        (
+            400,
+            send_body(102, 5, "hi"),
+            "Patient has no phone number to text",
+        ),
+        (
+            400,
+            send_body(100, 5, &"a".repeat(1601)),
+            "message.body must be at most 1600 characters",
+        ),
+        (
+            400,
+            send_body(100, 5, "   "),
+            "message.body must be 1 to 1600 characters",
+        ),
+    ];
+    for (status, body, expected) in cases {
+        let errors = app.post_json(&uri, &body).await.errors(status);
+        assert!(
+            errors.iter().any(|e| e.contains(expected)),
+            "{body}: {errors:?}"
+        );
+    }
+    // Location 11 has no number to send from.
+    let errors = app
+        .post_json(
+            "/messages?subdomain=acme&location_id=11",
+            &send_body(100, 5, "hi"),
+        )
+        .await
+        .errors(400);
+    assert_eq!(errors, ["Location has no phone number to text from"]);
+    // Wrong content type, too large, another tenant, no token.
+    let req = axum::http::Request::post(&uri)
+        .header("authorization", format!("Bearer {}", app.token))
+        .header("content-type", "text/plain")
+        .body(axum::body::Body::from(send_body(100, 5, "hi")))
+        .expect("request");
+    assert_eq!(
+        app.send(req).await.errors(415),
+        ["Content-Type must be application/json"]
+    );
+    let huge = send_body(100, 5, &"a".repeat(70 * 1024));
+    assert_eq!(app.post_json(&uri, &huge).await.errors(413).len(), 1);
+    app.post_json(
+        "/messages?subdomain=other&location_id=20",
+        &send_body(200, 7, "hi"),
+    )
+    .await
+    .errors(403);
+    app.post_json(
+        "/messages?subdomain=acme&location_id=20",
+        &send_body(100, 5, "hi"),
+    )
+    .await
+    .errors(404);
+    let errors = app
+        .post_json("/messages", &send_body(100, 5, "hi"))
+        .await
+        .errors(400);
+    assert_eq!(errors, ["subdomain is missing", "location_id is missing"]);
+    let req = axum::http::Request::post(&uri)
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(send_body(100, 5, "hi")))
+        .expect("request");
+    app.send(req).await.errors(401);
+    assert_eq!(before, snapshot(&app));
+}
+
+#[tokio::test]
+async fn seen_adds_the_user_once_and_moves_activity() {
+    let app = app().await;
+    let uri = format!("/messages/50000/seen?{SCOPE}");
+    let reply = app.post_json(&uri, r#"{"user_id":6}"#).await;
+    assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+    let m = reply.json()["data"].clone();
+    assert_eq!(m["seen_by"], serde_json::json!(["6"]));
+    assert_ne!(m["updated_at"], m["created_at"]);
+    let again = app.post_json(&uri, r#"{"user_id":6}"#).await.json();
+    assert_eq!(again["data"]["seen_by"], serde_json::json!(["6"]));
+    assert_eq!(again["data"]["updated_at"], m["updated_at"]);
+    let both = app.post_json(&uri, r#"{"user_id":5}"#).await.json();
+    assert_eq!(both["data"]["seen_by"], serde_json::json!(["6", "5"]));
+    let list = app.list(SCOPE).await.ok_list();
+    assert_eq!(list["data"][0]["id"], 1000);
+    assert_eq!(list["data"][0]["updated_at"], both["data"]["updated_at"]);
+
+    let before = snapshot(&app);
+    app.post_json(&format!("/messages/50020/seen?{SCOPE}"), r#"{"user_id":6}"#)
+        .await
+        .errors(404);
+    app.post_json(&format!("/messages/50030/seen?{SCOPE}"), r#"{"user_id":6}"#)
+        .await
+        .errors(404);
+    app.post_json(&format!("/messages/nope/seen?{SCOPE}"), r#"{"user_id":6}"#)
+        .await
+        .errors(404);
+    let errors = app.post_json(&uri, r#"{"user_id":7}"#).await.errors(400);
+    assert_eq!(
+        errors,
+        ["user_id 7 is not a staff user of this institution"]
+    );
+    app.post_json(&uri, r#"{"user":6}"#).await.errors(400);
+    assert_eq!(before, snapshot(&app));
+}
+
+#[tokio::test]
+async fn one_conversation_with_the_lists_message_parameters() {
+    let app = app().await;
+    let reply = app
+        .get(&format!("/conversations/1000?{SCOPE}&messages=2&foo=1"))
+        .await;
+    assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+    let v = reply.json();
+    assert_eq!(
+        v["description"],
+        "Note that following parameters are ignored: foo."
+    );
+    assert!(v.get("count").is_none());
+    assert_eq!(v["data"]["id"], 1000);
+    let ids: Vec<i64> = v["data"]["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(ids, [50003, 50002]);
+    // The same object as in the list.
+    let list = app.list(&format!("{SCOPE}&messages=2")).await.ok_list();
+    let listed = list["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .find(|c| c["id"] == 1000)
+        .expect("listed")
+        .clone();
+    assert_eq!(v["data"], listed);
+    for other in ["1003", "2000", "999999", "x"] {
+        app.get(&format!("/conversations/{other}?{SCOPE}"))
+            .await
+            .errors(404);
+    }
+}
+
+#[tokio::test]
+async fn an_inbound_sms_lands_first_once_and_routes_by_numbers() {
+    let app = app().await;
+    let url = format!("{PUBLIC}/sms/inbound");
+    let sign = Some((TOKEN, url.as_str()));
+    let params = [
+        ("From", "(516) 304-2196"),
+        ("To", "+15551230000"),
+        ("Body", "Can I come at 3?"),
+        ("MessageSid", "SM0001"),
+        ("NumMedia", "0"),
+    ];
+    let reply = app.post_twilio("/sms/inbound", &params, sign).await;
+    assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+    assert!(
+        reply.headers["content-type"]
+            .to_str()
+            .expect("ct")
+            .starts_with("text/xml")
+    );
+    assert!(reply.text.ends_with("<Response/>"), "{}", reply.text);
+    let list = app.list(&format!("{SCOPE}&messages=1")).await.ok_list();
+    let first = &list["data"][0];
+    assert_eq!(first["id"], 1000);
+    assert_eq!(first["messages"][0]["body"], "Can I come at 3?");
+    assert_eq!(first["messages"][0]["sender_info"]["meta_type"], "Patient");
+    assert_eq!(first["messages"][0]["user_id"], 100);
+    assert_eq!(first["messages"][0]["is_custom_reminder_response"], false);
+    // Twilio retries: the same MessageSid stores nothing new.
+    let before = snapshot(&app);
+    let again = app.post_twilio("/sms/inbound", &params, sign).await;
+    assert_eq!(again.status.as_u16(), 200);
+    assert_eq!(before, snapshot(&app));
+
+    // An unknown number becomes a non-patient with a new conversation, media as attachment.
+    let reply = app
+        .post_twilio(
+            "/sms/inbound",
+            &[
+                ("From", "+12025550199"),
+                ("To", "+1 555 123 0000"),
+                ("Body", ""),
+                ("MessageSid", "SM0002"),
+                ("NumMedia", "1"),
+                ("MediaUrl0", "https://api.twilio.com/media/ME1"),
+                ("MediaContentType0", "image/png"),
+            ],
+            sign,
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+    let list = app.list(&format!("{SCOPE}&messages=1")).await.ok_list();
+    let first = &list["data"][0];
+    assert_eq!(first["patient"]["name"], serde_json::Value::Null);
+    assert_eq!(
+        first["patient"]["bio"],
+        serde_json::json!({"cell_phone_number": "+12025550199", "non_patient": true})
+    );
+    let m = &first["messages"][0];
+    assert_eq!(m["attachment_url"], "https://api.twilio.com/media/ME1");
+    assert_eq!(m["attachment_content_type"], "image/png");
+}
+
+#[tokio::test]
+async fn a_reply_to_a_reminder_is_flagged() {
+    let app = app().await;
+    import_text(
+        app.store.as_ref(),
+        r#"{"type":"message","id":60000,"conversation_id":1000,"body":"Reminder: tomorrow 9am","created_at":"2024-04-01T00:00:00Z","sender":{"type":"System","id":null}}"#,
+    )
+    .await
+    .expect("import");
+    let url = format!("{PUBLIC}/sms/inbound");
+    let reply = app
+        .post_twilio(
+            "/sms/inbound",
+            &[
+                ("From", "+15163042196"),
+                ("To", "+15551230000"),
+                ("Body", "C"),
+                ("MessageSid", "SM9"),
+            ],
+            Some((TOKEN, &url)),
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+    let one = app
+        .get(&format!("/conversations/1000?{SCOPE}&messages=1"))
+        .await
+        .json();
+    assert_eq!(one["data"]["messages"][0]["body"], "C");
+    assert_eq!(
+        one["data"]["messages"][0]["is_custom_reminder_response"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn stop_and_start_flip_every_patient_with_that_number() {
+    let app = app().await;
+    // Ben shares Ana's number (a family); Zed, of another institution, has it too.
+    import_text(
+        app.store.as_ref(),
+        r#"{"type":"patient","id":101,"institution_id":1,"first_name":"Ben","guarantor_id":100,"bio":{"cell_phone_number":"+15163042196"}}
+{"type":"patient","id":200,"institution_id":2,"first_name":"Zed","bio":{"cell_phone_number":"+15163042196"}}"#,
+    )
+    .await
+    .expect("import");
+    let url = format!("{PUBLIC}/sms/inbound");
+    let flags = |app: &TestApp| -> Vec<(i64, bool)> {
+        let conn = db(app);
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, unsubscribe_sms FROM patients WHERE id IN (100, 101, 200) ORDER BY id",
+            )
+            .expect("prepare");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    };
+    let stop = app
+        .post_twilio(
+            "/sms/inbound",
+            &[
+                ("From", "+15163042196"),
+                ("To", "+15551230000"),
+                ("Body", " Stop "),
+                ("MessageSid", "SM-stop"),
+            ],
+            Some((TOKEN, &url)),
+        )
+        .await;
+    assert_eq!(stop.status.as_u16(), 200, "{}", stop.text);
+    assert!(
+        stop.text.contains("<Message>You have been unsubscribed"),
+        "{}",
+        stop.text
+    );
+    assert_eq!(flags(&app), [(100, true), (101, true), (200, false)]);
+    // The keyword is stored like any message, in the guarantor's conversation.
+    let one = app
+        .get(&format!("/conversations/1000?{SCOPE}&messages=1"))
+        .await
+        .json();
+    assert_eq!(one["data"]["messages"][0]["body"], " Stop ");
+    let errors = app
+        .post_json(&format!("/messages?{SCOPE}"), &send_body(100, 5, "hello?"))
+        .await
+        .errors(400);
+    assert_eq!(errors, ["Patient has unsubscribed from SMS"]);
+    let start = app
+        .post_twilio(
+            "/sms/inbound",
+            &[
+                ("From", "+15163042196"),
+                ("To", "+15551230000"),
+                ("Body", "start"),
+                ("MessageSid", "SM-start"),
+            ],
+            Some((TOKEN, &url)),
+        )
+        .await;
+    assert!(
+        start.text.contains("<Message>You have been resubscribed"),
+        "{}",
+        start.text
+    );
+    assert_eq!(flags(&app), [(100, false), (101, false), (200, false)]);
+}
+
+#[tokio::test]
+async fn webhooks_refuse_bad_signatures_and_unknown_numbers_writing_nothing() {
+    let app = app().await;
+    let before = snapshot(&app);
+    let url = format!("{PUBLIC}/sms/inbound");
+    let params = [
+        ("From", "+15163042196"),
+        ("To", "+15551230000"),
+        ("Body", "hi"),
+        ("MessageSid", "SMx"),
+    ];
+    for signed in [
+        None,
+        Some(("wrong-token", url.as_str())),
+        Some((TOKEN, "http://127.0.0.1:8080/sms/inbound")),
+    ] {
+        let reply = app.post_twilio("/sms/inbound", &params, signed).await;
+        assert_eq!(reply.status.as_u16(), 403, "{}", reply.text);
+        assert!(reply.text.contains("X-Twilio-Signature"), "{}", reply.text);
+    }
+    let reply = app
+        .post_twilio(
+            "/sms/inbound",
+            &[
+                ("From", "+15163042196"),
+                ("To", "+19998887777"),
+                ("Body", "hi"),
+                ("MessageSid", "SMy"),
+            ],
+            Some((TOKEN, &url)),
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 404, "{}", reply.text);
+    assert!(reply.text.contains("To is not the number of any location"));
+    let reply = app
+        .post_twilio(
+            "/sms/inbound",
+            &[("From", "+15163042196"), ("Body", "hi")],
+            Some((TOKEN, &url)),
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 400);
+    assert!(
+        reply.text.contains("missing parameters: To, MessageSid"),
+        "{}",
+        reply.text
+    );
+    let req = axum::http::Request::post("/sms/inbound")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from("{}"))
+        .expect("request");
+    assert_eq!(app.send(req).await.status.as_u16(), 415);
+    assert_eq!(before, snapshot(&app));
+
+    // Without a configured auth token nothing can be verified: 403.
+    let plain = TestApp::new().await;
+    let reply = plain
+        .post_twilio("/sms/inbound", &params, Some((TOKEN, &url)))
+        .await;
+    assert_eq!(reply.status.as_u16(), 403);
+}
+
+#[tokio::test]
+async fn status_callbacks_update_the_delivery_record() {
+    let app = app().await;
+    let reply = app
+        .post_json(
+            &format!("/messages?{SCOPE}"),
+            &send_body(100, 5, "Your x-rays look great"),
+        )
+        .await;
+    let delivery = reply.json()["data"]["sms_msg_id"]
+        .as_i64()
+        .expect("delivery");
+    let claimed = app
+        .store
+        .claim_deliveries(Millis::now(), 60_000, 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    app.store
+        .finish_delivery(
+            delivery,
+            Attempt::Accepted {
+                provider_id: "SMabc".into(),
+            },
+        )
+        .await
+        .expect("finish");
+    let status = |app: &TestApp| -> (String, Option<String>) {
+        db(app)
+            .query_row(
+                "SELECT status, error FROM deliveries WHERE id = ?1",
+                [delivery],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("row")
+    };
+    assert_eq!(status(&app).0, "sent");
+    let url = format!("{PUBLIC}/sms/status");
+    let post = |s: &'static str, sid: &'static str| {
+        let url = url.clone();
+        let app = &app;
+        async move {
+            app.post_twilio(
+                "/sms/status",
+                &[("MessageSid", sid), ("MessageStatus", s)],
+                Some((TOKEN, &url)),
+            )
+            .await
+        }
+    };
+    assert_eq!(post("delivered", "SMabc").await.status.as_u16(), 200);
+    assert_eq!(status(&app).0, "delivered");
+    // A late `sent` never replaces a final status.
+    assert_eq!(post("sent", "SMabc").await.status.as_u16(), 200);
+    assert_eq!(status(&app).0, "delivered");
+    assert_eq!(post("delivered", "SMnope").await.status.as_u16(), 404);
+    assert_eq!(post("exploded", "SMabc").await.status.as_u16(), 400);
+    let reply = app
+        .post_twilio(
+            "/sms/status",
+            &[
+                ("MessageSid", "SMabc"),
+                ("MessageStatus", "undelivered"),
+                ("ErrorCode", "30003"),
+            ],
+            Some((TOKEN, &url)),
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 200);
+    assert_eq!(
+        status(&app),
+        ("undelivered".into(), Some("provider error 30003".into()))
+    );
+    let forged = app
+        .post_twilio(
+            "/sms/status",
+            &[("MessageSid", "SMabc"), ("MessageStatus", "delivered")],
+            Some(("forged", &url)),
+        )
+        .await;
+    assert_eq!(forged.status.as_u16(), 403);
+}
