@@ -1,0 +1,295 @@
+//! The outbox worker against a local fake of Twilio's Messages API: sends succeed; 5xx and
+//! timeouts are retried until delivered; 4xx is recorded as failed and not retried; entries left
+//! by a stopped or crashed server are delivered after the restart, once each.
+
+mod common;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use common::TestApp;
+use convo_core::{Millis, Store};
+use convo_server::outbox::{self, RetryPolicy, TwilioProvider};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug)]
+enum Answer {
+    Created,
+    ServerError,
+    Slow,
+    BadRequest,
+}
+
+#[derive(Default)]
+struct Fake {
+    script: Mutex<VecDeque<Answer>>,
+    /// (authorization header, form fields) of every request, in order.
+    seen: Mutex<Vec<(String, Vec<(String, String)>)>>,
+}
+
+async fn messages(
+    State(fake): State<Arc<Fake>>,
+    headers: HeaderMap,
+    body: String,
+) -> axum::response::Response {
+    let form: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let n = {
+        let mut seen = fake.seen.lock().expect("lock");
+        seen.push((auth, form));
+        seen.len()
+    };
+    let answer = fake
+        .script
+        .lock()
+        .expect("lock")
+        .pop_front()
+        .unwrap_or(Answer::Created);
+    match answer {
+        Answer::Created => (
+            StatusCode::CREATED,
+            format!(r#"{{"sid":"SMfake{n}","status":"queued"}}"#),
+        )
+            .into_response(),
+        Answer::ServerError => {
+            (StatusCode::SERVICE_UNAVAILABLE, r#"{"message":"down"}"#).into_response()
+        }
+        Answer::Slow => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            (StatusCode::CREATED, r#"{"sid":"SMlate"}"#).into_response()
+        }
+        Answer::BadRequest => (
+            StatusCode::BAD_REQUEST,
+            r#"{"code":21211,"message":"The 'To' number is not a valid phone number."}"#,
+        )
+            .into_response(),
+    }
+}
+
+async fn fake_twilio(script: &[Answer]) -> (Arc<Fake>, String) {
+    let fake = Arc::new(Fake::default());
+    fake.script
+        .lock()
+        .expect("lock")
+        .extend(script.iter().copied());
+    let router = Router::new()
+        .route("/2010-04-01/Accounts/{sid}/Messages.json", post(messages))
+        .with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (fake, format!("http://{addr}"))
+}
+
+fn policy() -> RetryPolicy {
+    RetryPolicy {
+        base_delay_ms: 20,
+        max_delay_ms: 100,
+        max_attempts: 5,
+        lease_ms: 5_000,
+        idle_ms: 20,
+    }
+}
+
+/// Starts a worker; dropping the returned sender stops it.
+fn start_worker(
+    app: &TestApp,
+    base_url: &str,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let provider = TwilioProvider::new(
+        base_url,
+        "ACtest",
+        "tok3n",
+        Some("https://convo.example.org/sms/status".into()),
+        Duration::from_millis(300),
+    )
+    .expect("provider");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(outbox::run(
+        app.store.clone() as Arc<dyn Store>,
+        Arc::new(provider),
+        app.state.outbox.clone(),
+        policy(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    (stop, handle)
+}
+
+async fn send(app: &TestApp, body: &str) -> i64 {
+    let reply = app
+        .post_json(
+            "/messages?subdomain=acme&location_id=10",
+            &serde_json::json!({"message": {"patient_id": 100, "user_id": 5, "body": body}})
+                .to_string(),
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.text);
+    reply.json()["data"]["sms_msg_id"]
+        .as_i64()
+        .expect("delivery id")
+}
+
+/// (status, attempts, provider id, error) of a delivery.
+fn delivery(app: &TestApp, id: i64) -> (String, i64, Option<String>, Option<String>) {
+    rusqlite::Connection::open(app.dir.path().join("test.db"))
+        .expect("open")
+        .query_row(
+            "SELECT status, attempts, provider_id, error FROM deliveries WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .expect("row")
+}
+
+async fn until(
+    app: &TestApp,
+    id: i64,
+    status: &str,
+) -> (String, i64, Option<String>, Option<String>) {
+    for _ in 0..500 {
+        let d = delivery(app, id);
+        if d.0 == status {
+            return d;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "delivery {id} never reached {status}: {:?}",
+        delivery(app, id)
+    );
+}
+
+#[tokio::test]
+async fn sends_reach_the_provider_with_its_fields() {
+    let app = TestApp::new().await;
+    let (fake, base) = fake_twilio(&[]).await;
+    let (stop, worker) = start_worker(&app, &base);
+    let id = send(&app, "Your crown is ready").await;
+    let (_, attempts, provider_id, error) = until(&app, id, "sent").await;
+    assert_eq!((attempts, error), (1, None));
+    assert_eq!(provider_id.as_deref(), Some("SMfake1"));
+    let seen = fake.seen.lock().expect("lock").clone();
+    assert_eq!(seen.len(), 1);
+    let (auth, form) = &seen[0];
+    // HTTP basic auth with the account SID and auth token.
+    assert_eq!(auth, "Basic QUN0ZXN0OnRvazNu");
+    let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    assert_eq!(field("To"), Some("+15163042196"));
+    assert_eq!(field("From"), Some("+15551230000"));
+    assert_eq!(field("Body"), Some("Your crown is ready"));
+    assert_eq!(
+        field("StatusCallback"),
+        Some("https://convo.example.org/sms/status")
+    );
+    drop(stop);
+    worker.await.expect("worker");
+}
+
+#[tokio::test]
+async fn server_errors_and_timeouts_are_retried_until_delivered() {
+    let app = TestApp::new().await;
+    let (fake, base) = fake_twilio(&[Answer::ServerError, Answer::Slow, Answer::ServerError]).await;
+    let (stop, worker) = start_worker(&app, &base);
+    let id = send(&app, "retry me").await;
+    let (_, attempts, provider_id, _) = until(&app, id, "sent").await;
+    assert_eq!(attempts, 4);
+    assert_eq!(provider_id.as_deref(), Some("SMfake4"));
+    assert_eq!(fake.seen.lock().expect("lock").len(), 4);
+    drop(stop);
+    worker.await.expect("worker");
+}
+
+#[tokio::test]
+async fn a_client_error_is_recorded_as_failed_and_not_retried() {
+    let app = TestApp::new().await;
+    let (fake, base) = fake_twilio(&[Answer::BadRequest]).await;
+    let (stop, worker) = start_worker(&app, &base);
+    let id = send(&app, "to a bad number").await;
+    let (_, attempts, _, error) = until(&app, id, "failed").await;
+    assert_eq!(attempts, 1);
+    assert!(error.expect("error").contains("400"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        fake.seen.lock().expect("lock").len(),
+        1,
+        "no retry after a 4xx"
+    );
+    drop(stop);
+    worker.await.expect("worker");
+}
+
+#[tokio::test]
+async fn a_provider_that_never_recovers_is_given_up_on() {
+    let app = TestApp::new().await;
+    let (fake, base) = fake_twilio(&[Answer::ServerError; 10]).await;
+    let (stop, worker) = start_worker(&app, &base);
+    let id = send(&app, "doomed").await;
+    let (_, attempts, _, error) = until(&app, id, "failed").await;
+    assert_eq!(attempts, 5);
+    assert!(
+        error
+            .expect("error")
+            .starts_with("gave up after 5 attempts")
+    );
+    assert_eq!(fake.seen.lock().expect("lock").len(), 5);
+    drop(stop);
+    worker.await.expect("worker");
+}
+
+#[tokio::test]
+async fn entries_left_by_a_stopped_or_crashed_server_go_out_once_after_the_restart() {
+    let app = TestApp::new().await;
+    let (fake, base) = fake_twilio(&[]).await;
+    // Queued while no worker runs (the server was down or the provider unreachable).
+    let ids = [
+        send(&app, "one").await,
+        send(&app, "two").await,
+        send(&app, "three").await,
+    ];
+    // A worker that claimed two of them and died before calling the provider.
+    let claimed = app
+        .store
+        .claim_deliveries(Millis::now(), 200, 2)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 2);
+    let (stop, worker) = start_worker(&app, &base);
+    for id in ids {
+        until(&app, id, "sent").await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut bodies: Vec<String> = fake
+        .seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter_map(|(_, form)| {
+            form.iter()
+                .find(|(k, _)| k == "Body")
+                .map(|(_, v)| v.clone())
+        })
+        .collect();
+    bodies.sort();
+    assert_eq!(bodies, ["one", "three", "two"], "each exactly once");
+    drop(stop);
+    worker.await.expect("worker");
+}
