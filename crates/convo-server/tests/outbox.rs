@@ -24,11 +24,14 @@ enum Answer {
     BadRequest,
 }
 
+/// The authorization header and form fields of one request.
+type Request = (String, Vec<(String, String)>);
+
 #[derive(Default)]
 struct Fake {
     script: Mutex<VecDeque<Answer>>,
     /// (authorization header, form fields) of every request, in order.
-    seen: Mutex<Vec<(String, Vec<(String, String)>)>>,
+    seen: Mutex<Vec<Request>>,
 }
 
 async fn messages(
