@@ -42,11 +42,44 @@ pub enum Command {
     },
     /// Write a practice group's dataset as import NDJSON (deterministic from the seed).
     Generate(GenerateArgs),
+    /// Act as Twilio against a running server (try the write side without a phone).
+    #[command(subcommand)]
+    Sms(SmsCommand),
     /// Manage API keys.
     #[command(name = "api-key", subcommand)]
     ApiKey(ApiKeyCommand),
     /// Create or upgrade the database schema, then exit.
     Migrate,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SmsCommand {
+    /// Sign and post an inbound-SMS webhook, as Twilio would, with the configured auth token.
+    Inbound(InboundArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct InboundArgs {
+    /// The patient's number.
+    #[arg(long)]
+    pub from: String,
+    /// The location's number.
+    #[arg(long)]
+    pub to: String,
+    #[arg(long)]
+    pub body: String,
+    /// The provider message id; a fresh one by default (repeat one to see idempotency).
+    #[arg(long)]
+    pub sid: Option<String>,
+    /// The server to post to.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// The server's public base URL, when it has one: the signature covers it.
+    #[arg(long, env = "CONVO_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Twilio's auth token, as the server is configured with.
+    #[arg(long, env = "CONVO_TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    pub twilio_auth_token: Secret,
 }
 
 #[derive(Subcommand, Debug)]

@@ -6,6 +6,7 @@ mod demo;
 mod generate;
 mod import_cmd;
 mod serve;
+mod sms_cmd;
 
 use clap::Parser;
 use cli::{ApiKeyCommand, Cli, Command, LogFormat};
@@ -66,6 +67,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             import_cmd::run(store, &file).await
         }
         Command::Generate(args) => generate::run(&args),
+        Command::Sms(cli::SmsCommand::Inbound(args)) => sms_cmd::inbound(&args).await,
         Command::ApiKey(cmd) => {
             let store = open_store(&cli.database_url).await?;
             api_key(store.as_ref(), cmd).await
