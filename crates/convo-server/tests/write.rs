@@ -630,3 +630,96 @@ async fn status_callbacks_update_the_delivery_record() {
         .await;
     assert_eq!(forged.status.as_u16(), 403);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_inbound_loses_and_duplicates_nothing() {
+    let app = std::sync::Arc::new(app().await);
+    let url = format!("{PUBLIC}/sms/inbound");
+    let mut tasks = Vec::new();
+    // 60 replies on one conversation, 40 from new numbers, and every MessageSid sent twice.
+    for i in 0..100 {
+        for _copy in 0..2 {
+            let (app, url) = (app.clone(), url.clone());
+            tasks.push(tokio::spawn(async move {
+                let from = if i < 60 {
+                    "+15163042196".to_string()
+                } else {
+                    format!("+1202555{:04}", i)
+                };
+                let body = format!("message {i}");
+                let sid = format!("SMconc{i}");
+                let reply = app
+                    .post_twilio(
+                        "/sms/inbound",
+                        &[
+                            ("From", &from),
+                            ("To", "+15551230000"),
+                            ("Body", &body),
+                            ("MessageSid", &sid),
+                        ],
+                        Some((TOKEN, &url)),
+                    )
+                    .await;
+                assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let conn = db(&app);
+    let stored: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM messages WHERE body LIKE 'message %'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(stored, 100);
+    let distinct: i64 = conn
+        .query_row(
+            "SELECT count(DISTINCT body) FROM messages WHERE body LIKE 'message %'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(distinct, 100);
+    // One conversation per new number, one new patient each; Ana's 60 in conversation 1000.
+    let in_1000: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM messages WHERE conversation_id = 1000 AND body LIKE 'message %'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(in_1000, 60);
+    let non_patients: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM patients WHERE bio LIKE '%non_patient\":true%'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(non_patients, 40);
+    // Ids follow arrival: within a conversation, newer id never means older time.
+    let disorder: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM messages a JOIN messages b
+               ON a.conversation_id = b.conversation_id AND a.id < b.id AND a.created_at > b.created_at",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(disorder, 0);
+    // The list agrees: conversation 1000's activity is its newest message.
+    let list = app
+        .list(&format!("{SCOPE}&per_page=100&messages=1"))
+        .await
+        .ok_list();
+    assert_eq!(list["count"], 44);
+    for c in list["data"].as_array().expect("data") {
+        if c["messages"][0]["body"].as_str().is_some_and(|b| b.starts_with("message ")) {
+            assert_eq!(c["updated_at"], c["messages"][0]["created_at"], "{c}");
+        }
+    }
+}
