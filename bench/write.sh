@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Write-side throughput (issue 6): staff sends (POST /messages) and signed inbound webhooks
+# (POST /sms/inbound) against the practice-group database that bench/run.sh leaves behind,
+# release build, loopback, wrk -t2 -c16, log provider (the outbox worker runs, calls nothing).
+#
+#   bench/run.sh && bench/write.sh
+#
+# Every request is distinct: bodies (and inbound MessageSids) are generated up front, signed
+# with the auth token the server runs with. The database is modified; run.sh rebuilds it.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-15}
+PORT=${PORT:-8092}
+BENCH_DIR=${BENCH_DIR:-target/bench}
+BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
+DB=$BENCH_DIR/practice-group.db
+[ -f "$DB" ] || { echo "no $DB: run bench/run.sh first" >&2; exit 1; }
+command -v wrk >/dev/null || { echo "wrk is missing (bench/run.sh installs it)" >&2; exit 1; }
+cargo build --release --locked -q -p convo
+BIN=$PWD/target/release/convo
+AUTH=bench-auth-token
+LOCATION_PHONE=+12125550140
+REQUESTS=${REQUESTS:-120000}
+
+echo "== generating $REQUESTS distinct requests of each kind" >&2
+python3 - "$DB" "$BENCH_DIR" "$AUTH" "$PORT" "$LOCATION_PHONE" "$REQUESTS" <<'PY'
+import base64, hashlib, hmac, json, sqlite3, sys, urllib.parse
+db, out, token, port, to, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6])
+c = sqlite3.connect(db)
+rows = c.execute("SELECT id, json_extract(bio, '$.cell_phone_number') FROM patients "
+                 "WHERE unsubscribe_sms = 0 AND institution_id = 1 ORDER BY id LIMIT 20000").fetchall()
+url = f"http://bench.local/sms/inbound"
+with open(f"{out}/sends.txt", "w") as sends, open(f"{out}/inbound.txt", "w") as inbound:
+    for i in range(n):
+        pid, phone = rows[(i * 7919) % len(rows)]
+        body = {"message": {"patient_id": pid, "user_id": 1 + i % 25,
+                            "body": f"Hi! Your appointment is confirmed ({i})."}}
+        sends.write("\t" + json.dumps(body) + "\n")
+        params = {"From": phone, "To": to, "Body": f"Thanks, see you then ({i})",
+                  "MessageSid": f"SMbench{i:08d}", "NumMedia": "0"}
+        signed = url + "".join(k + v for k, v in sorted(params.items()))
+        sig = base64.b64encode(hmac.new(token.encode(), signed.encode(), hashlib.sha1).digest()).decode()
+        inbound.write(sig + "\t" + urllib.parse.urlencode(params) + "\n")
+PY
+
+KEY=$("$BIN" --database-url "$DB" api-key create --subdomain summit-dental 2>/dev/null)
+LOG=$BENCH_DIR/write-server.log
+CONVO_TWILIO_AUTH_TOKEN=$AUTH RUST_LOG=warn "$BIN" --database-url "$DB" serve \
+    --listen "127.0.0.1:$PORT" >"$LOG" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 200); do
+    curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break
+    sleep 0.05
+done
+TOKEN=$(curl -sf -X POST -H "Authorization: $KEY" "http://127.0.0.1:$PORT/authenticates" |
+    sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
+
+ROWS=()
+run() {
+    local name=$1 file=$2 path=$3 type=$4 token=$5
+    echo "== $name" >&2
+    local line
+    line=$(CONVO_REQUESTS=$file CONVO_PATH=$path CONVO_TYPE=$type CONVO_TOKEN=$token \
+        wrk -t2 -c16 -d"${DURATION}s" --latency -s bench/write.lua "http://127.0.0.1:$PORT" |
+        grep '^RESULT')
+    read -r _ rps p50 p99 _ errors requests <<<"$line"
+    ROWS+=("| $name | 16 | $rps | $p50 | $p99 | $errors | $requests |")
+}
+run "staff sends (POST /messages)" "$BENCH_DIR/sends.txt" \
+    "/messages?subdomain=summit-dental&location_id=1" application/json "$TOKEN"
+run "inbound webhooks (POST /sms/inbound)" "$BENCH_DIR/inbound.txt" \
+    /sms/inbound application/x-www-form-urlencoded ""
+{
+    echo "| run | conns | req/s | p50 ms | p99 ms | errors | requests |"
+    echo "|---|---|---|---|---|---|---|"
+    printf '%s\n' "${ROWS[@]}"
+} | tee "$BENCH_DIR/write-results.md"
