@@ -718,7 +718,10 @@ async fn concurrent_inbound_loses_and_duplicates_nothing() {
         .ok_list();
     assert_eq!(list["count"], 44);
     for c in list["data"].as_array().expect("data") {
-        if c["messages"][0]["body"].as_str().is_some_and(|b| b.starts_with("message ")) {
+        if c["messages"][0]["body"]
+            .as_str()
+            .is_some_and(|b| b.starts_with("message "))
+        {
             assert_eq!(c["updated_at"], c["messages"][0]["created_at"], "{c}");
         }
     }

@@ -344,6 +344,18 @@ pub async fn seed_and_print(
         "curl -s -H 'Authorization: Bearer {token}' '{base}/conversations?subdomain={SUBDOMAIN}&location_id=1&per_page=5&messages=3'"
     );
     println!();
+    println!("A staff message to patient 1 (queued for the SMS provider, listed first at once):");
+    println!(
+        "curl -s -X POST -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' '{base}/messages?subdomain={SUBDOMAIN}&location_id=1' -d '{{\"message\":{{\"patient_id\":1,\"user_id\":1,\"body\":\"Hi! We have an opening tomorrow at 10am.\"}}}}'"
+    );
+    println!();
+    println!(
+        "Patient 1 replies, signed as Twilio would (the server must run with CONVO_TWILIO_AUTH_TOKEN set; use the same value):"
+    );
+    println!(
+        "convo sms inbound --from +15165550001 --to +12125550100 --body 'Yes please!' --url {base}"
+    );
+    println!();
     println!("A fresh token later:");
     println!(
         "curl -s -X POST -H 'Authorization: {}' '{base}/authenticates'",
