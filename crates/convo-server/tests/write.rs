@@ -726,3 +726,75 @@ async fn concurrent_inbound_loses_and_duplicates_nothing() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_from_many_sockets_at_once_is_all_stored() {
+    use std::io::{Read, Write};
+    let app = app().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(convo_server::serve(
+        listener,
+        app.state.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let url = format!("{PUBLIC}/sms/inbound");
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut statuses = Vec::new();
+                for i in 0..10 {
+                    let params: Vec<(String, String)> = [
+                        ("From", "+15163042196".to_string()),
+                        ("To", "+15551230000".to_string()),
+                        ("Body", format!("socket {c}-{i}")),
+                        ("MessageSid", format!("SMsock{c}x{i}")),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect();
+                    let body = form_urlencoded::Serializer::new(String::new())
+                        .extend_pairs(params.iter())
+                        .finish();
+                    let signature = convo_server::twilio::signature(TOKEN, &url, &params);
+                    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+                    write!(
+                        s,
+                        "POST /sms/inbound HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nX-Twilio-Signature: {signature}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .expect("write");
+                    let mut answer = String::new();
+                    s.read_to_string(&mut answer).expect("read");
+                    statuses.push(answer.lines().next().unwrap_or("").to_string());
+                }
+                statuses
+            })
+        })
+        .collect();
+    for client in clients {
+        let statuses = tokio::task::spawn_blocking(move || client.join().expect("client"))
+            .await
+            .expect("join");
+        assert!(
+            statuses.iter().all(|s| s == "HTTP/1.1 200 OK"),
+            "{statuses:?}"
+        );
+    }
+    let stored: i64 = db(&app)
+        .query_row(
+            "SELECT count(DISTINCT body) FROM messages WHERE conversation_id = 1000 AND body LIKE 'socket %'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(stored, 80);
+    let _ = stop.send(());
+    server.await.expect("server").expect("serve");
+}
