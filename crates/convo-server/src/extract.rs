@@ -79,19 +79,22 @@ pub fn bearer_key(headers: &HeaderMap, state: &AppState) -> Result<i64, ApiError
 /// Bodies of the write endpoints are small JSON objects; anything larger is refused unread.
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// Whether `Content-Type` names `media` (any case, parameters such as `charset` ignored).
+pub fn has_media_type(headers: &HeaderMap, media: &str) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case(media))
+}
+
 /// Reads a JSON body: 415 for another content type, 413 past `MAX_BODY`, 400 for JSON that is
 /// malformed or not the expected shape (serde's reason, which names the field).
 pub async fn json_body<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<T, ApiError> {
-    let media = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(str::trim)
-        .unwrap_or("");
-    if !media.eq_ignore_ascii_case("application/json") {
+    if !has_media_type(headers, "application/json") {
         return Err(ApiError::UnsupportedMediaType(
             "Content-Type must be application/json".into(),
         ));

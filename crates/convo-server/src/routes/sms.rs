@@ -3,7 +3,7 @@
 //! Answers are TwiML (`text/xml`), errors included, so Twilio's debugger shows the reason.
 
 use crate::AppState;
-use crate::extract::MAX_BODY;
+use crate::extract::{MAX_BODY, has_media_type};
 use crate::twilio;
 use axum::body::Body;
 use axum::http::header::{CONTENT_TYPE, HOST};
@@ -53,13 +53,7 @@ async fn signed_form(
     uri: &Uri,
     body: Body,
 ) -> Result<Vec<(String, String)>, Response> {
-    let media = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(str::trim)
-        .unwrap_or("");
-    if !media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+    if !has_media_type(headers, "application/x-www-form-urlencoded") {
         return Err(problem(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "Content-Type must be application/x-www-form-urlencoded",
