@@ -168,9 +168,11 @@ pub trait Store: Send + Sync + 'static {
     /// provider message id. `NotFound` when no location has the `to` number.
     async fn receive_sms(&self, sms: InboundSms) -> Result<InboundOutcome, StoreError>;
 
-    /// Applies a provider status callback; `false` when no delivery has that provider id.
+    /// Applies a provider status callback to delivery `delivery_id` when the callback names it,
+    /// else to the delivery with that provider id; `false` when there is none.
     async fn update_delivery(
         &self,
+        delivery_id: Option<i64>,
         provider_id: &str,
         status: &'static str,
         error: Option<String>,

@@ -90,7 +90,13 @@ impl SmsProvider for TwilioProvider {
         if let Some(media) = &d.media_url {
             form.push(("MediaUrl", media));
         }
-        if let Some(callback) = &self.status_callback {
+        // The delivery's own id rides in the callback URL (which Twilio signs), so a callback
+        // that beats our record of the provider's id still finds its delivery.
+        let callback = self.status_callback.as_ref().map(|c| {
+            let sep = if c.contains('?') { '&' } else { '?' };
+            format!("{c}{sep}delivery={}", d.id)
+        });
+        if let Some(callback) = &callback {
             form.push(("StatusCallback", callback));
         }
         let answer = self

@@ -199,9 +199,10 @@ async fn sends_reach_the_provider_with_its_fields() {
     assert_eq!(field("To"), Some("+15163042196"));
     assert_eq!(field("From"), Some("+15551230000"));
     assert_eq!(field("Body"), Some("Your crown is ready"));
+    // The callback URL names the delivery, so an early callback still finds it.
     assert_eq!(
         field("StatusCallback"),
-        Some("https://convo.example.org/sms/status")
+        Some(format!("https://convo.example.org/sms/status?delivery={id}").as_str())
     );
     drop(stop);
     worker.await.expect("worker");

@@ -538,6 +538,21 @@ async fn webhooks_refuse_bad_signatures_and_unknown_numbers_writing_nothing() {
         .body(axum::body::Body::from("{}"))
         .expect("request");
     assert_eq!(app.send(req).await.status.as_u16(), 415);
+    let huge = "a".repeat(70 * 1024);
+    let reply = app
+        .post_twilio(
+            "/sms/inbound",
+            &[
+                ("From", "+15163042196"),
+                ("To", "+15551230000"),
+                ("Body", &huge),
+                ("MessageSid", "SMbig"),
+            ],
+            Some((TOKEN, &url)),
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 413, "{}", reply.text);
+    assert!(reply.text.contains("too large"), "{}", reply.text);
     assert_eq!(before, snapshot(&app));
 
     // Without a configured auth token nothing can be verified: 403.
@@ -629,6 +644,129 @@ async fn status_callbacks_update_the_delivery_record() {
         )
         .await;
     assert_eq!(forged.status.as_u16(), 403);
+}
+
+/// (status, provider id, next attempt) of a delivery.
+fn outbox_row(app: &TestApp, id: i64) -> (String, Option<String>, Option<i64>) {
+    db(app)
+        .query_row(
+            "SELECT status, provider_id, next_attempt_at FROM deliveries WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .expect("row")
+}
+
+#[tokio::test]
+async fn a_callback_that_beats_the_workers_record_is_kept_and_ends_resends() {
+    let app = app().await;
+    let send = || async {
+        app.post_json(&format!("/messages?{SCOPE}"), &send_body(100, 5, "hello"))
+            .await
+            .json()["data"]["sms_msg_id"]
+            .as_i64()
+            .expect("delivery")
+    };
+    let callback = |delivery: i64, sid: &'static str, status: &'static str| {
+        let app = &app;
+        async move {
+            let path = format!("/sms/status?delivery={delivery}");
+            let url = format!("{PUBLIC}{path}");
+            app.post_twilio(
+                &path,
+                &[("MessageSid", sid), ("MessageStatus", status)],
+                Some((TOKEN, &url)),
+            )
+            .await
+        }
+    };
+    // The provider accepts and calls back before the worker has recorded its answer.
+    let early = send().await;
+    let now = Millis::now();
+    let claimed = app
+        .store
+        .claim_deliveries(now, 60_000, 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    let reply = callback(early, "SMearly", "delivered").await;
+    assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+    assert_eq!(
+        outbox_row(&app, early),
+        ("delivered".into(), Some("SMearly".into()), None)
+    );
+    // The worker saw a timeout: no second send is scheduled, the status stays.
+    app.store
+        .finish_delivery(
+            early,
+            Attempt::Retry {
+                error: "the provider timed out".into(),
+                at: now,
+            },
+        )
+        .await
+        .expect("finish");
+    assert_eq!(
+        outbox_row(&app, early),
+        ("delivered".into(), Some("SMearly".into()), None)
+    );
+    let later = Millis(now.0 + 10 * 60_000);
+    assert!(
+        app.store
+            .claim_deliveries(later, 60_000, 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+
+    // A timeout recorded first, then the callback proving the provider has it: no resend.
+    let late = send().await;
+    app.store
+        .claim_deliveries(Millis::now(), 60_000, 10)
+        .await
+        .expect("claim");
+    app.store
+        .finish_delivery(
+            late,
+            Attempt::Retry {
+                error: "the provider timed out".into(),
+                at: Millis::now(),
+            },
+        )
+        .await
+        .expect("finish");
+    assert_eq!(callback(late, "SMlate", "sent").await.status.as_u16(), 200);
+    assert_eq!(
+        outbox_row(&app, late),
+        ("sent".into(), Some("SMlate".into()), None)
+    );
+    assert!(
+        app.store
+            .claim_deliveries(later, 60_000, 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    // A callback naming another delivery's provider id keeps both records intact.
+    let third = send().await;
+    assert_eq!(callback(third, "SMlate", "sent").await.status.as_u16(), 200);
+    assert_eq!(outbox_row(&app, third).1, None);
+
+    assert_eq!(callback(9_999, "SMx", "sent").await.status.as_u16(), 404);
+    let path = "/sms/status?delivery=abc";
+    let reply = app
+        .post_twilio(
+            path,
+            &[("MessageSid", "SMx"), ("MessageStatus", "sent")],
+            Some((TOKEN, &format!("{PUBLIC}{path}"))),
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 400);
+    assert!(
+        reply.text.contains("delivery query parameter"),
+        "{}",
+        reply.text
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -209,9 +209,30 @@ pub async fn status(
     let error = field(&params, "ErrorCode")
         .filter(|c| !c.is_empty())
         .map(|c| format!("provider error {c}"));
-    match state.store.update_delivery(sid, status, error).await {
+    // Our StatusCallback URL names the delivery; a callback configured elsewhere has only the
+    // provider's MessageSid.
+    let named = uri.query().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "delivery")
+            .map(|(_, v)| v.into_owned())
+    });
+    let delivery_id = match named.as_deref().map(convo_core::params::parse_int) {
+        None => None,
+        Some(Some(id)) => Some(id),
+        Some(None) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "the delivery query parameter must be an integer",
+            );
+        }
+    };
+    match state
+        .store
+        .update_delivery(delivery_id, sid, status, error)
+        .await
+    {
         Ok(true) => twiml(StatusCode::OK, None, None),
-        Ok(false) => problem(StatusCode::NOT_FOUND, "no delivery has that MessageSid"),
+        Ok(false) => problem(StatusCode::NOT_FOUND, "no delivery matches this callback"),
         Err(e) => store_problem(e),
     }
 }

@@ -247,13 +247,21 @@ impl Store for SqliteStore {
 
     async fn update_delivery(
         &self,
+        delivery_id: Option<i64>,
         provider_id: &str,
         status: &'static str,
         error: Option<String>,
     ) -> Result<bool, StoreError> {
         let provider_id = provider_id.to_string();
         self.write(move |conn| {
-            outbox::update_status(conn, &provider_id, status, error, Millis::now())
+            outbox::update_status(
+                conn,
+                delivery_id,
+                &provider_id,
+                status,
+                error,
+                Millis::now(),
+            )
         })
         .await
     }

@@ -53,13 +53,15 @@ pub(crate) fn finish(
         Attempt::Failed { error } => ("failed", None, None, Some(error)),
     };
     // A status callback may already have moved the record past `sent`: keep the later status.
+    // Once a callback has named the provider's id, the provider holds the message: a timeout or
+    // error seen by this attempt must not schedule a second send.
     conn.prepare_cached(
         "UPDATE deliveries SET
             status = CASE WHEN status IN ('delivered', 'undelivered', 'failed') THEN status
                           ELSE ?2 END,
             next_attempt_at = ?3, provider_id = coalesce(?4, provider_id), error = ?5,
             updated_at = ?6
-          WHERE id = ?1",
+          WHERE id = ?1 AND (?4 IS NOT NULL OR provider_id IS NULL)",
     )
     .db()?
     .execute(params![id, status, next, provider_id, error, now.0])
@@ -67,29 +69,45 @@ pub(crate) fn finish(
     Ok(())
 }
 
-/// Status callbacks can arrive out of order: a final status is never replaced by `sent`.
+/// Status callbacks can arrive out of order, and before the worker has recorded the provider's
+/// answer: a final status is never replaced by `sent`, and a callback ends any pending resend
+/// (the provider has the message).
 pub(crate) fn update_status(
     conn: &mut Connection,
+    delivery_id: Option<i64>,
     provider_id: &str,
     status: &str,
     error: Option<String>,
     now: Millis,
 ) -> Result<bool, StoreError> {
-    let found: Option<i64> = conn
-        .prepare_cached("SELECT id FROM deliveries WHERE provider_id = ?1")
-        .db()?
-        .query_row([provider_id], |r| r.get(0))
-        .optional()
-        .db()?;
+    let found: Option<i64> = match delivery_id {
+        Some(id) => conn
+            .prepare_cached("SELECT id FROM deliveries WHERE id = ?1")
+            .db()?
+            .query_row([id], |r| r.get(0))
+            .optional()
+            .db()?,
+        None => conn
+            .prepare_cached("SELECT id FROM deliveries WHERE provider_id = ?1")
+            .db()?
+            .query_row([provider_id], |r| r.get(0))
+            .optional()
+            .db()?,
+    };
     let Some(id) = found else {
         return Ok(false);
     };
     conn.prepare_cached(
-        "UPDATE deliveries SET status = ?2, error = coalesce(?3, error), updated_at = ?4
-          WHERE id = ?1 AND (?2 != 'sent' OR status = 'queued')",
+        "UPDATE deliveries SET
+            status = CASE WHEN ?2 != 'sent' OR status = 'queued' THEN ?2 ELSE status END,
+            error = coalesce(?3, error), updated_at = ?4,
+            provider_id = coalesce(provider_id, (SELECT ?5 WHERE NOT EXISTS
+                               (SELECT 1 FROM deliveries WHERE provider_id = ?5))),
+            next_attempt_at = NULL
+          WHERE id = ?1",
     )
     .db()?
-    .execute(params![id, status, error, now.0])
+    .execute(params![id, status, error, now.0, provider_id])
     .db()?;
     Ok(true)
 }
