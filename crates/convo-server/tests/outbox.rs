@@ -13,6 +13,7 @@ use common::TestApp;
 use convo_core::{Millis, Store};
 use convo_server::outbox::{self, RetryPolicy, TwilioProvider};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +22,8 @@ enum Answer {
     Created,
     ServerError,
     Slow,
+    /// Created after 150 ms: long enough for sends to overlap.
+    Pause,
     BadRequest,
 }
 
@@ -32,6 +35,9 @@ struct Fake {
     script: Mutex<VecDeque<Answer>>,
     /// (authorization header, form fields) of every request, in order.
     seen: Mutex<Vec<Request>>,
+    in_flight: AtomicUsize,
+    /// The most requests in flight at once.
+    most: AtomicUsize,
 }
 
 async fn messages(
@@ -58,6 +64,14 @@ async fn messages(
         .expect("lock")
         .pop_front()
         .unwrap_or(Answer::Created);
+    let now = fake.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    fake.most.fetch_max(now, Ordering::SeqCst);
+    let response = answer_with(answer, n).await;
+    fake.in_flight.fetch_sub(1, Ordering::SeqCst);
+    response
+}
+
+async fn answer_with(answer: Answer, n: usize) -> axum::response::Response {
     match answer {
         Answer::Created => (
             StatusCode::CREATED,
@@ -70,6 +84,14 @@ async fn messages(
         Answer::Slow => {
             tokio::time::sleep(Duration::from_secs(3)).await;
             (StatusCode::CREATED, r#"{"sid":"SMlate"}"#).into_response()
+        }
+        Answer::Pause => {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            (
+                StatusCode::CREATED,
+                format!(r#"{{"sid":"SMfake{n}","status":"queued"}}"#),
+            )
+                .into_response()
         }
         Answer::BadRequest => (
             StatusCode::BAD_REQUEST,
@@ -294,6 +316,28 @@ async fn entries_left_by_a_stopped_or_crashed_server_go_out_once_after_the_resta
         .collect();
     bodies.sort();
     assert_eq!(bodies, ["one", "three", "two"], "each exactly once");
+    drop(stop);
+    worker.await.expect("worker");
+}
+
+#[tokio::test]
+async fn a_batch_of_sends_is_in_flight_at_once() {
+    let app = TestApp::new().await;
+    let (fake, base) = fake_twilio(&[Answer::Pause; 8]).await;
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        ids.push(send(&app, &format!("reminder {i}")).await);
+    }
+    let (stop, worker) = start_worker(&app, &base);
+    for id in ids {
+        until(&app, id, "sent").await;
+    }
+    assert_eq!(fake.seen.lock().expect("lock").len(), 8);
+    // One at a time would never overlap a slow provider's answers.
+    assert!(
+        fake.most.load(Ordering::SeqCst) > 1,
+        "sends went out one at a time"
+    );
     drop(stop);
     worker.await.expect("worker");
 }
