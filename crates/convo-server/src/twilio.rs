@@ -145,5 +145,18 @@ mod tests {
             ),
             "NkauqT6z6SWQ2EVQvslgxaR41Z4="
         );
+        // Our StatusCallback URL carries the delivery id; Twilio signs the query with it
+        // (vector from the `twilio` package's RequestValidator).
+        let with_query = "https://convo.example.org/sms/status?delivery=42";
+        assert_eq!(
+            signature("s3cr3t-auth-token", with_query, &params),
+            "rWVSNTwTDrgjKHM98c8sImv43Vo="
+        );
+        assert!(!verify(
+            "s3cr3t-auth-token",
+            "https://convo.example.org/sms/status?delivery=43",
+            &params,
+            "rWVSNTwTDrgjKHM98c8sImv43Vo="
+        ));
     }
 }
