@@ -21,6 +21,9 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("unsupported media type")]
     UnsupportedMediaType(String),
+    /// Over a rate limit; the seconds to wait.
+    #[error("too many requests")]
+    TooManyRequests(u64),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -35,6 +38,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -48,6 +52,9 @@ impl ApiError {
             ApiError::MethodNotAllowed => vec!["Method not allowed".into()],
             ApiError::Unauthorized(m) => vec![m.into()],
             ApiError::BadRequest(list) => list,
+            ApiError::TooManyRequests(secs) => {
+                vec![format!("Rate limit exceeded; retry after {secs} s")]
+            }
             ApiError::Internal(_) => vec!["Internal server error".into()],
         }
     }
@@ -74,6 +81,10 @@ struct ErrorEnvelope {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry_after = match &self {
+            ApiError::TooManyRequests(secs) => Some(*secs),
+            _ => None,
+        };
         if let ApiError::Internal(detail) = &self {
             // Details are for the operator; the client gets a generic message.
             tracing::error!(detail = %detail, "request failed");
@@ -84,7 +95,13 @@ impl IntoResponse for ApiError {
             error: self.messages(),
             data: None,
         };
-        json_response(status, &body)
+        let mut response = json_response(status, &body);
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 

@@ -56,7 +56,8 @@ pub fn check_version(headers: &HeaderMap, strict: bool) -> Result<(), ApiError> 
 const MISSING_TOKEN: &str = "Authorization header with a Bearer token is missing";
 pub const BAD_TOKEN: &str = "Bearer token is invalid, expired or revoked";
 
-/// The key id behind `Authorization: Bearer <token>`; 401 when absent or not valid.
+/// The key id behind `Authorization: Bearer <token>`; 401 when absent or not valid, 429 when
+/// the key is over its rate limit.
 pub fn bearer_key(headers: &HeaderMap, state: &AppState) -> Result<i64, ApiError> {
     let value = headers
         .get(AUTHORIZATION)
@@ -70,10 +71,16 @@ pub fn bearer_key(headers: &HeaderMap, state: &AppState) -> Result<i64, ApiError
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(ApiError::Unauthorized(MISSING_TOKEN));
     }
-    state
+    let key_id = state
         .tokens
         .verify(token.trim())
-        .ok_or(ApiError::Unauthorized(BAD_TOKEN))
+        .ok_or(ApiError::Unauthorized(BAD_TOKEN))?;
+    // Only a valid token spends a key's budget: nobody can exhaust another's by guessing.
+    state
+        .limiter
+        .check(key_id)
+        .map_err(ApiError::TooManyRequests)?;
+    Ok(key_id)
 }
 
 /// Bodies of the write endpoints are small JSON objects; anything larger is refused unread.

@@ -6,6 +6,7 @@ mod dto;
 mod error;
 mod extract;
 pub mod outbox;
+pub mod ratelimit;
 mod routes;
 mod telemetry;
 pub mod twilio;
@@ -33,6 +34,8 @@ pub struct ApiConfig {
     /// The public base URL Twilio calls (`https://convo.example.org`) when a proxy sits in
     /// front; otherwise `http://` + the request's `Host`.
     pub public_url: Option<String>,
+    /// Per-API-key request limits; empty means none (`--rate-limit`).
+    pub rate_limits: Vec<ratelimit::RateLimit>,
 }
 
 impl Default for ApiConfig {
@@ -42,6 +45,7 @@ impl Default for ApiConfig {
             strict_version: false,
             twilio_auth_token: None,
             public_url: None,
+            rate_limits: Vec::new(),
         }
     }
 }
@@ -54,6 +58,7 @@ pub struct AppState {
     pub config: ApiConfig,
     /// Wakes the outbox worker when a send was queued.
     pub outbox: Arc<tokio::sync::Notify>,
+    pub limiter: Arc<ratelimit::Limiter>,
 }
 
 impl AppState {
@@ -70,6 +75,7 @@ impl AppState {
         };
         Ok(Self {
             tokens: Arc::new(Tokens::new(&secret, config.token_ttl)),
+            limiter: Arc::new(ratelimit::Limiter::new(&config.rate_limits)),
             store,
             config,
             outbox: Arc::new(tokio::sync::Notify::new()),

@@ -251,3 +251,73 @@ async fn responses_carry_a_request_id() {
     let err = app.get("/nope").await;
     assert!(err.headers.contains_key("x-request-id"));
 }
+
+#[tokio::test]
+async fn a_key_over_its_rate_limit_gets_429_with_retry_after() {
+    let app = TestApp::with_config(ApiConfig {
+        rate_limits: convo_server::ratelimit::parse("3/min").expect("spec"),
+        ..ApiConfig::default()
+    })
+    .await;
+    // Invalid tokens are refused before the limit and spend nothing.
+    for _ in 0..5 {
+        let reply = app
+            .send(
+                get(OK_QUERY)
+                    .header("authorization", "Bearer forged")
+                    .body(Body::empty())
+                    .expect("req"),
+            )
+            .await;
+        assert_eq!(reply.status.as_u16(), 401);
+    }
+    for _ in 0..3 {
+        assert_eq!(app.get(OK_QUERY).await.status.as_u16(), 200);
+    }
+    // Every authenticated endpoint shares the key's budget.
+    let reply = app
+        .post_json(
+            "/messages?subdomain=acme&location_id=10",
+            r#"{"message":{"patient_id":100,"user_id":5,"body":"hi"}}"#,
+        )
+        .await;
+    let retry_after = reply
+        .headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .expect("Retry-After in whole seconds");
+    // One request comes back every 20 s.
+    assert!((1..=20).contains(&retry_after), "{retry_after}");
+    assert_eq!(
+        reply.errors(429),
+        [format!("Rate limit exceeded; retry after {retry_after} s")]
+    );
+    let reply = app.get(OK_QUERY).await;
+    assert_eq!(reply.status.as_u16(), 429);
+    assert_eq!(reply.json()["code"], false);
+    // Another key has its own budget.
+    let other = app
+        .store
+        .create_api_key(&["acme".into()])
+        .await
+        .expect("key");
+    let token = app.state.tokens.issue(other.id).expect("token");
+    let reply = app
+        .send(
+            get(OK_QUERY)
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 200);
+}
+
+#[tokio::test]
+async fn without_a_rate_limit_nothing_is_refused() {
+    let app = TestApp::new().await;
+    for _ in 0..300 {
+        assert_eq!(app.get(OK_QUERY).await.status.as_u16(), 200);
+    }
+}

@@ -131,6 +131,14 @@ pub struct TokenArgs {
     pub token_ttl: u64,
 }
 
+/// The parsed `--rate-limit` (a newtype, so clap takes one value, not a list).
+#[derive(Clone, Debug)]
+pub struct RateLimits(pub Vec<convo_server::ratelimit::RateLimit>);
+
+fn parse_rate_limit(spec: &str) -> Result<RateLimits, String> {
+    convo_server::ratelimit::parse(spec).map(RateLimits)
+}
+
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (the bound address is logged).
@@ -154,6 +162,11 @@ pub struct ServeArgs {
     /// Public base URL of this server, for webhook signatures behind a proxy.
     #[arg(long, env = "CONVO_PUBLIC_URL")]
     pub public_url: Option<String>,
+
+    /// Requests allowed per API key: `off`, `nexhealth` (100/s,2000/min, NexHealth's default)
+    /// or a list such as `100/s,2000/min` (units s, min, h). Over it: 429 with Retry-After.
+    #[arg(long, env = "CONVO_RATE_LIMIT", default_value = "off", value_parser = parse_rate_limit)]
+    pub rate_limit: RateLimits,
 
     /// Fill an empty database with the demo practice first and print a ready curl line.
     #[arg(long)]
@@ -230,6 +243,19 @@ mod tests {
     }
 
     #[test]
+    fn rate_limits_parse_or_say_why_not() {
+        let cli =
+            Cli::try_parse_from(["convo", "serve", "--rate-limit", "nexhealth"]).expect("parse");
+        let Command::Serve(s) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(s.rate_limit.0.len(), 2);
+        let err = Cli::try_parse_from(["convo", "serve", "--rate-limit", "5/fortnight"])
+            .expect_err("refused");
+        assert!(err.to_string().contains("COUNT/UNIT"), "{err}");
+    }
+
+    #[test]
     fn secrets_are_redacted() {
         let s: Secret = "hunter2".parse().expect("secret");
         assert!(!format!("{s:?}").contains("hunter2"));
@@ -245,6 +271,7 @@ mod tests {
         assert_eq!(s.tokens.token_ttl, 3600);
         assert_eq!(s.sms_provider, SmsProvider::Log);
         assert!(!s.strict_version);
+        assert!(s.rate_limit.0.is_empty(), "no limit unless asked");
         assert_eq!(s.twilio.twilio_base_url, "https://api.twilio.com");
     }
 }

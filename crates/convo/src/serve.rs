@@ -37,6 +37,7 @@ pub async fn run(database_url: &str, args: ServeArgs) -> Result<(), CliError> {
         strict_version: args.strict_version,
         twilio_auth_token: auth_token.clone(),
         public_url: public_url.clone(),
+        rate_limits: args.rate_limit.0.clone(),
     };
     let provider: Arc<dyn SmsProvider> = match (
         args.sms_provider,
