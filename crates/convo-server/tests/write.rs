@@ -646,6 +646,49 @@ async fn status_callbacks_update_the_delivery_record() {
     assert_eq!(forged.status.as_u16(), 403);
 }
 
+#[tokio::test]
+async fn a_send_still_queued_when_the_patient_texts_stop_is_never_sent() {
+    let app = app().await;
+    let queued = app
+        .post_json(&format!("/messages?{SCOPE}"), &send_body(100, 5, "Promo!"))
+        .await
+        .json()["data"]["sms_msg_id"]
+        .as_i64()
+        .expect("delivery");
+    let url = format!("{PUBLIC}/sms/inbound");
+    let reply = app
+        .post_twilio(
+            "/sms/inbound",
+            &[
+                ("From", "+15163042196"),
+                ("To", "+15551230000"),
+                ("Body", "STOP"),
+                ("MessageSid", "SMstop"),
+            ],
+            Some((TOKEN, &url)),
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+    let claimed = app
+        .store
+        .claim_deliveries(Millis::now(), 60_000, 10)
+        .await
+        .expect("claim");
+    assert!(claimed.is_empty(), "{claimed:?}");
+    let (status, error): (String, Option<String>) = db(&app)
+        .query_row(
+            "SELECT status, error FROM deliveries WHERE id = ?1",
+            [queued],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("row");
+    assert_eq!(status, "failed");
+    assert_eq!(
+        error.as_deref(),
+        Some("the patient unsubscribed from SMS before it was sent")
+    );
+}
+
 /// (status, provider id, next attempt) of a delivery.
 fn outbox_row(app: &TestApp, id: i64) -> (String, Option<String>, Option<i64>) {
     db(app)

@@ -14,6 +14,20 @@ pub(crate) fn claim(
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .db()?;
+    // A patient who texted STOP while a send waited (a provider outage, a backoff) must not
+    // get it: carriers and the law treat a text after an opt-out as a violation.
+    tx.prepare_cached(
+        "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, updated_at = ?1,
+                error = 'the patient unsubscribed from SMS before it was sent'
+          WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= ?1
+            AND EXISTS (SELECT 1 FROM messages m INDEXED BY messages_id
+                          JOIN conversations c ON c.id = m.conversation_id
+                          JOIN patients p ON p.id = c.patient_id
+                         WHERE m.id = deliveries.message_id AND p.unsubscribe_sms)",
+    )
+    .db()?
+    .execute([now.0])
+    .db()?;
     let due: Vec<Delivery> = tx
         .prepare_cached(
             "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?2, updated_at = ?1
