@@ -4,7 +4,7 @@ use crate::import::ImportBatch;
 use crate::model::{ApiKeyInfo, Conversation, ConversationPage, Message, NewApiKey};
 use crate::time::Millis;
 use crate::tz::Zone;
-use crate::write::{Attempt, Delivery, InboundOutcome, InboundSms, NewMessage};
+use crate::write::{Attempt, Delivery, DeliveryRecord, InboundOutcome, InboundSms, NewMessage};
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
@@ -192,6 +192,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// When the next delivery is due, if any is pending.
     async fn next_delivery_at(&self) -> Result<Option<Millis>, StoreError>;
+
+    /// Delivery records, newest first, of one status or all (operators' view).
+    async fn list_deliveries(
+        &self,
+        status: Option<String>,
+        limit: i64,
+    ) -> Result<Vec<DeliveryRecord>, StoreError>;
+
+    /// Queues a `failed` or `undelivered` delivery again, from its first attempt. `NotFound`
+    /// for no such delivery; `Invalid` for another status or a patient who has unsubscribed.
+    async fn retry_delivery(&self, id: i64) -> Result<(), StoreError>;
 
     /// The id of the live key whose raw secret this is.
     async fn authenticate_key(&self, raw_key: &str) -> Result<Option<i64>, StoreError>;

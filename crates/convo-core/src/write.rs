@@ -73,6 +73,22 @@ pub struct Delivery {
     pub attempts: i64,
 }
 
+/// A delivery record as an operator sees it (never the body or the numbers).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    pub id: i64,
+    pub message_id: i64,
+    pub institution_id: i64,
+    pub location_id: i64,
+    pub status: String,
+    pub attempts: i64,
+    /// When the worker will try it (again); `None` once it is settled.
+    pub next_attempt_at: Option<Millis>,
+    pub provider_id: Option<String>,
+    pub error: Option<String>,
+    pub updated_at: Millis,
+}
+
 /// What one attempt came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Attempt {

@@ -245,7 +245,7 @@ async fn server_errors_and_timeouts_are_retried_until_delivered() {
 }
 
 #[tokio::test]
-async fn a_client_error_is_recorded_as_failed_and_not_retried() {
+async fn a_client_error_is_recorded_as_failed_not_retried_until_an_operator_asks() {
     let app = TestApp::new().await;
     let (fake, base) = fake_twilio(&[Answer::BadRequest]).await;
     let (stop, worker) = start_worker(&app, &base);
@@ -259,6 +259,30 @@ async fn a_client_error_is_recorded_as_failed_and_not_retried() {
         1,
         "no retry after a 4xx"
     );
+    // The operator fixed the cause and sends it again: a fresh first attempt.
+    app.store.retry_delivery(id).await.expect("retry");
+    app.state.outbox_wakeup();
+    let (_, attempts, provider_id, error) = until(&app, id, "sent").await;
+    assert_eq!((attempts, error), (1, None));
+    assert_eq!(provider_id.as_deref(), Some("SMfake2"));
+    // Only failed or undelivered records can be retried; unknown ids are not found.
+    assert!(matches!(
+        app.store.retry_delivery(id).await,
+        Err(convo_core::StoreError::Invalid(m)) if m.contains("is sent")
+    ));
+    assert!(matches!(
+        app.store.retry_delivery(9_999).await,
+        Err(convo_core::StoreError::NotFound(_))
+    ));
+    let failed = app
+        .store
+        .list_deliveries(Some("failed".into()), 10)
+        .await
+        .expect("list");
+    assert!(failed.is_empty());
+    let all = app.store.list_deliveries(None, 10).await.expect("list");
+    assert_eq!(all.len(), 1);
+    assert_eq!((all[0].id, all[0].status.as_str()), (id, "sent"));
     drop(stop);
     worker.await.expect("worker");
 }

@@ -687,6 +687,11 @@ async fn a_send_still_queued_when_the_patient_texts_stop_is_never_sent() {
         error.as_deref(),
         Some("the patient unsubscribed from SMS before it was sent")
     );
+    // Nor can an operator push it out by hand.
+    assert!(matches!(
+        app.store.retry_delivery(queued).await,
+        Err(convo_core::StoreError::Invalid(m)) if m.contains("unsubscribed")
+    ));
 }
 
 /// (status, provider id, next attempt) of a delivery.

@@ -48,6 +48,9 @@ pub enum Command {
     /// Manage API keys.
     #[command(name = "api-key", subcommand)]
     ApiKey(ApiKeyCommand),
+    /// Outgoing SMS: see their delivery records, send a failed one again.
+    #[command(subcommand)]
+    Deliveries(DeliveriesCommand),
     /// Create or upgrade the database schema, then exit.
     Migrate,
 }
@@ -97,6 +100,45 @@ pub enum ApiKeyCommand {
         /// The key's id (from `api-key list`).
         key_id: i64,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeliveriesCommand {
+    /// Newest first: id (= the message's sms_msg_id), message, institution, location, status,
+    /// attempts, next attempt, provider id, error. Never a body or a number.
+    List {
+        #[arg(long, value_enum)]
+        status: Option<DeliveryStatus>,
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
+        limit: i64,
+    },
+    /// Queue a failed or undelivered delivery again, from its first attempt (a running
+    /// server's worker picks it up within seconds).
+    Retry {
+        /// The delivery's id (the message's `sms_msg_id`).
+        id: i64,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    Queued,
+    Sent,
+    Delivered,
+    Undelivered,
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Undelivered => "undelivered",
+            Self::Failed => "failed",
+        }
+    }
 }
 
 /// A secret from a flag or the environment; never printed by `Debug`.

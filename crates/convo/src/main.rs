@@ -9,8 +9,8 @@ mod serve;
 mod sms_cmd;
 
 use clap::Parser;
-use cli::{ApiKeyCommand, Cli, Command, LogFormat};
-use convo_core::Store;
+use cli::{ApiKeyCommand, Cli, Command, DeliveriesCommand, LogFormat};
+use convo_core::{Store, StoreError};
 use convo_store::{SqliteOptions, SqliteStore, sqlite_path};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -72,6 +72,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let store = open_store(&cli.database_url).await?;
             api_key(store.as_ref(), cmd).await
         }
+        Command::Deliveries(cmd) => {
+            let store = open_store(&cli.database_url).await?;
+            deliveries(store.as_ref(), cmd).await
+        }
         Command::Migrate => {
             open_store(&cli.database_url).await?;
             eprintln!("database is up to date");
@@ -110,6 +114,41 @@ async fn api_key(store: &dyn Store, cmd: ApiKeyCommand) -> Result<(), CliError> 
                 return Err(CliError::Usage(format!("no API key has id {key_id}")));
             }
             eprintln!("revoked API key {key_id}");
+        }
+    }
+    Ok(())
+}
+
+async fn deliveries(store: &dyn Store, cmd: DeliveriesCommand) -> Result<(), CliError> {
+    match cmd {
+        DeliveriesCommand::List { status, limit } => {
+            let records = store
+                .list_deliveries(status.map(|s| s.as_str().to_string()), limit)
+                .await?;
+            println!(
+                "id\tmessage_id\tinstitution_id\tlocation_id\tstatus\tattempts\tnext_attempt_at\tprovider_id\terror"
+            );
+            for d in records {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    d.id,
+                    d.message_id,
+                    d.institution_id,
+                    d.location_id,
+                    d.status,
+                    d.attempts,
+                    d.next_attempt_at.map_or("-".into(), |t| t.to_utc_string()),
+                    d.provider_id.as_deref().unwrap_or("-"),
+                    d.error.as_deref().unwrap_or("-"),
+                );
+            }
+        }
+        DeliveriesCommand::Retry { id } => {
+            store.retry_delivery(id).await.map_err(|e| match e {
+                StoreError::NotFound(m) | StoreError::Invalid(m) => CliError::Usage(m),
+                other => other.into(),
+            })?;
+            eprintln!("delivery {id} is queued again");
         }
     }
     Ok(())

@@ -378,6 +378,28 @@ fn a_signed_reply_arrives_and_a_killed_server_loses_nothing_it_acknowledged() {
     let listed = http(&addr, &list_req.replace(&token, &token_for(&addr, &key)));
     assert!(listed.contains("Survives a crash"), "{listed}");
     assert!(listed.contains("Running 10 minutes late"), "{listed}");
+    // The operator's view of outgoing SMS: the record, never the body or a number.
+    let listed = convo(&db, &["deliveries", "list"]);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    let rows = text(&listed.stdout);
+    assert!(rows.starts_with("id\tmessage_id\t"), "{rows}");
+    assert_eq!(rows.lines().count(), 2, "{rows}");
+    assert!(
+        !rows.contains("Survives") && !rows.contains("5163042196"),
+        "{rows}"
+    );
+    let id = rows
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split('\t').next())
+        .expect("id");
+    let refused = convo(&db, &["deliveries", "retry", id]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("only failed or undelivered"),
+        "{}",
+        text(&refused.stderr)
+    );
     let _ = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status();

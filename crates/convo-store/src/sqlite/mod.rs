@@ -11,7 +11,9 @@ mod write;
 use async_trait::async_trait;
 use convo_core::import::ImportBatch;
 use convo_core::store::{ImportError, ImportSummary};
-use convo_core::write::{Attempt, Delivery, InboundOutcome, InboundSms, NewMessage};
+use convo_core::write::{
+    Attempt, Delivery, DeliveryRecord, InboundOutcome, InboundSms, NewMessage,
+};
 use convo_core::{
     Access, ApiKeyInfo, Conversation, ConversationPage, ListQuery, Message, MessageQuery, Millis,
     NewApiKey, Store, StoreError, TenantCtx,
@@ -283,6 +285,20 @@ impl Store for SqliteStore {
 
     async fn next_delivery_at(&self) -> Result<Option<Millis>, StoreError> {
         self.read(outbox::next_due).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        status: Option<String>,
+        limit: i64,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.read(move |conn| outbox::list(conn, status.as_deref(), limit))
+            .await
+    }
+
+    async fn retry_delivery(&self, id: i64) -> Result<(), StoreError> {
+        self.write(move |conn| outbox::retry(conn, id, Millis::now()))
+            .await
     }
 
     async fn authenticate_key(&self, raw_key: &str) -> Result<Option<i64>, StoreError> {

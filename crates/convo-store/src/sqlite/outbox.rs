@@ -1,7 +1,7 @@
 //! The outbox: deliveries the worker claims, attempts, and provider status callbacks.
 
 use super::Db;
-use convo_core::write::{Attempt, Delivery};
+use convo_core::write::{Attempt, Delivery, DeliveryRecord};
 use convo_core::{Millis, StoreError};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
@@ -135,4 +135,77 @@ pub(crate) fn next_due(conn: &mut Connection) -> Result<Option<Millis>, StoreErr
         .query_row([], |r| r.get(0))
         .db()?;
     Ok(at.map(Millis))
+}
+
+pub(crate) fn list(
+    conn: &mut Connection,
+    status: Option<&str>,
+    limit: i64,
+) -> Result<Vec<DeliveryRecord>, StoreError> {
+    conn.prepare_cached(
+        "SELECT id, message_id, institution_id, location_id, status, attempts, next_attempt_at,
+                provider_id, error, updated_at
+           FROM deliveries WHERE ?1 IS NULL OR status = ?1
+          ORDER BY id DESC LIMIT ?2",
+    )
+    .db()?
+    .query_map(params![status, limit], |r| {
+        Ok(DeliveryRecord {
+            id: r.get(0)?,
+            message_id: r.get(1)?,
+            institution_id: r.get(2)?,
+            location_id: r.get(3)?,
+            status: r.get(4)?,
+            attempts: r.get(5)?,
+            next_attempt_at: r.get::<_, Option<i64>>(6)?.map(Millis),
+            provider_id: r.get(7)?,
+            error: r.get(8)?,
+            updated_at: Millis(r.get(9)?),
+        })
+    })
+    .db()?
+    .collect::<Result<_, _>>()
+    .db()
+}
+
+pub(crate) fn retry(conn: &mut Connection, id: i64, now: Millis) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .db()?;
+    let found: Option<(String, bool)> = tx
+        .prepare_cached(
+            "SELECT d.status, p.unsubscribe_sms FROM deliveries d
+               JOIN messages m INDEXED BY messages_id ON m.id = d.message_id
+               JOIN conversations c ON c.id = m.conversation_id
+               JOIN patients p ON p.id = c.patient_id
+              WHERE d.id = ?1",
+        )
+        .db()?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .db()?;
+    let Some((status, unsubscribed)) = found else {
+        return Err(StoreError::NotFound(format!("no delivery has id {id}")));
+    };
+    if status != "failed" && status != "undelivered" {
+        return Err(StoreError::Invalid(format!(
+            "delivery {id} is {status}: only failed or undelivered deliveries can be retried"
+        )));
+    }
+    if unsubscribed {
+        return Err(StoreError::Invalid(format!(
+            "delivery {id} is to a patient who has unsubscribed from SMS"
+        )));
+    }
+    // A fresh start: the old provider id belongs to the attempt that failed.
+    tx.prepare_cached(
+        "UPDATE deliveries SET status = 'queued', attempts = 0, next_attempt_at = ?2,
+                provider_id = NULL, error = NULL, updated_at = ?2
+          WHERE id = ?1",
+    )
+    .db()?
+    .execute(params![id, now.0])
+    .db()?;
+    tx.commit().db()?;
+    Ok(())
 }
