@@ -1,6 +1,7 @@
 //! The pure heart of `convo`: domain types, the contract's rules (parameter parsing, date formats,
 //! time-zone rendering, names) and the `Store` trait every storage engine implements. No I/O.
 
+pub mod cursor;
 pub mod dataset;
 pub mod import;
 pub mod model;

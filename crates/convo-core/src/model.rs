@@ -121,8 +121,26 @@ pub struct Conversation {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConversationPage {
     pub conversations: Vec<Conversation>,
-    /// All matches across pages.
-    pub count: i64,
+    pub paging: Paging,
+}
+
+/// What the list says about the pages besides this one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Paging {
+    /// Page-number paging: all matches across pages.
+    Count(i64),
+    /// Cursor paging.
+    Cursors(crate::cursor::PageInfo),
+}
+
+impl ConversationPage {
+    /// The total of page-number paging; `None` for a cursor page.
+    pub fn count(&self) -> Option<i64> {
+        match self.paging {
+            Paging::Count(n) => Some(n),
+            Paging::Cursors(_) => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

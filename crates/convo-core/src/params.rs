@@ -3,6 +3,7 @@
 //! Parsing collects every problem at once: a request with three bad parameters gets three error
 //! strings. Handlers only ever see the typed result.
 
+use crate::cursor::{Cursor, CursorPaging};
 use crate::time::{Instant, OffsetRule, parse_datetime};
 use crate::{ListQuery, MessageQuery};
 
@@ -194,16 +195,56 @@ fn ignored_note(raw: &RawParams) -> Option<String> {
     })
 }
 
+/// `start_cursor` / `end_cursor` of the cursor variant; at most one of them.
+fn cursor_paging(raw: &mut RawParams, c: &mut Collector) -> CursorPaging {
+    let mut one = |name: &'static str, c: &mut Collector| {
+        let text = raw.opt(name)?;
+        let cursor = Cursor::decode(text);
+        if cursor.is_none() {
+            c.errors.push(format!("{name} is not a valid cursor"));
+        }
+        cursor
+    };
+    let start = one("start_cursor", c);
+    let end = one("end_cursor", c);
+    match (start, end) {
+        (Some(_), Some(_)) => {
+            c.errors
+                .push("start_cursor and end_cursor cannot be used together".into());
+            CursorPaging::First
+        }
+        (Some(s), None) => CursorPaging::Before(s),
+        (None, Some(e)) => CursorPaging::After(e),
+        (None, None) => CursorPaging::First,
+    }
+}
+
 impl ListParams {
     /// Parses a `GET /conversations` query string; `Err` lists every problem, one string each,
     /// in the order of the contract's parameter table.
     pub fn parse(query: Option<&str>) -> Result<ListParams, Vec<String>> {
+        Self::parse_variant(query, false)
+    }
+
+    /// The cursor variant (`Nex-Api-Version: v20240412`): `start_cursor` / `end_cursor` in the
+    /// place of `page` (which it does not know, so it is noted as ignored); everything else as
+    /// in §3.
+    pub fn parse_cursor(query: Option<&str>) -> Result<ListParams, Vec<String>> {
+        Self::parse_variant(query, true)
+    }
+
+    fn parse_variant(query: Option<&str>, cursors: bool) -> Result<ListParams, Vec<String>> {
         let mut raw = RawParams::new(query);
         let mut c = Collector { errors: Vec::new() };
         let scope = scope(&mut raw, &mut c);
-        let page = c
-            .int(raw.opt("page"), 1, "page must be a positive integer")
-            .unwrap_or(1);
+        let (page, cursor) = if cursors {
+            (1, Some(cursor_paging(&mut raw, &mut c)))
+        } else {
+            let page = c
+                .int(raw.opt("page"), 1, "page must be a positive integer")
+                .unwrap_or(1);
+            (page, None)
+        };
         let per_page = c
             .int(
                 raw.opt("per_page"),
@@ -235,6 +276,7 @@ impl ListParams {
             limit,
             // A page past any possible end is simply empty; never overflow.
             offset: (page - 1).saturating_mul(limit),
+            cursor,
             updated_since: updated_since.map(Instant::ceil_millis),
             messages,
         };

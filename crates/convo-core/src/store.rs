@@ -73,7 +73,10 @@ pub enum Access {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListQuery {
     pub limit: i64,
+    /// Page-number paging: how many to skip (ignored when `cursor` is set).
     pub offset: i64,
+    /// Cursor paging (the v20240412 variant): `page_info` instead of `count`.
+    pub cursor: Option<crate::cursor::CursorPaging>,
     /// `updated_at >= updated_since` for conversations (and messages, via `MessageQuery`).
     pub updated_since: Option<Millis>,
     /// `None`: messages are not included.

@@ -80,7 +80,7 @@ fn page() -> ConversationPage {
         .collect();
     ConversationPage {
         conversations,
-        count: 40_000,
+        paging: convo_core::Paging::Count(40_000),
     }
 }
 

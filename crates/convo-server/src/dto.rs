@@ -1,14 +1,15 @@
 //! The contract's JSON shapes (CONTRACT §3): field order here is the order on the wire, and
 //! absent values serialize as `null`, never omitted.
 
+use convo_core::cursor::PageInfo;
 use convo_core::time::{Utc, write_offset};
 use convo_core::tz::Zone;
-use convo_core::{Conversation, ConversationPage, Message, Millis, Patient};
+use convo_core::{Conversation, ConversationPage, Message, Millis, Paging, Patient};
 use serde::Serialize;
 use serde::ser::{SerializeSeq, Serializer};
 use serde_json::value::RawValue;
 
-/// The success envelope; `count` only on paginated lists.
+/// The success envelope; `count` only on page-number lists, `page_info` only on cursor lists.
 #[derive(Serialize)]
 pub struct Envelope<'a, T: Serialize> {
     pub code: bool,
@@ -17,6 +18,8 @@ pub struct Envelope<'a, T: Serialize> {
     pub data: T,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub count: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page_info: Option<PageInfoDto>,
 }
 
 impl<'a, T: Serialize> Envelope<'a, T> {
@@ -27,6 +30,27 @@ impl<'a, T: Serialize> Envelope<'a, T> {
             error: [],
             data,
             count,
+            page_info: None,
+        }
+    }
+}
+
+/// `page_info` of the cursor variant (CONTRACT §4); cursors are null on an empty page.
+#[derive(Serialize)]
+pub struct PageInfoDto {
+    has_previous_page: bool,
+    has_next_page: bool,
+    start_cursor: Option<String>,
+    end_cursor: Option<String>,
+}
+
+impl From<&PageInfo> for PageInfoDto {
+    fn from(p: &PageInfo) -> Self {
+        Self {
+            has_previous_page: p.has_previous_page,
+            has_next_page: p.has_next_page,
+            start_cursor: p.start_cursor.map(|c| c.encode()),
+            end_cursor: p.end_cursor.map(|c| c.encode()),
         }
     }
 }
@@ -240,9 +264,13 @@ pub fn encode_list(
     };
     // Sized for a typical page up front: a 70 KB body grown by doubling copies it ~10 times.
     let mut out = Vec::with_capacity(1024 + page.conversations.len() * 4096);
-    serde_json::to_writer(
-        &mut out,
-        &Envelope::new(description, data, Some(page.count)),
-    )?;
+    let envelope = match &page.paging {
+        Paging::Count(n) => Envelope::new(description, data, Some(*n)),
+        Paging::Cursors(info) => Envelope {
+            page_info: Some(PageInfoDto::from(info)),
+            ..Envelope::new(description, data, None)
+        },
+    };
+    serde_json::to_writer(&mut out, &envelope)?;
     Ok(out)
 }

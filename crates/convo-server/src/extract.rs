@@ -11,17 +11,31 @@ use serde::de::DeserializeOwned;
 
 const VENDOR_TYPE: &str = "application/vnd.nexhealth+json";
 
+/// Which variant of the API a request asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiVersion {
+    /// Version 2: page numbers and `count` (CONTRACT §3).
+    V2,
+    /// `Nex-Api-Version: v20240412` (alias `v3.0.0`): cursors and `page_info` on the list
+    /// (CONTRACT §4); every other endpoint answers as in version 2.
+    Cursor,
+}
+
 /// The `Accept` rules of CONTRACT §1 and §7: a vendor media range selects a version (only 2 is
-/// served); anything else is version 2 unless the server is strict.
-pub fn check_version(headers: &HeaderMap, strict: bool) -> Result<(), ApiError> {
-    if let Some(v) = headers.get("nex-api-version") {
-        let v = v.to_str().unwrap_or("").trim();
-        if v.eq_ignore_ascii_case("v20240412") || v.eq_ignore_ascii_case("v3.0.0") {
-            return Err(ApiError::NotFound(format!(
-                "Nex-Api-Version {v} (the cursor variant) is not available on this server yet"
-            )));
+/// served); anything else is version 2 unless the server is strict. `Nex-Api-Version` selects
+/// the cursor variant; other values of it are ignored.
+pub fn check_version(headers: &HeaderMap, strict: bool) -> Result<ApiVersion, ApiError> {
+    let variant = match headers.get("nex-api-version") {
+        Some(v) => {
+            let v = v.to_str().unwrap_or("").trim();
+            if v.eq_ignore_ascii_case("v20240412") || v.eq_ignore_ascii_case("v3.0.0") {
+                ApiVersion::Cursor
+            } else {
+                ApiVersion::V2
+            }
         }
-    }
+        None => ApiVersion::V2,
+    };
     let mut vendor_version: Option<Option<String>> = None;
     'headers: for value in headers.get_all(ACCEPT) {
         let Ok(text) = value.to_str() else { continue };
@@ -45,11 +59,11 @@ pub fn check_version(headers: &HeaderMap, strict: bool) -> Result<(), ApiError> 
         Some(Some(v)) if v != "2" => Err(ApiError::NotFound(format!(
             "API version {v} is not served; ask for application/vnd.Nexhealth+json;version=2"
         ))),
-        Some(_) => Ok(()),
+        Some(_) => Ok(variant),
         None if strict => Err(ApiError::NotFound(
             "send Accept: application/vnd.Nexhealth+json;version=2".into(),
         )),
-        None => Ok(()),
+        None => Ok(variant),
     }
 }
 

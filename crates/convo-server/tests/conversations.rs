@@ -413,3 +413,160 @@ async fn empty_values_mean_absent() {
     assert_eq!(v["description"], "Success");
     assert_eq!(v["data"].as_array().map(Vec::len), Some(4));
 }
+
+/// GET /conversations in the cursor variant (`Nex-Api-Version: v20240412`).
+async fn cursor_list(app: &TestApp, query: &str) -> common::Reply {
+    app.send(
+        axum::http::Request::get(format!("/conversations?{query}"))
+            .header("authorization", format!("Bearer {}", app.token))
+            .header("nex-api-version", "v20240412")
+            .body(axum::body::Body::empty())
+            .expect("request"),
+    )
+    .await
+}
+
+fn cursor_page(reply: &common::Reply) -> (Vec<i64>, Value) {
+    assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+    let v = reply.json();
+    assert_eq!(
+        v.as_object().expect("object").keys().collect::<Vec<_>>(),
+        ["code", "description", "error", "data", "page_info"]
+    );
+    let info = v["page_info"].clone();
+    assert_eq!(
+        info.as_object().expect("object").keys().collect::<Vec<_>>(),
+        [
+            "has_previous_page",
+            "has_next_page",
+            "start_cursor",
+            "end_cursor"
+        ]
+    );
+    let ids = v["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|c| c["id"].as_i64().expect("id"))
+        .collect();
+    (ids, info)
+}
+
+#[tokio::test]
+async fn cursors_walk_forward_and_back_through_ties() {
+    let app = TestApp::new().await;
+    // Order: 1000, then 1004 and 1002 tied on one instant (id desc), then 1001.
+    let (ids, info) = cursor_page(&cursor_list(&app, &format!("{L10}&per_page=2")).await);
+    assert_eq!(ids, [1000, 1004]);
+    assert_eq!(
+        (
+            info["has_previous_page"].clone(),
+            info["has_next_page"].clone()
+        ),
+        (json!(false), json!(true))
+    );
+    let end = info["end_cursor"].as_str().expect("end cursor").to_string();
+    let (ids, info) =
+        cursor_page(&cursor_list(&app, &format!("{L10}&per_page=2&end_cursor={end}")).await);
+    assert_eq!(ids, [1002, 1001], "the tie is split across pages exactly");
+    assert_eq!(
+        (
+            info["has_previous_page"].clone(),
+            info["has_next_page"].clone()
+        ),
+        (json!(true), json!(false))
+    );
+    let start = info["start_cursor"]
+        .as_str()
+        .expect("start cursor")
+        .to_string();
+    let (ids, info) =
+        cursor_page(&cursor_list(&app, &format!("{L10}&per_page=2&start_cursor={start}")).await);
+    assert_eq!(ids, [1000, 1004], "back to the first page");
+    assert_eq!(
+        (
+            info["has_previous_page"].clone(),
+            info["has_next_page"].clone()
+        ),
+        (json!(false), json!(true))
+    );
+    // Past the end: an empty page with null cursors that still knows what lies behind it.
+    let last = cursor_page(&cursor_list(&app, &format!("{L10}&per_page=2&end_cursor={end}")).await)
+        .1["end_cursor"]
+        .as_str()
+        .expect("end")
+        .to_string();
+    let (ids, info) =
+        cursor_page(&cursor_list(&app, &format!("{L10}&per_page=2&end_cursor={last}")).await);
+    assert!(ids.is_empty());
+    assert_eq!(
+        info,
+        json!({"has_previous_page": true, "has_next_page": false,
+               "start_cursor": null, "end_cursor": null})
+    );
+}
+
+#[tokio::test]
+async fn the_cursor_variant_keeps_the_lists_other_parameters() {
+    let app = TestApp::new().await;
+    let reply = cursor_list(
+        &app,
+        &format!("{L10}&per_page=1&messages=2&page=3&updated_since=2024-02-15&end_cursor="),
+    )
+    .await;
+    let (ids, info) = cursor_page(&reply);
+    assert_eq!(
+        ids,
+        [1000],
+        "an empty cursor is no cursor; page means nothing here"
+    );
+    let v = reply.json();
+    assert_eq!(
+        v["description"],
+        "Note that following parameters are ignored: page."
+    );
+    assert_eq!(message_ids(&v["data"][0]), [50003, 50002]);
+    assert_eq!(info["has_next_page"], true);
+    // In version 2 the cursors are unknown parameters.
+    let v = app
+        .list(&format!("{L10}&per_page=1&end_cursor=abc"))
+        .await
+        .ok_list();
+    assert_eq!(
+        v["description"],
+        "Note that following parameters are ignored: end_cursor."
+    );
+}
+
+#[tokio::test]
+async fn bad_cursors_are_400s_naming_the_parameter() {
+    let app = TestApp::new().await;
+    let first = cursor_page(&cursor_list(&app, L10).await).1;
+    let good = first["end_cursor"].as_str().expect("cursor");
+    for (query, expected) in [
+        (
+            format!("{L10}&end_cursor=nope"),
+            vec!["end_cursor is not a valid cursor"],
+        ),
+        (
+            format!("{L10}&start_cursor=%21%21&per_page=0"),
+            vec![
+                "start_cursor is not a valid cursor",
+                "per_page must be a positive integer",
+            ],
+        ),
+        (
+            format!("{L10}&start_cursor={good}&end_cursor={good}"),
+            vec!["start_cursor and end_cursor cannot be used together"],
+        ),
+    ] {
+        assert_eq!(cursor_list(&app, &query).await.errors(400), expected);
+    }
+    // Another tenant's scope still answers 403, cursor or not.
+    cursor_list(
+        &app,
+        &format!("subdomain=other&location_id=20&end_cursor={good}"),
+    )
+    .await
+    .errors(403);
+}

@@ -229,18 +229,27 @@ async fn precedence_401_400_403_404() {
 }
 
 #[tokio::test]
-async fn cursor_variant_is_not_served_yet() {
+async fn nex_api_version_selects_the_cursor_variant_or_is_ignored() {
     let app = TestApp::new().await;
-    let reply = app
-        .send(
-            get(OK_QUERY)
-                .header("authorization", format!("Bearer {}", app.token))
-                .header("nex-api-version", "v20240412")
-                .body(Body::empty())
-                .expect("req"),
-        )
-        .await;
-    reply.errors(404);
+    for (version, paged_by) in [
+        ("v20240412", "page_info"),
+        ("V3.0.0", "page_info"),
+        ("v2", "count"),
+        ("nonsense", "count"),
+    ] {
+        let reply = app
+            .send(
+                get(OK_QUERY)
+                    .header("authorization", format!("Bearer {}", app.token))
+                    .header("nex-api-version", version)
+                    .body(Body::empty())
+                    .expect("req"),
+            )
+            .await;
+        assert_eq!(reply.status.as_u16(), 200, "{version}: {}", reply.text);
+        let v = reply.json();
+        assert!(v.get(paged_by).is_some(), "{version}: {v}");
+    }
 }
 
 #[tokio::test]

@@ -22,6 +22,8 @@ fn query_strategy() -> impl Strategy<Value = String> {
         "messages_since",
         "updated_since",
         "include_messages",
+        "start_cursor",
+        "end_cursor",
         "foo",
         "",
         "%00",
@@ -55,6 +57,7 @@ proptest! {
         query in query_strategy(),
         headers in header_strategy(),
         good_token in any::<bool>(),
+        cursor_variant in any::<bool>(),
         path in prop::sample::select(vec!["/conversations", "/authenticates", "/conversations/", "/x"]),
     ) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
@@ -63,6 +66,9 @@ proptest! {
             let mut req = Request::get(format!("{path}?{query}"));
             if good_token {
                 req = req.header("authorization", format!("Bearer {}", app.token));
+            }
+            if cursor_variant {
+                req = req.header("nex-api-version", "v20240412");
             }
             for (name, value) in &headers {
                 req = req.header(*name, value.as_str());

@@ -34,6 +34,7 @@ async fn a_version_1_database_migrates_with_its_data() {
     let query = ListQuery {
         limit: 10,
         offset: 1,
+        cursor: None,
         updated_since: None,
         messages: Some(MessageQuery {
             limit: 5,
@@ -45,7 +46,7 @@ async fn a_version_1_database_migrates_with_its_data() {
         .list_conversations(&tenant, &query)
         .await
         .expect("list");
-    assert_eq!(page.count, 2);
+    assert_eq!(page.count(), Some(2));
     let ids: Vec<(i64, Vec<i64>)> = page
         .conversations
         .iter()

@@ -3,10 +3,11 @@
 //! with a brute-force count, the slices follow every write, and with real planner statistics
 //! no hot statement scans a table.
 
+use convo_core::cursor::{CursorPaging, PageInfo};
 use convo_core::dataset::{Plan, Spec};
 use convo_core::import::{Record, import_records, import_text};
 use convo_core::tz::Zone;
-use convo_core::{ListQuery, Millis, Store, TenantCtx};
+use convo_core::{ListQuery, Millis, Paging, Store, TenantCtx};
 use convo_store::{SqliteOptions, SqliteStore};
 use rusqlite::Connection;
 use std::path::PathBuf;
@@ -67,6 +68,7 @@ async fn walk(store: &SqliteStore, location: i64, per_page: i64, since: Option<i
         let q = ListQuery {
             limit: per_page,
             offset: page * per_page,
+            cursor: None,
             updated_since: since.map(Millis),
             messages: None,
         };
@@ -80,6 +82,83 @@ async fn walk(store: &SqliteStore, location: i64, per_page: i64, since: Option<i
         ids.extend(got.conversations.iter().map(|c| c.id));
     }
     ids
+}
+
+fn cursor_query(per_page: i64, since: Option<i64>, paging: CursorPaging) -> ListQuery {
+    ListQuery {
+        limit: per_page,
+        offset: 0,
+        cursor: Some(paging),
+        updated_since: since.map(Millis),
+        messages: None,
+    }
+}
+
+async fn cursor_page(store: &SqliteStore, location: i64, q: &ListQuery) -> (Vec<i64>, PageInfo) {
+    let got = store
+        .list_conversations(&tenant(location), q)
+        .await
+        .expect("list");
+    let Paging::Cursors(info) = got.paging else {
+        panic!("a cursor page has page_info")
+    };
+    (got.conversations.iter().map(|c| c.id).collect(), info)
+}
+
+/// Forward with `end_cursor` to the end, then back with `start_cursor` to the start: both
+/// walks, and every page's flags, must agree with the plain order.
+async fn cursor_walks(
+    store: &SqliteStore,
+    location: i64,
+    per_page: i64,
+    since: Option<i64>,
+    expected: &[i64],
+) {
+    let mut forward: Vec<i64> = Vec::new();
+    let mut paging = CursorPaging::First;
+    let mut pages = Vec::new();
+    loop {
+        let (ids, info) =
+            cursor_page(store, location, &cursor_query(per_page, since, paging)).await;
+        assert_eq!(
+            info.has_previous_page,
+            !forward.is_empty(),
+            "previous after {}",
+            forward.len()
+        );
+        forward.extend(&ids);
+        assert_eq!(
+            info.has_next_page,
+            forward.len() < expected.len(),
+            "next after {}",
+            forward.len()
+        );
+        pages.push(info);
+        match (info.has_next_page, info.end_cursor) {
+            (true, Some(end)) => paging = CursorPaging::After(end),
+            _ => break,
+        }
+    }
+    assert_eq!(forward, expected, "forward, {per_page} per page");
+    let mut backward: Vec<Vec<i64>> = Vec::new();
+    let mut info = *pages.last().expect("a page");
+    while info.has_previous_page {
+        let start = info.start_cursor.expect("a non-empty page");
+        let (ids, next) = cursor_page(
+            store,
+            location,
+            &cursor_query(per_page, since, CursorPaging::Before(start)),
+        )
+        .await;
+        assert!(next.has_next_page);
+        backward.push(ids);
+        info = next;
+    }
+    let mut rebuilt: Vec<i64> = backward.into_iter().rev().flatten().collect();
+    let last_page_len =
+        expected.len() - (pages.len() - 1) * usize::try_from(per_page).expect("size");
+    rebuilt.extend(&expected[expected.len() - last_page_len..]);
+    assert_eq!(rebuilt, expected, "backward, {per_page} per page");
 }
 
 type Rows = Vec<(i64, i64, i64, i64)>;
@@ -147,6 +226,7 @@ async fn counts_agree_with_a_brute_force_count() {
     let first = |since: Option<i64>| ListQuery {
         limit: 1,
         offset: 0,
+        cursor: None,
         updated_since: since.map(Millis),
         messages: None,
     };
@@ -154,7 +234,7 @@ async fn counts_agree_with_a_brute_force_count() {
         .list_conversations(&tenant(2), &first(None))
         .await
         .expect("list");
-    assert_eq!(page.count, all.len() as i64);
+    assert_eq!(page.count(), Some(all.len() as i64));
     // Every 2^25 ms slice edge in the window, one millisecond either side, and odd instants.
     let mut probes = vec![i64::MIN + 1, 0, UNTIL, UNTIL + 1];
     let mut edge = (UNTIL - 61 * 24 * HOUR) >> 25 << 25;
@@ -169,8 +249,8 @@ async fn counts_agree_with_a_brute_force_count() {
             .await
             .expect("list");
         assert_eq!(
-            page.count,
-            brute(&path, 2, Some(since)).len() as i64,
+            page.count(),
+            Some(brute(&path, 2, Some(since)).len() as i64),
             "since {since}"
         );
     }
@@ -270,5 +350,77 @@ async fn pages_start_right_at_slice_edges() {
             expected,
             "{per_page}"
         );
+        // Ties on one instant split across cursor pages without loss or repetition.
+        cursor_walks(&store, 1, per_page, None, &expected).await;
     }
+}
+
+#[tokio::test]
+async fn cursor_walks_give_the_plain_order_both_ways() {
+    let (store, _dir, path) = seeded(900, 60).await;
+    for location in [1, 4] {
+        for since in [None, Some(UNTIL - 20 * 24 * HOUR)] {
+            let expected = brute(&path, location, since);
+            for per_page in [1, 7, 100] {
+                cursor_walks(&store, location, per_page, since, &expected).await;
+            }
+        }
+    }
+}
+
+/// Writes during a cursor walk: a conversation that gains activity moves to the front (a
+/// client meets it again by polling `updated_since`), and no other is skipped or repeated —
+/// where page numbers would shift every later page by one for each such move.
+#[tokio::test]
+async fn a_cursor_walk_is_stable_under_concurrent_writes() {
+    let (store, _dir, path) = seeded(600, 30).await;
+    let expected = brute(&path, 2, None);
+    let writer = Connection::open(&path).expect("open");
+    let mut now = UNTIL + 1;
+    let mut touch = |id: i64| {
+        now += 1;
+        writer
+            .execute(
+                "UPDATE conversations SET updated_at = ?2 WHERE id = ?1",
+                (id, now),
+            )
+            .expect("touch");
+    };
+    let per_page = 10;
+    let (mut seen, mut moved): (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
+    let mut paging = CursorPaging::First;
+    for page in 0.. {
+        let (ids, info) = cursor_page(&store, 2, &cursor_query(per_page, None, paging)).await;
+        seen.extend(&ids);
+        // Between pages: one conversation already read and one not yet read gain activity.
+        if let Some(&read) = ids.first() {
+            touch(read);
+        }
+        if let Some(&ahead) = expected.get(seen.len() + 15 + page) {
+            touch(ahead);
+            moved.push(ahead);
+        }
+        match (info.has_next_page, info.end_cursor) {
+            (true, Some(end)) => paging = CursorPaging::After(end),
+            _ => break,
+        }
+    }
+    let mut unique = seen.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len(), "no conversation twice");
+    let still: Vec<i64> = expected
+        .iter()
+        .copied()
+        .filter(|id| !moved.contains(id))
+        .collect();
+    let seen_still: Vec<i64> = seen
+        .iter()
+        .copied()
+        .filter(|id| !moved.contains(id))
+        .collect();
+    assert_eq!(
+        seen_still, still,
+        "every conversation that stayed put, once, in order"
+    );
 }

@@ -6,7 +6,7 @@ use crate::dto::{ConversationDto, Envelope};
 use crate::error::json_response;
 use crate::error::{ApiError, json_bytes};
 use crate::extract::tenant;
-use crate::extract::{BAD_TOKEN, bearer_key, check_version};
+use crate::extract::{ApiVersion, BAD_TOKEN, bearer_key, check_version};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
@@ -18,9 +18,12 @@ pub async fn list(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    check_version(&headers, state.config.strict_version)?;
+    let version = check_version(&headers, state.config.strict_version)?;
     let key_id = bearer_key(&headers, &state)?;
-    let parsed = ListParams::parse(uri.query());
+    let parsed = match version {
+        ApiVersion::V2 => ListParams::parse(uri.query()),
+        ApiVersion::Cursor => ListParams::parse_cursor(uri.query()),
+    };
     // One lookup answers 401 (revoked), 403 (subdomain) and 404 (location), in that order,
     // with parameter errors (400) between the first and the others; when it grants, the page
     // is read in the same trip to the store.

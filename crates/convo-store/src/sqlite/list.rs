@@ -8,9 +8,10 @@
 //! 3. the count: kept on the location row, or a range count when `updated_since` filters.
 
 use super::Db;
+use convo_core::cursor::{Cursor, CursorPaging, PageInfo};
 use convo_core::{
-    Attachment, Conversation, ConversationPage, ListQuery, Message, MessageQuery, Millis, Patient,
-    Sender, SenderKind, StoreError, TenantCtx, full_name,
+    Attachment, Conversation, ConversationPage, ListQuery, Message, MessageQuery, Millis, Paging,
+    Patient, Sender, SenderKind, StoreError, TenantCtx, full_name,
 };
 use rusqlite::{Connection, Row, params};
 
@@ -43,6 +44,56 @@ macro_rules! page_sql {
 // ?6 is the newest `updated_at` the page can start at (the end of its first slice).
 pub(crate) const PAGE_SQL: &str = page_sql!("AND ?5 IS NULL AND updated_at <= ?6");
 pub(crate) const PAGE_SINCE_SQL: &str = page_sql!("AND updated_at >= ?5 AND updated_at <= ?6");
+
+// The cursor variant: a keyset range of the same index, from a position (?3, ?4) in either
+// direction, one row more than the page to learn whether the walk goes on. ?5 is
+// `updated_since` (or i64::MIN).
+macro_rules! cursor_sql {
+    ($cmp:literal, $dir:literal) => {
+        concat!(
+            conversation_columns!(),
+            "
+             FROM (SELECT id FROM conversations
+                   WHERE institution_id = ?1 AND location_id = ?2 AND updated_at >= ?5
+                     AND (updated_at, id) ",
+            $cmp,
+            " (?3, ?4)
+                   ORDER BY updated_at ",
+            $dir,
+            ", id ",
+            $dir,
+            " LIMIT ?6) AS pg
+             JOIN conversations c ON c.id = pg.id
+             JOIN patients p ON p.id = c.patient_id AND p.institution_id = ?1
+             ORDER BY c.updated_at ",
+            $dir,
+            ", c.id ",
+            $dir
+        )
+    };
+}
+
+/// Forward from a position (older activity): `end_cursor`, or the first page.
+pub(crate) const AFTER_SQL: &str = cursor_sql!("<", "DESC");
+/// Backward from a position (newer activity, nearest first): `start_cursor`.
+pub(crate) const BEFORE_SQL: &str = cursor_sql!(">", "ASC");
+
+macro_rules! beyond_sql {
+    ($cmp:literal) => {
+        concat!(
+            "SELECT EXISTS (SELECT 1 FROM conversations
+                WHERE institution_id = ?1 AND location_id = ?2 AND updated_at >= ?5
+                  AND (updated_at, id) ",
+            $cmp,
+            " (?3, ?4))"
+        )
+    };
+}
+
+/// Is there anything newer than a position (a previous page)?
+pub(crate) const NEWER_SQL: &str = beyond_sql!(">");
+/// Anything older (a next page)?
+pub(crate) const OLDER_SQL: &str = beyond_sql!("<");
 
 /// One conversation of a location (`GET /conversations/{id}`).
 pub(crate) const ONE_CONVERSATION_SQL: &str = concat!(
@@ -151,6 +202,10 @@ pub fn hot_statements() -> Vec<(&'static str, &'static str)> {
     vec![
         ("page", PAGE_SQL),
         ("page updated_since", PAGE_SINCE_SQL),
+        ("cursor after", AFTER_SQL),
+        ("cursor before", BEFORE_SQL),
+        ("cursor newer", NEWER_SQL),
+        ("cursor older", OLDER_SQL),
         ("messages", MESSAGES_SQL),
         ("messages updated_since", MESSAGES_UPDATED_SQL),
         ("count", COUNT_SQL),
@@ -310,6 +365,17 @@ pub(crate) fn page(
     // One read transaction: the page, its messages and the count see the same snapshot.
     let tx = conn.transaction().db()?;
     let (inst, loc) = (tenant.institution_id(), tenant.location_id());
+    if let Some(paging) = q.cursor {
+        let (mut conversations, info) = cursor_page(&tx, (inst, loc), q, paging)?;
+        if let Some(mq) = &q.messages {
+            attach_messages(&tx, &mut conversations, mq)?;
+        }
+        tx.commit().db()?;
+        return Ok(ConversationPage {
+            conversations,
+            paging: Paging::Cursors(info),
+        });
+    }
     let since = q.updated_since.map(|m| m.0);
     let start = page_start(&tx, inst, loc, q.offset)?;
     let mut conversations = if let Some((newest, offset)) = start {
@@ -347,8 +413,114 @@ pub(crate) fn page(
     tx.commit().db()?;
     Ok(ConversationPage {
         conversations,
-        count,
+        paging: Paging::Count(count),
     })
+}
+
+fn position(c: &Conversation) -> Cursor {
+    Cursor {
+        updated_at: c.updated_at,
+        id: c.id,
+    }
+}
+
+/// Whether any conversation (within `updated_since`) lies beyond `at`: newer or older.
+fn beyond(
+    tx: &Connection,
+    (inst, loc): (i64, i64),
+    since: i64,
+    at: Cursor,
+    newer: bool,
+) -> Result<bool, StoreError> {
+    let sql = if newer { NEWER_SQL } else { OLDER_SQL };
+    tx.prepare_cached(sql)
+        .db()?
+        .query_row(params![inst, loc, at.updated_at.0, at.id, since], |r| {
+            r.get(0)
+        })
+        .db()
+}
+
+/// A keyset page: the rows on the far side of the position, in list order, and `page_info`.
+fn cursor_page(
+    tx: &Connection,
+    scope: (i64, i64),
+    q: &ListQuery,
+    paging: CursorPaging,
+) -> Result<(Vec<Conversation>, PageInfo), StoreError> {
+    let (inst, loc) = scope;
+    let since = q.updated_since.map_or(i64::MIN, |m| m.0);
+    let top = Cursor {
+        updated_at: Millis(i64::MAX),
+        id: i64::MAX,
+    };
+    let (sql, from) = match paging {
+        CursorPaging::First => (AFTER_SQL, top),
+        CursorPaging::After(c) => (AFTER_SQL, c),
+        CursorPaging::Before(c) => (BEFORE_SQL, c),
+    };
+    let limit = q.limit.saturating_add(1);
+    let mut rows = tx
+        .prepare_cached(sql)
+        .db()?
+        .query_map(
+            params![inst, loc, from.updated_at.0, from.id, since, limit],
+            conversation_from,
+        )
+        .db()?
+        .collect::<Result<Vec<_>, _>>()
+        .db()?;
+    let more = i64::try_from(rows.len()).unwrap_or(i64::MAX) > q.limit;
+    rows.truncate(usize::try_from(q.limit).unwrap_or(usize::MAX));
+    let backward = matches!(paging, CursorPaging::Before(_));
+    if backward {
+        rows.reverse();
+    }
+    let (first, last) = (rows.first().map(position), rows.last().map(position));
+    // One direction is known from the extra row; the other asks whether anything lies beyond
+    // the page's edge (or, on an empty page, beyond the cursor itself).
+    let info = match paging {
+        CursorPaging::First => PageInfo {
+            has_previous_page: false,
+            has_next_page: more,
+            start_cursor: first,
+            end_cursor: last,
+        },
+        CursorPaging::After(c) => PageInfo {
+            has_previous_page: beyond(tx, scope, since, first.unwrap_or(c), true)?
+                || (first.is_none() && beyond_or_at(tx, scope, since, c)?),
+            has_next_page: more,
+            start_cursor: first,
+            end_cursor: last,
+        },
+        CursorPaging::Before(c) => PageInfo {
+            has_previous_page: more,
+            has_next_page: beyond(tx, scope, since, last.unwrap_or(c), false)?
+                || (last.is_none() && beyond_or_at(tx, scope, since, c)?),
+            start_cursor: first,
+            end_cursor: last,
+        },
+    };
+    Ok((rows, info))
+}
+
+/// Whether the cursor's own conversation is still at that position.
+fn beyond_or_at(
+    tx: &Connection,
+    (inst, loc): (i64, i64),
+    since: i64,
+    at: Cursor,
+) -> Result<bool, StoreError> {
+    tx.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM conversations
+          WHERE institution_id = ?1 AND location_id = ?2 AND updated_at >= ?5
+            AND updated_at = ?3 AND id = ?4)",
+    )
+    .db()?
+    .query_row(params![inst, loc, at.updated_at.0, at.id, since], |r| {
+        r.get(0)
+    })
+    .db()
 }
 
 /// Where a page at `offset` begins (`None`: past the end): the newest `updated_at` it can hold and how many index

@@ -1,5 +1,6 @@
 use super::*;
 use crate::{SqliteOptions, SqliteStore};
+use convo_core::cursor::CursorPaging;
 use convo_core::dataset::{Plan, Spec};
 use convo_core::tz::Zone;
 use rusqlite::StatementStatus;
@@ -44,6 +45,7 @@ async fn hot_statements_are_compiled_once() {
         let q = ListQuery {
             limit: 5 + round,
             offset: round * 7,
+            cursor: None,
             updated_since: since,
             messages: Some(MessageQuery {
                 limit: 1 + round,
@@ -53,6 +55,32 @@ async fn hot_statements_are_compiled_once() {
         };
         let page = page(&mut conn, &tenant, &q).expect("page");
         assert!(!page.conversations.is_empty());
+    }
+    // The cursor variant, both directions, with and without `updated_since`.
+    for round in 0..4i64 {
+        let since = (round % 2 == 1).then_some(Millis(1_790_000_000_000 - 3_600_000 * 24 * 30));
+        let mut q = ListQuery {
+            limit: 3 + round,
+            offset: 0,
+            cursor: Some(CursorPaging::First),
+            updated_since: since,
+            messages: None,
+        };
+        let first = page(&mut conn, &tenant, &q).expect("page");
+        let Paging::Cursors(info) = first.paging else {
+            panic!("a cursor page has page_info")
+        };
+        let end = info.end_cursor.expect("a full page");
+        q.cursor = Some(CursorPaging::After(end));
+        let next = page(&mut conn, &tenant, &q).expect("page");
+        let Paging::Cursors(info) = next.paging else {
+            panic!("a cursor page has page_info")
+        };
+        q.cursor = Some(CursorPaging::Before(
+            info.start_cursor.expect("a full page"),
+        ));
+        let back = page(&mut conn, &tenant, &q).expect("page");
+        assert_eq!(back.conversations, first.conversations);
     }
     for (name, sql) in hot_statements() {
         // Statements a list page does not run.
