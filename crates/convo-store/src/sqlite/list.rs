@@ -46,15 +46,19 @@ pub(crate) const PAGE_SQL: &str = page_sql!("AND ?5 IS NULL AND updated_at <= ?6
 pub(crate) const PAGE_SINCE_SQL: &str = page_sql!("AND updated_at >= ?5 AND updated_at <= ?6");
 
 // The cursor variant: a keyset range of the same index, from a position (?3, ?4) in either
-// direction, one row more than the page to learn whether the walk goes on. ?5 is
-// `updated_since` (or i64::MIN).
+// direction, one row more than the page to learn whether the walk goes on. Walking older,
+// ?5 (`updated_since`, or i64::MIN) ends the range; walking newer, `updated_since` is folded
+// into the position instead (`fold`): given two lower bounds SQLite may seek to the wrong one
+// and walk the location from its oldest conversation (measured: 790 against 5,000 pages/s).
 macro_rules! cursor_sql {
-    ($cmp:literal, $dir:literal) => {
+    ($since:literal, $cmp:literal, $dir:literal) => {
         concat!(
             conversation_columns!(),
             "
              FROM (SELECT id FROM conversations
-                   WHERE institution_id = ?1 AND location_id = ?2 AND updated_at >= ?5
+                   WHERE institution_id = ?1 AND location_id = ?2 ",
+            $since,
+            "
                      AND (updated_at, id) ",
             $cmp,
             " (?3, ?4)
@@ -74,26 +78,27 @@ macro_rules! cursor_sql {
 }
 
 /// Forward from a position (older activity): `end_cursor`, or the first page.
-pub(crate) const AFTER_SQL: &str = cursor_sql!("<", "DESC");
+pub(crate) const AFTER_SQL: &str = cursor_sql!("AND updated_at >= ?5", "<", "DESC");
 /// Backward from a position (newer activity, nearest first): `start_cursor`.
-pub(crate) const BEFORE_SQL: &str = cursor_sql!(">", "ASC");
+pub(crate) const BEFORE_SQL: &str = cursor_sql!("AND ?5 IS NOT NULL", ">", "ASC");
 
 macro_rules! beyond_sql {
-    ($cmp:literal) => {
+    ($since:literal, $cmp:literal) => {
         concat!(
             "SELECT EXISTS (SELECT 1 FROM conversations
-                WHERE institution_id = ?1 AND location_id = ?2 AND updated_at >= ?5
-                  AND (updated_at, id) ",
+                WHERE institution_id = ?1 AND location_id = ?2 ",
+            $since,
+            " AND (updated_at, id) ",
             $cmp,
             " (?3, ?4))"
         )
     };
 }
 
-/// Is there anything newer than a position (a previous page)?
-pub(crate) const NEWER_SQL: &str = beyond_sql!(">");
-/// Anything older (a next page)?
-pub(crate) const OLDER_SQL: &str = beyond_sql!("<");
+/// Is there anything newer than a (folded) position (a previous page)?
+pub(crate) const NEWER_SQL: &str = beyond_sql!("AND ?5 IS NOT NULL", ">");
+/// Anything older, within `updated_since` (a next page)?
+pub(crate) const OLDER_SQL: &str = beyond_sql!("AND updated_at >= ?5", "<");
 
 /// One conversation of a location (`GET /conversations/{id}`).
 pub(crate) const ONE_CONVERSATION_SQL: &str = concat!(
@@ -424,6 +429,19 @@ fn position(c: &Conversation) -> Cursor {
     }
 }
 
+/// A position to walk newer from, with `updated_since` in it: everything newer than the result
+/// is newer than `at` and within `since` (ids are >= 1).
+fn fold(at: Cursor, since: i64) -> Cursor {
+    if since > at.updated_at.0 {
+        Cursor {
+            updated_at: Millis(since),
+            id: 0,
+        }
+    } else {
+        at
+    }
+}
+
 /// Whether any conversation (within `updated_since`) lies beyond `at`: newer or older.
 fn beyond(
     tx: &Connection,
@@ -432,7 +450,11 @@ fn beyond(
     at: Cursor,
     newer: bool,
 ) -> Result<bool, StoreError> {
-    let sql = if newer { NEWER_SQL } else { OLDER_SQL };
+    let (sql, at) = if newer {
+        (NEWER_SQL, fold(at, since))
+    } else {
+        (OLDER_SQL, at)
+    };
     tx.prepare_cached(sql)
         .db()?
         .query_row(params![inst, loc, at.updated_at.0, at.id, since], |r| {
@@ -457,7 +479,7 @@ fn cursor_page(
     let (sql, from) = match paging {
         CursorPaging::First => (AFTER_SQL, top),
         CursorPaging::After(c) => (AFTER_SQL, c),
-        CursorPaging::Before(c) => (BEFORE_SQL, c),
+        CursorPaging::Before(c) => (BEFORE_SQL, fold(c, since)),
     };
     let limit = q.limit.saturating_add(1);
     let mut rows = tx

@@ -95,3 +95,71 @@ async fn hot_statements_are_compiled_once() {
         );
     }
 }
+
+/// A backward cursor page near the newest conversations must start its range at the cursor:
+/// with `updated_since` as a second lower bound, SQLite once sought to the location's oldest
+/// conversation and walked up to the cursor. Plans print the same either way, so the test
+/// counts the virtual machine's steps, which grow with the rows walked.
+#[tokio::test]
+async fn a_backward_page_walks_only_its_own_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.db");
+    let store = SqliteStore::open(&path, SqliteOptions::default())
+        .await
+        .expect("open");
+    let mut records = Vec::new();
+    Plan::new(Spec {
+        conversations: 2_000,
+        seed: 9,
+        until: Millis(1_790_000_000_000),
+        days: 60,
+    })
+    .emit(|r| {
+        records.push(r);
+        Ok::<_, ()>(())
+    })
+    .expect("emit");
+    convo_core::import::import_records(&store, records)
+        .await
+        .expect("import");
+    store.analyze().await.expect("analyze");
+    let mut conn = crate::sqlite::Opener {
+        path,
+        options: SqliteOptions::default(),
+        writer: false,
+    }
+    .open()
+    .expect("open");
+    let tenant = TenantCtx::resolved(1, 1, Zone::get("America/New_York").expect("zone"));
+    let mut q = ListQuery {
+        limit: 5,
+        offset: 0,
+        cursor: Some(CursorPaging::First),
+        updated_since: None,
+        messages: None,
+    };
+    let Paging::Cursors(first) = page(&mut conn, &tenant, &q).expect("page").paging else {
+        panic!("page_info")
+    };
+    let steps = |conn: &mut rusqlite::Connection, sql: &str| {
+        conn.prepare_cached(sql)
+            .expect("cached")
+            .get_status(StatementStatus::VmStep)
+    };
+    for sql in [BEFORE_SQL, NEWER_SQL] {
+        conn.prepare_cached(sql)
+            .expect("cached")
+            .reset_status(StatementStatus::VmStep);
+    }
+    // Back from the first page's end: four rows lie before it.
+    q.cursor = Some(CursorPaging::Before(first.end_cursor.expect("cursor")));
+    let back = page(&mut conn, &tenant, &q).expect("page");
+    assert_eq!(back.conversations.len(), 4);
+    let counted = [("before", BEFORE_SQL), ("newer", NEWER_SQL)]
+        .map(|(name, sql)| (name, steps(&mut conn, sql)));
+    // Measured: ~600 steps for these rows; ~7,500 when the range started at the oldest of
+    // the location's ~800 conversations.
+    for (name, n) in counted {
+        assert!(n < 2_000, "{name}: {n} steps ({counted:?})");
+    }
+}
