@@ -10,6 +10,21 @@ pub struct NewMessage {
     /// Already trimmed and checked (1–1600 characters, or empty with an attachment).
     pub body: String,
     pub attachment: Option<NewAttachment>,
+    /// The client's `Idempotency-Key`, scoped to its API key: a repeat of the same send
+    /// answers with the first message and writes nothing.
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub api_key_id: i64,
+    pub key: String,
+}
+
+/// Checks an `Idempotency-Key` header value: 1–255 visible ASCII characters.
+pub fn idempotency_key(value: &str) -> Option<&str> {
+    let ok = (1..=255).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_graphic());
+    ok.then_some(value)
 }
 
 #[derive(Clone, Debug, PartialEq)]

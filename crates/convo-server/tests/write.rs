@@ -984,3 +984,75 @@ async fn inbound_from_many_sockets_at_once_is_all_stored() {
     let _ = stop.send(());
     server.await.expect("server").expect("serve");
 }
+
+fn keyed_send(token: &str, key: &str, body: &str) -> axum::http::Request<axum::body::Body> {
+    axum::http::Request::post(format!("/messages?{SCOPE}"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .header("idempotency-key", key)
+        .body(axum::body::Body::from(body.to_string()))
+        .expect("request")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retried_send_with_its_idempotency_key_texts_once() {
+    let app = app().await;
+    let body = send_body(100, 5, "Your crown is ready");
+    let first = app.send(keyed_send(&app.token, "send-7f3a", &body)).await;
+    assert_eq!(first.status.as_u16(), 201, "{}", first.text);
+    let written = snapshot(&app);
+    // The client never saw the answer and retries, several times at once.
+    let mut retries = Vec::new();
+    for _ in 0..8 {
+        let router = app.router.clone();
+        let req = keyed_send(&app.token, "send-7f3a", &body);
+        retries.push(tokio::spawn(async move {
+            use tower::ServiceExt;
+            router.oneshot(req).await.expect("infallible").status()
+        }));
+    }
+    for r in retries {
+        assert_eq!(r.await.expect("join").as_u16(), 201);
+    }
+    let again = app.send(keyed_send(&app.token, "send-7f3a", &body)).await;
+    assert_eq!(
+        again.json()["data"],
+        first.json()["data"],
+        "the first message"
+    );
+    assert_eq!(snapshot(&app), written, "nothing written by the retries");
+
+    // The same key for a different message is a client bug: 400, nothing written.
+    let other = app
+        .send(keyed_send(
+            &app.token,
+            "send-7f3a",
+            &send_body(100, 5, "Something else"),
+        ))
+        .await;
+    assert_eq!(
+        other.errors(400),
+        ["Idempotency-Key was already used for a different message"]
+    );
+    assert_eq!(snapshot(&app), written);
+
+    // Keys belong to their API key: another key's identical string is a new send.
+    let key = app
+        .store
+        .create_api_key(&["acme".into()])
+        .await
+        .expect("key");
+    let token = app.state.tokens.issue(key.id).expect("token");
+    let theirs = app.send(keyed_send(&token, "send-7f3a", &body)).await;
+    assert_eq!(theirs.status.as_u16(), 201);
+    assert_ne!(theirs.json()["data"]["id"], first.json()["data"]["id"]);
+
+    for bad in ["", "has space", &"k".repeat(256)] {
+        let reply = app.send(keyed_send(&app.token, bad, &body)).await;
+        assert_eq!(
+            reply.errors(400),
+            ["Idempotency-Key must be 1 to 255 visible ASCII characters"],
+            "{bad:?}"
+        );
+    }
+}

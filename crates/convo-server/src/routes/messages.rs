@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use convo_core::params::{ScopedParams, description, parse_int};
-use convo_core::write::{NewAttachment, NewMessage};
+use convo_core::write::{IdempotencyKey, NewAttachment, NewMessage, idempotency_key};
 use serde::Deserialize;
 
 /// The most characters a body may have (one long SMS concatenation, CONTRACT §6).
@@ -85,6 +85,7 @@ fn validate(m: SendMessage) -> Result<NewMessage, Vec<String>> {
         user_id: m.user_id,
         body,
         attachment,
+        idempotency: None,
     })
 }
 
@@ -97,7 +98,7 @@ pub async fn send(
     check_version(&headers, state.config.strict_version)?;
     let key_id = bearer_key(&headers, &state)?;
     let parsed: Result<SendBody, ApiError> = json_body(&headers, body).await;
-    let (message, extra) = match parsed {
+    let (message, mut extra) = match parsed {
         Ok(b) => match validate(b.message) {
             Ok(m) => (Some(m), Vec::new()),
             Err(errors) => (None, errors),
@@ -105,9 +106,21 @@ pub async fn send(
         Err(ApiError::BadRequest(errors)) => (None, errors),
         Err(other) => return Err(other),
     };
+    let idempotency = match headers.get("idempotency-key").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(v)) if idempotency_key(v).is_some() => Some(IdempotencyKey {
+            api_key_id: key_id,
+            key: v.to_string(),
+        }),
+        Some(_) => {
+            extra.push("Idempotency-Key must be 1 to 255 visible ASCII characters".into());
+            None
+        }
+    };
     let params = ScopedParams::parse(uri.query(), false);
     let (tenant, params) = tenant(&state, key_id, params, extra).await?;
-    let message = message.ok_or_else(|| ApiError::Internal("validated body missing".into()))?;
+    let mut message = message.ok_or_else(|| ApiError::Internal("validated body missing".into()))?;
+    message.idempotency = idempotency;
     let written = state.store.send_message(&tenant, message).await?;
     state.outbox_wakeup();
     let description = created(&params.notes);

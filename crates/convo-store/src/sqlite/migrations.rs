@@ -9,6 +9,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_activity_buckets.sql"),
     include_str!("migrations/0003_messages_by_thread.sql"),
     include_str!("migrations/0004_write_side.sql"),
+    include_str!("migrations/0005_send_keys.sql"),
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -7,7 +7,9 @@ use super::list::{
 };
 use super::{Db, migrations};
 use convo_core::phone::{bio_phones, e164};
-use convo_core::write::{InboundOutcome, InboundSms, Keyword, NewAttachment, NewMessage, keyword};
+use convo_core::write::{
+    IdempotencyKey, InboundOutcome, InboundSms, Keyword, NewAttachment, NewMessage, keyword,
+};
 use convo_core::{Conversation, Message, MessageQuery, Millis, StoreError, TenantCtx};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
@@ -170,6 +172,11 @@ pub(crate) fn send(
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .db()?;
+    if let Some(key) = &m.idempotency
+        && let Some(first) = replay(&tx, (inst, loc), &m, key)?
+    {
+        return Ok(first);
+    }
     let patient: Option<(i64, bool, String)> = tx
         .prepare_cached("SELECT institution_id, unsubscribe_sms, bio FROM patients WHERE id = ?1")
         .db()?
@@ -225,10 +232,71 @@ pub(crate) fn send(
             is_custom_reminder_response: false,
         },
     )?;
+    if let Some(key) = &m.idempotency {
+        tx.prepare_cached(
+            "INSERT INTO send_keys (api_key_id, key, message_id, created_at)
+             VALUES (?1, ?2, ?3, ?4)",
+        )
+        .db()?
+        .execute(params![key.api_key_id, key.key, id, now.0])
+        .db()?;
+    }
     touch(&tx, conversation_id, now)?;
     let message = load_message(&tx, id)?;
     tx.commit().db()?;
     Ok(message)
+}
+
+/// The message a key already sent, when this is the same send again; `Invalid` when the key
+/// was used for a different one (a client bug that must not pass silently).
+fn replay(
+    tx: &Transaction,
+    (inst, loc): (i64, i64),
+    m: &NewMessage,
+    key: &IdempotencyKey,
+) -> Result<Option<Message>, StoreError> {
+    let sent: Option<i64> = tx
+        .prepare_cached("SELECT message_id FROM send_keys WHERE api_key_id = ?1 AND key = ?2")
+        .db()?
+        .query_row(params![key.api_key_id, key.key], |r| r.get(0))
+        .optional()
+        .db()?;
+    let Some(id) = sent else {
+        return Ok(None);
+    };
+    type Sent = (i64, i64, i64, Option<i64>, String, Option<String>);
+    let first: Sent = tx
+        .prepare_cached(
+            "SELECT c.institution_id, c.location_id, c.patient_id, m.sender_id, m.body,
+                    m.attachment_url
+               FROM messages m INDEXED BY messages_id
+               JOIN conversations c ON c.id = m.conversation_id
+              WHERE m.id = ?1",
+        )
+        .db()?
+        .query_row([id], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .db()?;
+    let again: Sent = (
+        inst,
+        loc,
+        m.patient_id,
+        Some(m.user_id),
+        m.body.clone(),
+        m.attachment.as_ref().and_then(|a| a.url.clone()),
+    );
+    if first != again {
+        return invalid("Idempotency-Key was already used for a different message");
+    }
+    load_message(tx, id).map(Some)
 }
 
 pub(crate) fn seen(
