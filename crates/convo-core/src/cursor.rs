@@ -24,6 +24,14 @@ impl Cursor {
         URL_SAFE_NO_PAD.encode(format!("{PREFIX}{}:{}", self.updated_at.0, self.id))
     }
 
+    /// The same instant, `by` ids along: the position just before or after this one.
+    pub fn shifted(self, by: i64) -> Cursor {
+        Cursor {
+            id: self.id.saturating_add(by),
+            ..self
+        }
+    }
+
     /// `None` for anything `encode` did not produce.
     pub fn decode(text: &str) -> Option<Cursor> {
         let bytes = URL_SAFE_NO_PAD.decode(text.trim()).ok()?;

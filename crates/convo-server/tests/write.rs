@@ -28,6 +28,11 @@ fn db(app: &TestApp) -> Connection {
     Connection::open(app.dir.path().join("test.db")).expect("open")
 }
 
+/// A single-number query (a count) against the app's database.
+fn count(app: &TestApp, sql: &str) -> i64 {
+    db(app).query_row(sql, [], |r| r.get(0)).expect("count")
+}
+
 /// Every row that a write could touch, for "nothing was written" checks.
 fn snapshot(app: &TestApp) -> String {
     let conn = db(app);
@@ -853,49 +858,30 @@ async fn concurrent_inbound_loses_and_duplicates_nothing() {
     for t in tasks {
         t.await.expect("task");
     }
-    let conn = db(&app);
-    let stored: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM messages WHERE body LIKE 'message %'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count");
+    let stored = count(
+        &app,
+        "SELECT count(*) FROM messages WHERE body LIKE 'message %'",
+    );
     assert_eq!(stored, 100);
-    let distinct: i64 = conn
-        .query_row(
-            "SELECT count(DISTINCT body) FROM messages WHERE body LIKE 'message %'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count");
+    let distinct = count(
+        &app,
+        "SELECT count(DISTINCT body) FROM messages WHERE body LIKE 'message %'",
+    );
     assert_eq!(distinct, 100);
     // One conversation per new number, one new patient each; Ana's 60 in conversation 1000.
-    let in_1000: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM messages WHERE conversation_id = 1000 AND body LIKE 'message %'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count");
+    let in_1000 = count(
+        &app,
+        "SELECT count(*) FROM messages WHERE conversation_id = 1000 AND body LIKE 'message %'",
+    );
     assert_eq!(in_1000, 60);
-    let non_patients: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM patients WHERE bio LIKE '%non_patient\":true%'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count");
+    let non_patients = count(
+        &app,
+        "SELECT count(*) FROM patients WHERE bio LIKE '%non_patient\":true%'",
+    );
     assert_eq!(non_patients, 40);
     // Ids follow arrival: within a conversation, newer id never means older time.
-    let disorder: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM messages a JOIN messages b
-               ON a.conversation_id = b.conversation_id AND a.id < b.id AND a.created_at > b.created_at",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count");
+    let disorder = count(&app, "SELECT count(*) FROM messages a JOIN messages b
+               ON a.conversation_id = b.conversation_id AND a.id < b.id AND a.created_at > b.created_at");
     assert_eq!(disorder, 0);
     // The list agrees: conversation 1000's activity is its newest message.
     let list = app
@@ -973,13 +959,10 @@ async fn inbound_from_many_sockets_at_once_is_all_stored() {
             "{statuses:?}"
         );
     }
-    let stored: i64 = db(&app)
-        .query_row(
-            "SELECT count(DISTINCT body) FROM messages WHERE conversation_id = 1000 AND body LIKE 'socket %'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count");
+    let stored = count(
+        &app,
+        "SELECT count(DISTINCT body) FROM messages WHERE conversation_id = 1000 AND body LIKE 'socket %'",
+    );
     assert_eq!(stored, 80);
     let _ = stop.send(());
     server.await.expect("server").expect("serve");

@@ -508,41 +508,22 @@ fn cursor_page(
             start_cursor: first,
             end_cursor: last,
         },
+        // On an empty page the cursor's own conversation, if still there, lies beyond too:
+        // ids are integers, so "at or beyond c" is "beyond c shifted by one id".
         CursorPaging::After(c) => PageInfo {
-            has_previous_page: beyond(tx, scope, since, first.unwrap_or(c), true)?
-                || (first.is_none() && beyond_or_at(tx, scope, since, c)?),
+            has_previous_page: beyond(tx, scope, since, first.unwrap_or(c.shifted(-1)), true)?,
             has_next_page: more,
             start_cursor: first,
             end_cursor: last,
         },
         CursorPaging::Before(c) => PageInfo {
             has_previous_page: more,
-            has_next_page: beyond(tx, scope, since, last.unwrap_or(c), false)?
-                || (last.is_none() && beyond_or_at(tx, scope, since, c)?),
+            has_next_page: beyond(tx, scope, since, last.unwrap_or(c.shifted(1)), false)?,
             start_cursor: first,
             end_cursor: last,
         },
     };
     Ok((rows, info))
-}
-
-/// Whether the cursor's own conversation is still at that position.
-fn beyond_or_at(
-    tx: &Connection,
-    (inst, loc): (i64, i64),
-    since: i64,
-    at: Cursor,
-) -> Result<bool, StoreError> {
-    tx.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM conversations
-          WHERE institution_id = ?1 AND location_id = ?2 AND updated_at >= ?5
-            AND updated_at = ?3 AND id = ?4)",
-    )
-    .db()?
-    .query_row(params![inst, loc, at.updated_at.0, at.id, since], |r| {
-        r.get(0)
-    })
-    .db()
 }
 
 /// Where a page at `offset` begins (`None`: past the end): the newest `updated_at` it can hold and how many index

@@ -94,36 +94,21 @@ pub(crate) fn update_status(
     error: Option<String>,
     now: Millis,
 ) -> Result<bool, StoreError> {
-    let found: Option<i64> = match delivery_id {
-        Some(id) => conn
-            .prepare_cached("SELECT id FROM deliveries WHERE id = ?1")
-            .db()?
-            .query_row([id], |r| r.get(0))
-            .optional()
-            .db()?,
-        None => conn
-            .prepare_cached("SELECT id FROM deliveries WHERE provider_id = ?1")
-            .db()?
-            .query_row([provider_id], |r| r.get(0))
-            .optional()
-            .db()?,
-    };
-    let Some(id) = found else {
-        return Ok(false);
-    };
-    conn.prepare_cached(
-        "UPDATE deliveries SET
-            status = CASE WHEN ?2 != 'sent' OR status = 'queued' THEN ?2 ELSE status END,
-            error = coalesce(?3, error), updated_at = ?4,
-            provider_id = coalesce(provider_id, (SELECT ?5 WHERE NOT EXISTS
-                               (SELECT 1 FROM deliveries WHERE provider_id = ?5))),
-            next_attempt_at = NULL
-          WHERE id = ?1",
-    )
-    .db()?
-    .execute(params![id, status, error, now.0, provider_id])
-    .db()?;
-    Ok(true)
+    // The delivery the callback names, else the one with that provider id; none: no row.
+    let changed = conn
+        .prepare_cached(
+            "UPDATE deliveries SET
+                status = CASE WHEN ?2 != 'sent' OR status = 'queued' THEN ?2 ELSE status END,
+                error = coalesce(?3, error), updated_at = ?4,
+                provider_id = coalesce(provider_id, (SELECT ?5 WHERE NOT EXISTS
+                                   (SELECT 1 FROM deliveries WHERE provider_id = ?5))),
+                next_attempt_at = NULL
+              WHERE id = coalesce(?1, (SELECT id FROM deliveries WHERE provider_id = ?5))",
+        )
+        .db()?
+        .execute(params![delivery_id, status, error, now.0, provider_id])
+        .db()?;
+    Ok(changed > 0)
 }
 
 pub(crate) fn next_due(conn: &mut Connection) -> Result<Option<Millis>, StoreError> {

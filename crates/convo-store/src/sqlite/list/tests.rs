@@ -5,11 +5,13 @@ use convo_core::dataset::{Plan, Spec};
 use convo_core::tz::Zone;
 use rusqlite::StatementStatus;
 
-/// SQLite silently re-compiles a statement on every new binding when a bound value can change
-/// its plan (a bare `LIMIT ?`, STAT4 statistics) unless the connection asks for stable plans.
-/// It costs no correctness, only CPU on every request, so only a counter can catch it.
-#[tokio::test]
-async fn hot_statements_are_compiled_once() {
+/// A generated practice group with planner statistics, and a reader opened exactly as the
+/// server opens them (the temp dir must outlive both).
+async fn seeded_reader(
+    conversations: u32,
+    seed: u64,
+    days: u32,
+) -> (tempfile::TempDir, rusqlite::Connection) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("t.db");
     let store = SqliteStore::open(&path, SqliteOptions::default())
@@ -17,10 +19,10 @@ async fn hot_statements_are_compiled_once() {
         .expect("open");
     let mut records = Vec::new();
     Plan::new(Spec {
-        conversations: 400,
-        seed: 5,
+        conversations,
+        seed,
         until: Millis(1_790_000_000_000),
-        days: 90,
+        days,
     })
     .emit(|r| {
         records.push(r);
@@ -31,14 +33,22 @@ async fn hot_statements_are_compiled_once() {
         .await
         .expect("import");
     store.analyze().await.expect("analyze");
-    // A reader exactly as the server opens them.
-    let mut conn = crate::sqlite::Opener {
-        path: path.clone(),
+    let conn = crate::sqlite::Opener {
+        path,
         options: SqliteOptions::default(),
         writer: false,
     }
     .open()
     .expect("open");
+    (dir, conn)
+}
+
+/// SQLite silently re-compiles a statement on every new binding when a bound value can change
+/// its plan (a bare `LIMIT ?`, STAT4 statistics) unless the connection asks for stable plans.
+/// It costs no correctness, only CPU on every request, so only a counter can catch it.
+#[tokio::test]
+async fn hot_statements_are_compiled_once() {
+    let (_dir, mut conn) = seeded_reader(400, 5, 90).await;
     let tenant = TenantCtx::resolved(1, 1, Zone::get("America/New_York").expect("zone"));
     for round in 0..6i64 {
         let since = (round % 2 == 1).then(|| Millis(1_790_000_000_000 - round * 3_600_000 * 24));
@@ -102,34 +112,7 @@ async fn hot_statements_are_compiled_once() {
 /// counts the virtual machine's steps, which grow with the rows walked.
 #[tokio::test]
 async fn a_backward_page_walks_only_its_own_rows() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("t.db");
-    let store = SqliteStore::open(&path, SqliteOptions::default())
-        .await
-        .expect("open");
-    let mut records = Vec::new();
-    Plan::new(Spec {
-        conversations: 2_000,
-        seed: 9,
-        until: Millis(1_790_000_000_000),
-        days: 60,
-    })
-    .emit(|r| {
-        records.push(r);
-        Ok::<_, ()>(())
-    })
-    .expect("emit");
-    convo_core::import::import_records(&store, records)
-        .await
-        .expect("import");
-    store.analyze().await.expect("analyze");
-    let mut conn = crate::sqlite::Opener {
-        path,
-        options: SqliteOptions::default(),
-        writer: false,
-    }
-    .open()
-    .expect("open");
+    let (_dir, mut conn) = seeded_reader(2_000, 9, 60).await;
     let tenant = TenantCtx::resolved(1, 1, Zone::get("America/New_York").expect("zone"));
     let mut q = ListQuery {
         limit: 5,
