@@ -91,6 +91,19 @@ pub struct MessageQuery {
     pub updated_since: Option<Millis>,
 }
 
+/// The outbox in numbers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    /// Waiting to go out: due now or scheduled for a retry, claimed or not.
+    pub pending: i64,
+    /// Due now and not claimed by a live worker.
+    pub due: i64,
+    /// Claimed by a worker (being handed to the provider).
+    pub claimed: i64,
+    /// How long the oldest due, unclaimed entry has waited.
+    pub oldest_due_ms: i64,
+}
+
 /// What an import wrote, by record type.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ImportSummary {
@@ -181,20 +194,46 @@ pub trait Store: Send + Sync + 'static {
         error: Option<String>,
     ) -> Result<bool, StoreError>;
 
-    /// Claims up to `limit` deliveries due at `now`, leasing each until `now + lease_ms` so a
-    /// crash mid-send retries it after the lease (at-least-once).
+    /// A new owner for outbox claims (one per running worker). An engine that one process owns
+    /// (SQLite) takes back every claim of earlier owners here, so a restart after a crash resends
+    /// at once; it refuses when another process already owns the database.
+    async fn register_worker(&self) -> Result<i64, StoreError>;
+
+    /// Keeps `worker`'s claims alive: claims of an owner that stopped renewing are taken over.
+    async fn heartbeat_worker(&self, worker: i64) -> Result<(), StoreError>;
+
+    /// A worker that stops: its remaining claims go back to the queue, its row goes.
+    async fn retire_worker(&self, worker: i64) -> Result<(), StoreError>;
+
+    /// Claims for `worker` up to `limit` deliveries due at `now` that nobody holds, or whose
+    /// owner's last heartbeat is older than `stale_ms`. A live owner keeps its claims however
+    /// slow the provider is, so a slow send is never sent twice.
     async fn claim_deliveries(
         &self,
+        worker: i64,
         now: Millis,
-        lease_ms: i64,
+        stale_ms: i64,
         limit: i64,
     ) -> Result<Vec<Delivery>, StoreError>;
 
-    /// Records how an attempt went.
-    async fn finish_delivery(&self, id: i64, attempt: Attempt) -> Result<(), StoreError>;
+    /// Records how `worker`'s attempt went, and releases its claim.
+    async fn finish_delivery(
+        &self,
+        worker: i64,
+        id: i64,
+        attempt: Attempt,
+    ) -> Result<(), StoreError>;
 
-    /// When the next delivery is due, if any is pending.
+    /// When the next unclaimed delivery is due, if any is pending.
     async fn next_delivery_at(&self) -> Result<Option<Millis>, StoreError>;
+
+    /// The queue's shape for `/metrics` (counts only, nothing from the data).
+    /// `stale_ms` as for `claim_deliveries`.
+    async fn outbox_stats(&self, now: Millis, stale_ms: i64) -> Result<OutboxStats, StoreError>;
+
+    /// `Ok` when the database answers and its schema is the one this build expects;
+    /// `Invalid` names a schema mismatch, `Internal` a database that cannot be read.
+    async fn check_ready(&self) -> Result<(), StoreError>;
 
     /// Delivery records, newest first, of one status or all (operators' view).
     async fn list_deliveries(

@@ -24,6 +24,12 @@ pub enum ApiError {
     /// Over a rate limit; the seconds to wait.
     #[error("too many requests")]
     TooManyRequests(u64),
+    /// The request's body did not arrive in time.
+    #[error("request timeout")]
+    RequestTimeout(String),
+    /// The server cannot serve now (`/readyz`, the database).
+    #[error("service unavailable")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -39,6 +45,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -48,7 +56,9 @@ impl ApiError {
             ApiError::NotFound(m)
             | ApiError::Forbidden(m)
             | ApiError::PayloadTooLarge(m)
-            | ApiError::UnsupportedMediaType(m) => vec![m],
+            | ApiError::UnsupportedMediaType(m)
+            | ApiError::RequestTimeout(m)
+            | ApiError::Unavailable(m) => vec![m],
             ApiError::MethodNotAllowed => vec!["Method not allowed".into()],
             ApiError::Unauthorized(m) => vec![m.into()],
             ApiError::BadRequest(list) => list,
@@ -100,6 +110,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of a body that did not arrive in time is not worth waiting for.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

@@ -5,6 +5,8 @@ mod auth;
 mod dto;
 mod error;
 mod extract;
+pub mod front_door;
+pub mod metrics;
 pub mod outbox;
 pub mod ratelimit;
 mod routes;
@@ -15,11 +17,13 @@ use axum::Router;
 use convo_core::{Store, StoreError};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 pub use auth::Tokens;
 pub use dto::encode_list;
 pub use error::ApiError;
+pub use front_door::FrontDoor;
 
 /// Settings of the API that do not live in the database.
 #[derive(Clone, Debug)]
@@ -36,6 +40,11 @@ pub struct ApiConfig {
     pub public_url: Option<String>,
     /// Per-API-key request limits; empty means none (`--rate-limit`).
     pub rate_limits: Vec<ratelimit::RateLimit>,
+    /// A request body must arrive whole within this (`--body-timeout`).
+    pub body_timeout: Duration,
+    /// Claims of a worker silent for this long are taken over (the outbox's `stale_owner_ms`;
+    /// `/metrics` counts due entries the same way).
+    pub stale_owner_ms: i64,
 }
 
 impl Default for ApiConfig {
@@ -46,6 +55,8 @@ impl Default for ApiConfig {
             twilio_auth_token: None,
             public_url: None,
             rate_limits: Vec::new(),
+            body_timeout: Duration::from_secs(10),
+            stale_owner_ms: outbox::RetryPolicy::default().stale_owner_ms,
         }
     }
 }
@@ -90,18 +101,30 @@ impl AppState {
 /// The whole API as a router: every route, the envelope for every error, request ids and
 /// request spans.
 pub fn app(state: AppState) -> Router {
-    let router = routes::router().with_state(state);
+    // Installed before the first request so every point is recorded.
+    let _ = metrics::handle();
+    let router = routes::router()
+        .with_state(state)
+        .layer(axum::middleware::from_fn(metrics::track));
     telemetry::layer(router)
 }
 
-/// Serves `app(state)` on `listener` until `shutdown` resolves, then lets in-flight requests
-/// finish.
+/// Serves `app(state)` on `listener` behind the default front door until `shutdown` resolves,
+/// then lets in-flight requests finish.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, state, FrontDoor::default(), shutdown).await
+}
+
+/// `serve` with the front door's limits and timeouts given.
+pub async fn serve_with(
+    listener: TcpListener,
+    state: AppState,
+    door: FrontDoor,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    front_door::serve(listener, app(state), door, shutdown).await
 }

@@ -1,13 +1,16 @@
 //! The outbox worker: hands queued SMS to the provider, at least once, with backoff.
 //!
 //! A send is written with its outbox entry in one transaction (`Store::send_message`). The
-//! worker claims due entries with a lease, calls the provider, and records the outcome. A crash
-//! between the provider's answer and the record leaves the lease to expire, and the entry is
-//! sent again: at-least-once, never lost.
+//! worker registers as an owner, claims due entries in its name, calls the provider, and records
+//! the outcome. While it heartbeats its claims are its own, however slow the provider: a slow
+//! send is never sent twice. A crash leaves claims behind; the next start of a SQLite server
+//! takes them back at once, and on a shared database another worker takes over the claims of an
+//! owner silent for `stale_owner_ms`. Either way: at least once, never lost.
 
 use async_trait::async_trait;
 use convo_core::write::{Attempt, Delivery};
-use convo_core::{Millis, Store};
+use convo_core::{Millis, Store, StoreError};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -141,10 +144,17 @@ pub struct RetryPolicy {
     pub max_delay_ms: i64,
     /// After this many attempts a send is recorded as failed.
     pub max_attempts: i64,
-    /// How long a claimed entry is hidden from other claims (a crash retries after it).
-    pub lease_ms: i64,
-    /// Longest wait between checks when nothing wakes the worker.
+    /// How often the worker renews its claims.
+    pub heartbeat_ms: u64,
+    /// An owner whose last heartbeat is older than this has stopped: its claims are taken over.
+    /// Several heartbeats long, so a busy database or a short pause never looks like a death.
+    pub stale_owner_ms: i64,
+    /// Longest wait between checks when nothing wakes the worker (also how soon a stale
+    /// owner's claims are noticed).
     pub idle_ms: u64,
+    /// On shutdown, how long sends already with the provider may take to be recorded; what is
+    /// still out then is released and sent again by the next owner.
+    pub stop_grace_ms: u64,
 }
 
 impl Default for RetryPolicy {
@@ -153,8 +163,10 @@ impl Default for RetryPolicy {
             base_delay_ms: 2_000,
             max_delay_ms: 15 * 60_000,
             max_attempts: 12,
-            lease_ms: 120_000,
+            heartbeat_ms: 5_000,
+            stale_owner_ms: 20_000,
             idle_ms: 5_000,
+            stop_grace_ms: 20_000,
         }
     }
 }
@@ -183,89 +195,204 @@ impl RetryPolicy {
     }
 }
 
-/// Runs until `shutdown` resolves; a batch in flight finishes first.
-pub async fn run(
+/// How many sends are in flight at once: a provider answering in 200 ms still moves 80 a second.
+const CONCURRENT_SENDS: i64 = 16;
+
+/// A registered outbox worker, ready to run.
+pub struct Worker {
     store: Arc<dyn Store>,
     provider: Arc<dyn SmsProvider>,
     wakeup: Arc<Notify>,
     policy: RetryPolicy,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    tokio::pin!(shutdown);
-    loop {
-        let idle = match drain(&store, &provider, &policy).await {
-            Ok(()) => match store.next_delivery_at().await {
-                Ok(Some(at)) => {
-                    let wait = at.0.saturating_sub(Millis::now().0).max(0);
-                    (wait as u64).min(policy.idle_ms)
-                }
-                Ok(None) => policy.idle_ms,
+    id: i64,
+}
+
+impl Worker {
+    /// Registers a claim owner. On SQLite this takes back every claim a crashed predecessor
+    /// left, and fails when another server owns the database.
+    pub async fn register(
+        store: Arc<dyn Store>,
+        provider: Arc<dyn SmsProvider>,
+        wakeup: Arc<Notify>,
+        policy: RetryPolicy,
+    ) -> Result<Self, StoreError> {
+        let id = store.register_worker().await?;
+        tracing::info!(worker = id, "outbox worker registered");
+        Ok(Self {
+            store,
+            provider,
+            wakeup,
+            policy,
+            id,
+        })
+    }
+
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+
+    /// Sends until `shutdown` resolves; then claims nothing more, waits up to
+    /// `stop_grace_ms` for sends already with the provider, and releases what is left.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        let heartbeat = tokio::spawn(heartbeat(
+            self.store.clone(),
+            self.id,
+            Duration::from_millis(self.policy.heartbeat_ms.max(1)),
+        ));
+        tokio::pin!(shutdown);
+        let mut stop = Stop::default();
+        while !stop.requested {
+            let idle = match self.drain(&mut shutdown, &mut stop).await {
+                Ok(()) => self.idle_wait().await,
                 Err(e) => {
-                    tracing::error!(error = %e, "outbox: cannot read the next due time");
-                    policy.idle_ms
+                    tracing::error!(error = %e, "outbox: cannot claim or record deliveries");
+                    self.policy.idle_ms
                 }
-            },
-            Err(e) => {
-                tracing::error!(error = %e, "outbox: cannot claim deliveries");
-                policy.idle_ms
-            }
-        };
-        tokio::select! {
-            _ = &mut shutdown => return,
-            _ = wakeup.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(idle.max(1))) => {}
-        }
-    }
-}
-
-/// How many sends are in flight at once: a provider answering in 200 ms still moves 80 a second.
-const CONCURRENT_SENDS: i64 = 16;
-
-/// Sends everything due now, a claimed batch at a time, the batch's sends concurrently.
-async fn drain(
-    store: &Arc<dyn Store>,
-    provider: &Arc<dyn SmsProvider>,
-    policy: &RetryPolicy,
-) -> Result<(), convo_core::StoreError> {
-    loop {
-        let due = store
-            .claim_deliveries(Millis::now(), policy.lease_ms, CONCURRENT_SENDS)
-            .await?;
-        if due.is_empty() {
-            return Ok(());
-        }
-        let mut sends = tokio::task::JoinSet::new();
-        for d in due {
-            let provider = provider.clone();
-            sends.spawn(async move {
-                let sent = provider.send(&d).await;
-                (d, sent)
-            });
-        }
-        // Each outcome is recorded as it comes; a failed record leaves the others' leases to
-        // expire, and they are sent again (at least once).
-        while let Some(joined) = sends.join_next().await {
-            let Ok((d, sent)) = joined else {
-                tracing::error!("outbox: a send panicked; its lease will expire and it retries");
-                continue;
             };
-            let outcome = policy.outcome(sent, d.attempts, Millis::now());
-            match &outcome {
-                Attempt::Accepted { .. } => {
-                    tracing::info!(delivery_id = d.id, attempts = d.attempts, "sms handed over")
-                }
-                Attempt::Retry { error, .. } => {
-                    tracing::warn!(delivery_id = d.id, attempts = d.attempts, %error, "sms will be retried")
-                }
-                Attempt::Failed { error } => {
-                    tracing::warn!(delivery_id = d.id, attempts = d.attempts, %error, "sms failed")
-                }
+            if stop.requested {
+                break;
             }
-            store.finish_delivery(d.id, outcome).await?;
+            tokio::select! {
+                () = &mut shutdown => stop.requested = true,
+                () = self.wakeup.notified() => {}
+                () = tokio::time::sleep(Duration::from_millis(idle.max(1))) => {}
+            }
         }
+        heartbeat.abort();
+        // Whatever is still claimed (a send abandoned at the grace period) goes back to the
+        // queue now rather than waiting to be taken over.
+        match self.store.retire_worker(self.id).await {
+            Ok(()) => tracing::info!(worker = self.id, "outbox worker stopped"),
+            Err(e) => tracing::error!(error = %e, "outbox: cannot release claims on stop"),
+        }
+    }
+
+    async fn idle_wait(&self) -> u64 {
+        match self.store.next_delivery_at().await {
+            Ok(Some(at)) => {
+                let wait = at.0.saturating_sub(Millis::now().0).max(0);
+                u64::try_from(wait).unwrap_or(0).min(self.policy.idle_ms)
+            }
+            Ok(None) => self.policy.idle_ms,
+            Err(e) => {
+                tracing::error!(error = %e, "outbox: cannot read the next due time");
+                self.policy.idle_ms
+            }
+        }
+    }
+
+    /// Sends everything due now, a claimed batch at a time, the batch's sends concurrently.
+    /// Once `shutdown` fires nothing more is claimed, and the batch in hand gets the grace
+    /// period.
+    async fn drain(
+        &self,
+        shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+        stop: &mut Stop,
+    ) -> Result<(), StoreError> {
+        while !stop.requested {
+            let due = self
+                .store
+                .claim_deliveries(
+                    self.id,
+                    Millis::now(),
+                    self.policy.stale_owner_ms,
+                    CONCURRENT_SENDS,
+                )
+                .await?;
+            if due.is_empty() {
+                return Ok(());
+            }
+            let mut sends = tokio::task::JoinSet::new();
+            // A task that panics loses its delivery; this names it, so its claim is released.
+            let mut claimed = HashMap::new();
+            for d in due {
+                let provider = self.provider.clone();
+                let (id, attempts) = (d.id, d.attempts);
+                let task = sends.spawn(async move {
+                    let sent = provider.send(&d).await;
+                    (d, sent)
+                });
+                claimed.insert(task.id(), (id, attempts));
+            }
+            loop {
+                let joined = tokio::select! {
+                    joined = sends.join_next_with_id() => joined,
+                    () = shutdown.as_mut(), if !stop.requested => {
+                        stop.requested = true;
+                        stop.deadline = Some(tokio::time::Instant::now()
+                            + Duration::from_millis(self.policy.stop_grace_ms));
+                        tracing::info!(in_flight = sends.len(), "outbox: stopping; waiting for sends with the provider");
+                        continue;
+                    }
+                    () = sleep_until(stop.deadline) => {
+                        tracing::warn!(abandoned = sends.len(), "outbox: sends still out at the grace period are released and will be sent again");
+                        sends.abort_all();
+                        return Ok(());
+                    }
+                };
+                let Some(joined) = joined else { break };
+                let (id, attempts, sent) = match joined {
+                    Ok((_, (d, sent))) => (d.id, d.attempts, sent),
+                    Err(e) => {
+                        let Some(&(id, attempts)) = claimed.get(&e.id()) else {
+                            continue;
+                        };
+                        tracing::error!(delivery_id = id, "outbox: a send panicked");
+                        (id, attempts, Sent::Temporary("the send panicked".into()))
+                    }
+                };
+                self.record(id, attempts, sent).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn record(&self, id: i64, attempts: i64, sent: Sent) -> Result<(), StoreError> {
+        let outcome = self.policy.outcome(sent, attempts, Millis::now());
+        match &outcome {
+            Attempt::Accepted { .. } => {
+                crate::metrics::sms_attempt("sent");
+                tracing::info!(delivery_id = id, attempts, "sms handed over");
+            }
+            Attempt::Retry { error, .. } => {
+                crate::metrics::sms_attempt("retry");
+                tracing::warn!(delivery_id = id, attempts, %error, "sms will be retried");
+            }
+            Attempt::Failed { error } => {
+                crate::metrics::sms_attempt("failed");
+                tracing::warn!(delivery_id = id, attempts, %error, "sms failed");
+            }
+        }
+        self.store.finish_delivery(self.id, id, outcome).await
     }
 }
 
+/// How a stop is going: asked for, and when the sends in hand stop being waited for.
+#[derive(Default)]
+struct Stop {
+    requested: bool,
+    deadline: Option<tokio::time::Instant>,
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Renews the worker's claims until aborted. A failed renewal is only logged: the claims stay
+/// valid for `stale_owner_ms`, several heartbeats.
+async fn heartbeat(store: Arc<dyn Store>, worker: i64, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = store.heartbeat_worker(worker).await {
+            tracing::error!(error = %e, worker, "outbox: heartbeat failed");
+        }
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -125,8 +125,10 @@ fn policy() -> RetryPolicy {
         base_delay_ms: 20,
         max_delay_ms: 100,
         max_attempts: 5,
-        lease_ms: 5_000,
+        heartbeat_ms: 50,
+        stale_owner_ms: 1_000,
         idle_ms: 20,
+        stop_grace_ms: 1_000,
     }
 }
 
@@ -147,15 +149,18 @@ fn start_worker(
     )
     .expect("provider");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(outbox::run(
-        app.store.clone() as Arc<dyn Store>,
-        Arc::new(provider),
-        app.state.outbox.clone(),
-        policy(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let store = app.store.clone() as Arc<dyn Store>;
+    let wakeup = app.state.outbox.clone();
+    let handle = tokio::spawn(async move {
+        let worker = outbox::Worker::register(store, Arc::new(provider), wakeup, policy())
+            .await
+            .expect("register");
+        worker
+            .run(async move {
+                let _ = stopped.await;
+            })
+            .await;
+    });
     (stop, handle)
 }
 
@@ -316,9 +321,10 @@ async fn entries_left_by_a_stopped_or_crashed_server_go_out_once_after_the_resta
         send(&app, "three").await,
     ];
     // A worker that claimed two of them and died before calling the provider.
+    let dead = app.store.register_worker().await.expect("worker");
     let claimed = app
         .store
-        .claim_deliveries(Millis::now(), 200, 2)
+        .claim_deliveries(dead, Millis::now(), 60_000, 2)
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 2);

@@ -580,14 +580,16 @@ async fn status_callbacks_update_the_delivery_record() {
     let delivery = reply.json()["data"]["sms_msg_id"]
         .as_i64()
         .expect("delivery");
+    let worker = app.store.register_worker().await.expect("worker");
     let claimed = app
         .store
-        .claim_deliveries(Millis::now(), 60_000, 10)
+        .claim_deliveries(worker, Millis::now(), 60_000, 10)
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 1);
     app.store
         .finish_delivery(
+            worker,
             delivery,
             Attempt::Accepted {
                 provider_id: "SMabc".into(),
@@ -674,9 +676,10 @@ async fn a_send_still_queued_when_the_patient_texts_stop_is_never_sent() {
         )
         .await;
     assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
+    let worker = app.store.register_worker().await.expect("worker");
     let claimed = app
         .store
-        .claim_deliveries(Millis::now(), 60_000, 10)
+        .claim_deliveries(worker, Millis::now(), 60_000, 10)
         .await
         .expect("claim");
     assert!(claimed.is_empty(), "{claimed:?}");
@@ -736,9 +739,10 @@ async fn a_callback_that_beats_the_workers_record_is_kept_and_ends_resends() {
     // The provider accepts and calls back before the worker has recorded its answer.
     let early = send().await;
     let now = Millis::now();
+    let worker = app.store.register_worker().await.expect("worker");
     let claimed = app
         .store
-        .claim_deliveries(now, 60_000, 10)
+        .claim_deliveries(worker, now, 60_000, 10)
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 1);
@@ -751,6 +755,7 @@ async fn a_callback_that_beats_the_workers_record_is_kept_and_ends_resends() {
     // The worker saw a timeout: no second send is scheduled, the status stays.
     app.store
         .finish_delivery(
+            worker,
             early,
             Attempt::Retry {
                 error: "the provider timed out".into(),
@@ -766,7 +771,7 @@ async fn a_callback_that_beats_the_workers_record_is_kept_and_ends_resends() {
     let later = Millis(now.0 + 10 * 60_000);
     assert!(
         app.store
-            .claim_deliveries(later, 60_000, 10)
+            .claim_deliveries(worker, later, 60_000, 10)
             .await
             .expect("claim")
             .is_empty()
@@ -775,11 +780,12 @@ async fn a_callback_that_beats_the_workers_record_is_kept_and_ends_resends() {
     // A timeout recorded first, then the callback proving the provider has it: no resend.
     let late = send().await;
     app.store
-        .claim_deliveries(Millis::now(), 60_000, 10)
+        .claim_deliveries(worker, Millis::now(), 60_000, 10)
         .await
         .expect("claim");
     app.store
         .finish_delivery(
+            worker,
             late,
             Attempt::Retry {
                 error: "the provider timed out".into(),
@@ -795,7 +801,7 @@ async fn a_callback_that_beats_the_workers_record_is_kept_and_ends_resends() {
     );
     assert!(
         app.store
-            .claim_deliveries(later, 60_000, 10)
+            .claim_deliveries(worker, later, 60_000, 10)
             .await
             .expect("claim")
             .is_empty()

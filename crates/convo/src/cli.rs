@@ -53,6 +53,11 @@ pub enum Command {
     Deliveries(DeliveriesCommand),
     /// Create or upgrade the database schema, then exit.
     Migrate,
+    /// Write a consistent copy of the (live) database to FILE: safe while a server writes.
+    Backup {
+        /// Where the copy goes; it must not exist yet.
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -213,6 +218,34 @@ pub struct ServeArgs {
     /// Fill an empty database with the demo practice first and print a ready curl line.
     #[arg(long)]
     pub demo: bool,
+
+    #[command(flatten)]
+    pub front_door: FrontDoorArgs,
+}
+
+/// The connection layer's limits (CONTRACT §9).
+#[derive(Args, Debug, Clone)]
+pub struct FrontDoorArgs {
+    /// Seconds a request's headers may take to arrive (from its first byte, or from the
+    /// connection's opening); then 408 and the connection is closed.
+    #[arg(long, env = "CONVO_HEADER_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout: u64,
+
+    /// Seconds a keep-alive connection may sit idle (or a response go unread) before it is closed.
+    #[arg(long, env = "CONVO_IDLE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub idle_timeout: u64,
+
+    /// Seconds a request body may take to arrive whole; then 408.
+    #[arg(long, env = "CONVO_BODY_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_timeout: u64,
+
+    /// Connections open at once; past it a new one gets 503 and is closed.
+    #[arg(long, env = "CONVO_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+
+    /// Seconds SIGTERM waits for in-flight requests and for sends already with the provider.
+    #[arg(long, env = "CONVO_SHUTDOWN_TIMEOUT", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub shutdown_timeout: u64,
 }
 
 #[derive(Args, Debug)]
@@ -315,5 +348,12 @@ mod tests {
         assert!(!s.strict_version);
         assert!(s.rate_limit.0.is_empty(), "no limit unless asked");
         assert_eq!(s.twilio.twilio_base_url, "https://api.twilio.com");
+        let door = &s.front_door;
+        assert_eq!(
+            (door.header_timeout, door.idle_timeout, door.max_connections),
+            (10, 60, 10_000),
+            "CONTRACT §9"
+        );
+        assert_eq!((door.body_timeout, door.shutdown_timeout), (10, 20));
     }
 }

@@ -2,8 +2,8 @@
 
 use crate::cli::{ServeArgs, SmsProvider as Provider};
 use crate::{CliError, demo, open_store};
-use convo_server::outbox::{self, LogProvider, RetryPolicy, SmsProvider, TwilioProvider};
-use convo_server::{ApiConfig, AppState};
+use convo_server::outbox::{LogProvider, RetryPolicy, SmsProvider, TwilioProvider, Worker};
+use convo_server::{ApiConfig, AppState, FrontDoor};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -32,12 +32,26 @@ pub async fn run(database_url: &str, args: ServeArgs) -> Result<(), CliError> {
         .as_ref()
         .map(|u| u.trim_end_matches('/').to_string());
     let auth_token = args.twilio.twilio_auth_token.as_ref().map(|t| t.0.clone());
+    let door = &args.front_door;
+    let shutdown_timeout = Duration::from_secs(door.shutdown_timeout);
+    let policy = RetryPolicy {
+        stop_grace_ms: door.shutdown_timeout.saturating_mul(1000),
+        ..RetryPolicy::default()
+    };
+    let front_door = FrontDoor {
+        header_timeout: Duration::from_secs(door.header_timeout),
+        idle_timeout: Duration::from_secs(door.idle_timeout),
+        max_connections: usize::try_from(door.max_connections).unwrap_or(usize::MAX),
+        shutdown_timeout,
+    };
     let config = ApiConfig {
         token_ttl: args.tokens.token_ttl,
         strict_version: args.strict_version,
         twilio_auth_token: auth_token.clone(),
         public_url: public_url.clone(),
         rate_limits: args.rate_limit.0.clone(),
+        body_timeout: Duration::from_secs(door.body_timeout),
+        stale_owner_ms: policy.stale_owner_ms,
     };
     let provider: Arc<dyn SmsProvider> = match (
         args.sms_provider,
@@ -66,16 +80,14 @@ pub async fn run(database_url: &str, args: ServeArgs) -> Result<(), CliError> {
     let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let worker = tokio::spawn(outbox::run(
-        store,
-        provider,
-        state.outbox.clone(),
-        RetryPolicy::default(),
-        until_stopped(stopped.clone()),
-    ));
+    // Registering takes back what a crashed predecessor had claimed, so those texts go out now
+    // rather than after a lease; it fails if another server owns this SQLite database.
+    let worker = Worker::register(store, provider, state.outbox.clone(), policy).await?;
+    let worker = tokio::spawn(worker.run(until_stopped(stopped.clone())));
     tracing::info!("listening on {addr}");
-    convo_server::serve(listener, state, until_stopped(stopped)).await?;
-    // The worker finishes the send in hand; anything left stays queued for the next start.
+    convo_server::serve_with(listener, state, front_door, until_stopped(stopped)).await?;
+    // Stopped claiming at the signal; it waits (bounded) for sends with the provider and
+    // releases the rest for the next start.
     let _ = worker.await;
     tracing::info!("stopped");
     Ok(())

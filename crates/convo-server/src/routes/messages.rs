@@ -97,7 +97,8 @@ pub async fn send(
 ) -> Result<Response, ApiError> {
     check_version(&headers, state.config.strict_version)?;
     let key_id = bearer_key(&headers, &state)?;
-    let parsed: Result<SendBody, ApiError> = json_body(&headers, body).await;
+    let parsed: Result<SendBody, ApiError> =
+        json_body(&headers, body, state.config.body_timeout).await;
     let (message, mut extra) = match parsed {
         Ok(b) => match validate(b.message) {
             Ok(m) => (Some(m), Vec::new()),
@@ -154,7 +155,8 @@ pub async fn seen(
 ) -> Result<Response, ApiError> {
     check_version(&headers, state.config.strict_version)?;
     let key_id = bearer_key(&headers, &state)?;
-    let parsed: Result<SeenBody, ApiError> = json_body(&headers, body).await;
+    let parsed: Result<SeenBody, ApiError> =
+        json_body(&headers, body, state.config.body_timeout).await;
     let (user_id, extra) = match parsed {
         Ok(b) if b.user_id >= 1 => (b.user_id, Vec::new()),
         Ok(_) => (0, vec!["user_id must be a positive integer".into()]),

@@ -3,6 +3,7 @@
 mod authenticates;
 mod conversations;
 mod messages;
+mod ops;
 mod sms;
 
 use crate::AppState;
@@ -10,8 +11,25 @@ use crate::error::ApiError;
 use axum::Router;
 use axum::routing::{get, post};
 
+/// Every route's path, for metrics labels (a matched path is one of these).
+pub const ROUTES: &[&str] = &[
+    "/authenticates",
+    "/conversations",
+    "/conversations/{id}",
+    "/messages",
+    "/messages/{id}/seen",
+    "/sms/inbound",
+    "/sms/status",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+];
+
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
         .route("/authenticates", post(authenticates::create))
         .route("/conversations", get(conversations::list))
         .route("/conversations/{id}", get(conversations::one))

@@ -3,7 +3,8 @@
 //! Answers are TwiML (`text/xml`), errors included, so Twilio's debugger shows the reason.
 
 use crate::AppState;
-use crate::extract::{MAX_BODY, has_media_type};
+use crate::error::ApiError;
+use crate::extract::{has_media_type, read_body};
 use crate::twilio;
 use axum::body::Body;
 use axum::http::header::{CONTENT_TYPE, HOST};
@@ -59,9 +60,17 @@ async fn signed_form(
             "Content-Type must be application/x-www-form-urlencoded",
         ));
     }
-    let bytes = axum::body::to_bytes(body, MAX_BODY)
+    let bytes = read_body(body, state.config.body_timeout)
         .await
-        .map_err(|_| problem(StatusCode::PAYLOAD_TOO_LARGE, "the body is too large"))?;
+        .map_err(|e| {
+            let status = e.status();
+            let text = match e {
+                ApiError::RequestTimeout(m) => m,
+                ApiError::BadRequest(mut m) => m.pop().unwrap_or_default(),
+                _ => "the body is too large".into(),
+            };
+            problem(status, &text)
+        })?;
     let params: Vec<(String, String)> = form_urlencoded::parse(&bytes).into_owned().collect();
     let Some(token) = state.config.twilio_auth_token.as_deref() else {
         return Err(problem(

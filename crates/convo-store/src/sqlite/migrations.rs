@@ -10,7 +10,11 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_messages_by_thread.sql"),
     include_str!("migrations/0004_write_side.sql"),
     include_str!("migrations/0005_send_keys.sql"),
+    include_str!("migrations/0006_claim_owners.sql"),
 ];
+
+/// The schema version this build writes and expects (`PRAGMA user_version`).
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     // IMMEDIATE takes the write lock before reading the version, so two processes starting on

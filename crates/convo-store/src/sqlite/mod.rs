@@ -10,7 +10,7 @@ mod write;
 
 use async_trait::async_trait;
 use convo_core::import::ImportBatch;
-use convo_core::store::{ImportError, ImportSummary};
+use convo_core::store::{ImportError, ImportSummary, OutboxStats};
 use convo_core::write::{
     Attempt, Delivery, DeliveryRecord, InboundOutcome, InboundSms, NewMessage,
 };
@@ -22,8 +22,9 @@ use pool::Pool;
 use rusqlite::config::DbConfig;
 use rusqlite::trace::{TraceEvent, TraceEventCodes};
 use rusqlite::{Connection, OpenFlags};
+use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -89,6 +90,8 @@ pub struct SqliteStore {
     readers: Arc<Pool>,
     writer: Arc<Pool>,
     path: PathBuf,
+    /// Held by the process whose outbox worker owns this database (`register_worker`).
+    owner: Arc<Mutex<Option<File>>>,
 }
 
 impl SqliteStore {
@@ -107,13 +110,14 @@ impl SqliteStore {
                 writer,
             })
         };
-        let writer = Arc::new(Pool::new(1, opener(true)));
+        let writer = Arc::new(Pool::new("write", 1, opener(true)));
         // Migrating on the writer before any reader opens: readers then see the full schema.
         writer.run(|conn| migrations::migrate(conn).db()).await?;
         Ok(Self {
-            readers: Arc::new(Pool::new(readers, opener(false))),
+            readers: Arc::new(Pool::new("read", readers, opener(false))),
             writer,
             path,
+            owner: Arc::default(),
         })
     }
 
@@ -153,6 +157,52 @@ impl SqliteStore {
         .await
     }
 
+    /// Writes a consistent copy of the database to `dest` (which must not exist) while writers
+    /// carry on: `VACUUM INTO` reads one snapshot (a WAL read transaction never blocks the
+    /// writer), the copy is checked, synced and only then renamed into place, so `dest` is
+    /// either absent or complete. Returns the copy's size in bytes.
+    pub async fn backup(&self, dest: &Path) -> Result<u64, StoreError> {
+        if dest.exists() {
+            return Err(StoreError::Invalid(format!(
+                "{} already exists; a backup never overwrites",
+                dest.display()
+            )));
+        }
+        let source = self.path.clone();
+        let dest = dest.to_path_buf();
+        tokio::task::spawn_blocking(move || backup_to(&source, &dest))
+            .await
+            .map_err(|e| StoreError::Internal(format!("backup task failed: {e}")))?
+    }
+
+    /// Takes the database's owner lock for this process, once: the outbox's claims may then be
+    /// taken back at start, since no other server can be holding them.
+    fn own(&self) -> Result<(), StoreError> {
+        let mut owner = self
+            .owner
+            .lock()
+            .map_err(|_| StoreError::Internal("the owner lock was poisoned".into()))?;
+        if owner.is_some() {
+            return Ok(());
+        }
+        let file = File::open(&self.path).db_file(&self.path)?;
+        match file.try_lock() {
+            Ok(()) => {
+                *owner = Some(file);
+                Ok(())
+            }
+            Err(TryLockError::WouldBlock) => Err(StoreError::Invalid(format!(
+                "another `convo serve` is running on {}: a SQLite database has one server at a \
+                 time (use PostgreSQL for several)",
+                self.path.display()
+            ))),
+            Err(TryLockError::Error(e)) => Err(StoreError::Internal(format!(
+                "cannot lock {}: {e}",
+                self.path.display()
+            ))),
+        }
+    }
+
     /// Refreshes the planner's statistics (the server does it at start).
     pub async fn analyze(&self) -> Result<(), StoreError> {
         self.write(|conn| {
@@ -160,6 +210,56 @@ impl SqliteStore {
                 .db()
         })
         .await
+    }
+}
+
+fn backup_to(source: &Path, dest: &Path) -> Result<u64, StoreError> {
+    let mut partial = dest.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    // Left by a backup that was interrupted: never a finished copy.
+    let _ = std::fs::remove_file(&partial);
+    let conn = Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_WRITE).db()?;
+    conn.busy_timeout(Duration::from_secs(30)).db()?;
+    let target = partial
+        .to_str()
+        .ok_or_else(|| StoreError::Invalid("the backup path is not valid UTF-8".into()))?;
+    conn.execute("VACUUM INTO ?1", [target]).map_err(|e| {
+        let _ = std::fs::remove_file(&partial);
+        StoreError::Invalid(format!("cannot write the backup: {e}"))
+    })?;
+    drop(conn);
+    let copy = Connection::open_with_flags(&partial, OpenFlags::SQLITE_OPEN_READ_ONLY).db()?;
+    let check: String = copy
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .db()?;
+    drop(copy);
+    if check != "ok" {
+        let _ = std::fs::remove_file(&partial);
+        return Err(StoreError::Internal(format!(
+            "the backup failed its integrity check: {check}"
+        )));
+    }
+    let file = File::open(&partial).db_file(&partial)?;
+    file.sync_all().db_file(&partial)?;
+    let size = file.metadata().db_file(&partial)?.len();
+    std::fs::rename(&partial, dest).db_file(dest)?;
+    // The rename itself is durable once the directory is synced.
+    if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty())
+        && let Ok(d) = File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(size)
+}
+
+trait FileResult<T> {
+    fn db_file(self, path: &Path) -> Result<T, StoreError>;
+}
+
+impl<T> FileResult<T> for std::io::Result<T> {
+    fn db_file(self, path: &Path) -> Result<T, StoreError> {
+        self.map_err(|e| StoreError::Internal(format!("cannot open {}: {e}", path.display())))
     }
 }
 
@@ -268,23 +368,69 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn claim_deliveries(
-        &self,
-        now: Millis,
-        lease_ms: i64,
-        limit: i64,
-    ) -> Result<Vec<Delivery>, StoreError> {
-        self.write(move |conn| outbox::claim(conn, now, lease_ms, limit))
+    async fn register_worker(&self) -> Result<i64, StoreError> {
+        self.own()?;
+        self.write(|conn| outbox::register_worker(conn, Millis::now()))
             .await
     }
 
-    async fn finish_delivery(&self, id: i64, attempt: Attempt) -> Result<(), StoreError> {
-        self.write(move |conn| outbox::finish(conn, id, attempt, Millis::now()))
+    async fn heartbeat_worker(&self, worker: i64) -> Result<(), StoreError> {
+        self.write(move |conn| outbox::heartbeat(conn, worker, Millis::now()))
+            .await
+    }
+
+    async fn retire_worker(&self, worker: i64) -> Result<(), StoreError> {
+        self.write(move |conn| outbox::retire(conn, worker)).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        worker: i64,
+        now: Millis,
+        stale_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.write(move |conn| outbox::claim(conn, worker, now, stale_ms, limit))
+            .await
+    }
+
+    async fn finish_delivery(
+        &self,
+        worker: i64,
+        id: i64,
+        attempt: Attempt,
+    ) -> Result<(), StoreError> {
+        self.write(move |conn| outbox::finish(conn, worker, id, attempt, Millis::now()))
             .await
     }
 
     async fn next_delivery_at(&self) -> Result<Option<Millis>, StoreError> {
         self.read(outbox::next_due).await
+    }
+
+    async fn outbox_stats(&self, now: Millis, stale_ms: i64) -> Result<OutboxStats, StoreError> {
+        self.read(move |conn| outbox::stats(conn, now, stale_ms))
+            .await
+    }
+
+    async fn check_ready(&self) -> Result<(), StoreError> {
+        self.read(|conn| {
+            let version: i64 = conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .db()?;
+            // A real read of a real table: a damaged or vanished file fails here.
+            conn.query_row("SELECT count(*) FROM settings", [], |r| r.get::<_, i64>(0))
+                .db()?;
+            if version == migrations::SCHEMA_VERSION {
+                Ok(())
+            } else {
+                Err(StoreError::Invalid(format!(
+                    "the database schema is version {version}, this server expects {}",
+                    migrations::SCHEMA_VERSION
+                )))
+            }
+        })
+        .await
     }
 
     async fn list_deliveries(

@@ -1,43 +1,119 @@
 //! The outbox: deliveries the worker claims, attempts, and provider status callbacks.
 
 use super::Db;
+use convo_core::store::OutboxStats;
 use convo_core::write::{Attempt, Delivery, DeliveryRecord};
 use convo_core::{Millis, StoreError};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+/// Rows a worker may claim: due, and free or held by an owner that stopped heartbeating.
+/// (`?1` now, `?3` the oldest heartbeat still alive.)
+macro_rules! claimable {
+    () => {
+        "next_attempt_at IS NOT NULL AND next_attempt_at <= ?1
+         AND (claimed_by IS NULL
+              OR claimed_by NOT IN (SELECT id FROM workers WHERE heartbeat_at >= ?3))"
+    };
+}
+
+/// A new claim owner. One process owns a SQLite database (the caller holds the file's lock),
+/// so every claim of an earlier owner is its to take back: a restart resends at once.
+pub(crate) fn register_worker(conn: &mut Connection, now: Millis) -> Result<i64, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .db()?;
+    let taken = tx
+        .execute(
+            "UPDATE deliveries SET claimed_by = NULL, claimed_at = NULL
+              WHERE claimed_by IS NOT NULL",
+            [],
+        )
+        .db()?;
+    if taken > 0 {
+        tracing::info!(
+            deliveries = taken,
+            "outbox: took back the claims of a worker that did not stop cleanly"
+        );
+    }
+    tx.execute("DELETE FROM workers", []).db()?;
+    let id = tx
+        .query_row(
+            "INSERT INTO workers (started_at, heartbeat_at, pid) VALUES (?1, ?1, ?2)
+             RETURNING id",
+            params![now.0, std::process::id()],
+            |r| r.get(0),
+        )
+        .db()?;
+    tx.commit().db()?;
+    Ok(id)
+}
+
+pub(crate) fn heartbeat(conn: &mut Connection, worker: i64, now: Millis) -> Result<(), StoreError> {
+    // A row removed behind the worker's back (a restore, an operator) comes back: the claims
+    // it holds are still being worked on.
+    conn.prepare_cached(
+        "INSERT INTO workers (id, started_at, heartbeat_at, pid) VALUES (?1, ?2, ?2, ?3)
+         ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+    )
+    .db()?
+    .execute(params![worker, now.0, std::process::id()])
+    .db()?;
+    Ok(())
+}
+
+pub(crate) fn retire(conn: &mut Connection, worker: i64) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .db()?;
+    tx.execute(
+        "UPDATE deliveries SET claimed_by = NULL, claimed_at = NULL WHERE claimed_by = ?1",
+        [worker],
+    )
+    .db()?;
+    tx.execute("DELETE FROM workers WHERE id = ?1", [worker])
+        .db()?;
+    tx.commit().db()
+}
+
 pub(crate) fn claim(
     conn: &mut Connection,
+    worker: i64,
     now: Millis,
-    lease_ms: i64,
+    stale_ms: i64,
     limit: i64,
 ) -> Result<Vec<Delivery>, StoreError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .db()?;
+    let alive_since = now.0.saturating_sub(stale_ms);
     // A patient who texted STOP while a send waited (a provider outage, a backoff) must not
     // get it: carriers and the law treat a text after an opt-out as a violation.
-    tx.prepare_cached(
+    tx.prepare_cached(concat!(
         "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, updated_at = ?1,
+                claimed_by = NULL, claimed_at = NULL,
                 error = 'the patient unsubscribed from SMS before it was sent'
-          WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= ?1
-            AND EXISTS (SELECT 1 FROM messages m INDEXED BY messages_id
+          WHERE ",
+        claimable!(),
+        " AND EXISTS (SELECT 1 FROM messages m INDEXED BY messages_id
                           JOIN conversations c ON c.id = m.conversation_id
                           JOIN patients p ON p.id = c.patient_id
-                         WHERE m.id = deliveries.message_id AND p.unsubscribe_sms)",
-    )
+                         WHERE m.id = deliveries.message_id AND p.unsubscribe_sms)"
+    ))
     .db()?
-    .execute([now.0])
+    // `?2` is unused here; the numbering matches the claim below, which shares `claimable!`.
+    .execute(params![now.0, worker, alive_since])
     .db()?;
     let due: Vec<Delivery> = tx
-        .prepare_cached(
-            "UPDATE deliveries SET attempts = attempts + 1, next_attempt_at = ?2, updated_at = ?1
-              WHERE id IN (SELECT id FROM deliveries
-                            WHERE next_attempt_at IS NOT NULL AND next_attempt_at <= ?1
-                            ORDER BY next_attempt_at, id LIMIT ?3)
-             RETURNING id, message_id, to_number, from_number, body, media_url, attempts",
-        )
+        .prepare_cached(concat!(
+            "UPDATE deliveries SET attempts = attempts + 1, claimed_by = ?2, claimed_at = ?1,
+                    updated_at = ?1
+              WHERE id IN (SELECT id FROM deliveries WHERE ",
+            claimable!(),
+            " ORDER BY next_attempt_at, id LIMIT ?4)
+             RETURNING id, message_id, to_number, from_number, body, media_url, attempts"
+        ))
         .db()?
-        .query_map(params![now.0, now.0.saturating_add(lease_ms), limit], |r| {
+        .query_map(params![now.0, worker, alive_since, limit], |r| {
             Ok(Delivery {
                 id: r.get(0)?,
                 message_id: r.get(1)?,
@@ -57,6 +133,7 @@ pub(crate) fn claim(
 
 pub(crate) fn finish(
     conn: &mut Connection,
+    worker: i64,
     id: i64,
     attempt: Attempt,
     now: Millis,
@@ -68,17 +145,25 @@ pub(crate) fn finish(
     };
     // A status callback may already have moved the record past `sent`: keep the later status.
     // Once a callback has named the provider's id, the provider holds the message: a timeout or
-    // error seen by this attempt must not schedule a second send.
+    // error seen by this attempt must not schedule a second send (`kept` below). The claim is
+    // released either way, but only by its owner: a worker that was taken over (it stopped
+    // heartbeating, then came back) records what it saw and leaves the new claim alone.
     conn.prepare_cached(
         "UPDATE deliveries SET
-            status = CASE WHEN status IN ('delivered', 'undelivered', 'failed') THEN status
+            status = CASE WHEN ?4 IS NULL AND provider_id IS NOT NULL THEN status
+                          WHEN status IN ('delivered', 'undelivered', 'failed') THEN status
                           ELSE ?2 END,
-            next_attempt_at = ?3, provider_id = coalesce(?4, provider_id), error = ?5,
-            updated_at = ?6
-          WHERE id = ?1 AND (?4 IS NOT NULL OR provider_id IS NULL)",
+            next_attempt_at = CASE WHEN ?4 IS NULL AND provider_id IS NOT NULL
+                                   THEN next_attempt_at ELSE ?3 END,
+            error = CASE WHEN ?4 IS NULL AND provider_id IS NOT NULL THEN error ELSE ?5 END,
+            provider_id = coalesce(?4, provider_id),
+            updated_at = ?6,
+            claimed_at = CASE WHEN claimed_by = ?7 THEN NULL ELSE claimed_at END,
+            claimed_by = CASE WHEN claimed_by = ?7 THEN NULL ELSE claimed_by END
+          WHERE id = ?1",
     )
     .db()?
-    .execute(params![id, status, next, provider_id, error, now.0])
+    .execute(params![id, status, next, provider_id, error, now.0, worker])
     .db()?;
     Ok(())
 }
@@ -114,12 +199,42 @@ pub(crate) fn update_status(
 pub(crate) fn next_due(conn: &mut Connection) -> Result<Option<Millis>, StoreError> {
     let at: Option<i64> = conn
         .prepare_cached(
-            "SELECT min(next_attempt_at) FROM deliveries WHERE next_attempt_at IS NOT NULL",
+            "SELECT min(next_attempt_at) FROM deliveries
+              WHERE next_attempt_at IS NOT NULL AND claimed_by IS NULL",
         )
         .db()?
         .query_row([], |r| r.get(0))
         .db()?;
     Ok(at.map(Millis))
+}
+
+pub(crate) fn stats(
+    conn: &mut Connection,
+    now: Millis,
+    stale_ms: i64,
+) -> Result<OutboxStats, StoreError> {
+    conn.prepare_cached(concat!(
+        "SELECT count(*),
+                coalesce(sum(",
+        claimable!(),
+        "), 0),
+                coalesce(sum(claimed_by IS NOT NULL), 0),
+                coalesce(?1 - min(CASE WHEN ",
+        claimable!(),
+        " THEN next_attempt_at END), 0)
+           FROM deliveries WHERE next_attempt_at IS NOT NULL"
+    ))
+    .db()?
+    // `?2` is unused: `claimable!` numbers now and the heartbeat bound `?1` and `?3`.
+    .query_row(params![now.0, 0, now.0.saturating_sub(stale_ms)], |r| {
+        Ok(OutboxStats {
+            pending: r.get(0)?,
+            due: r.get(1)?,
+            claimed: r.get(2)?,
+            oldest_due_ms: r.get(3)?,
+        })
+    })
+    .db()
 }
 
 pub(crate) fn list(
@@ -185,7 +300,8 @@ pub(crate) fn retry(conn: &mut Connection, id: i64, now: Millis) -> Result<(), S
     // A fresh start: the old provider id belongs to the attempt that failed.
     tx.prepare_cached(
         "UPDATE deliveries SET status = 'queued', attempts = 0, next_attempt_at = ?2,
-                provider_id = NULL, error = NULL, updated_at = ?2
+                provider_id = NULL, error = NULL, updated_at = ?2,
+                claimed_by = NULL, claimed_at = NULL
           WHERE id = ?1",
     )
     .db()?

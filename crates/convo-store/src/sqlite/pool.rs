@@ -11,14 +11,17 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
 pub(crate) struct Pool {
+    /// `read` or `write`: the label of this pool's metrics.
+    name: &'static str,
     idle: Mutex<Vec<Connection>>,
     permits: Semaphore,
     opener: Arc<Opener>,
 }
 
 impl Pool {
-    pub(crate) fn new(size: usize, opener: Arc<Opener>) -> Self {
+    pub(crate) fn new(name: &'static str, size: usize, opener: Arc<Opener>) -> Self {
         Self {
+            name,
             idle: Mutex::new(Vec::with_capacity(size)),
             permits: Semaphore::new(size),
             opener,
@@ -30,11 +33,16 @@ impl Pool {
         F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
+        // Waits show up in `/metrics`: a pool that is often exhausted wants more connections
+        // (readers) or fewer, shorter write transactions.
+        let asked = std::time::Instant::now();
         let _permit = self
             .permits
             .acquire()
             .await
             .map_err(|_| StoreError::Internal("connection pool closed".into()))?;
+        metrics::histogram!("convo_db_pool_wait_seconds", "pool" => self.name)
+            .record(asked.elapsed().as_secs_f64());
         let pool = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let idle = pool.idle.lock().ok().and_then(|mut v| v.pop());
