@@ -16,8 +16,8 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
-use std::task::{Context, Poll, ready};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -49,8 +49,8 @@ impl Default for FrontDoor {
     }
 }
 
-/// The largest head hyper buffers (request line and headers): past it the client gets 431.
-/// hyper's default (~400 KiB) would let 10,000 connections pin 4 GB.
+/// The largest head (request line and headers) hyper reads: past it the client gets 431.
+/// hyper's default (~400 KiB of buffer) would let 10,000 connections pin 4 GB.
 const MAX_HEAD: usize = 64 * 1024;
 
 /// What a connection refused at the limit reads before it is closed.
@@ -181,6 +181,7 @@ async fn connection(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(None)
+        .max_header_size(MAX_HEAD)
         .max_buf_size(MAX_HEAD);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
@@ -214,6 +215,9 @@ async fn connection(
 struct Activity {
     started: AtomicU64,
     done: AtomicU64,
+    /// The connection's task, parked on a read while a request was in hand. hyper may not read
+    /// again until the socket wakes it, so the end of a request wakes it to start the idle clock.
+    parked: Mutex<Option<Waker>>,
 }
 
 impl Activity {
@@ -225,6 +229,14 @@ impl Activity {
     fn in_hand(&self) -> bool {
         self.started.load(Ordering::Relaxed) > self.done.load(Ordering::Relaxed)
     }
+
+    fn park(&self, waker: &Waker) {
+        if let Ok(mut parked) = self.parked.lock()
+            && !parked.as_ref().is_some_and(|w| w.will_wake(waker))
+        {
+            *parked = Some(waker.clone());
+        }
+    }
 }
 
 /// Marks the request done when the handler's future completes or is dropped.
@@ -233,6 +245,10 @@ struct Busy(Arc<Activity>);
 impl Drop for Busy {
     fn drop(&mut self) {
         self.0.done.fetch_add(1, Ordering::Relaxed);
+        let parked = self.0.parked.lock().ok().and_then(|mut w| w.take());
+        if let Some(waker) = parked {
+            waker.wake();
+        }
     }
 }
 
@@ -342,7 +358,11 @@ impl AsyncRead for Guarded {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                if this.activity.in_hand() || !this.timed_out(cx) {
+                if this.activity.in_hand() {
+                    this.activity.park(cx.waker());
+                    return Poll::Pending;
+                }
+                if !this.timed_out(cx) {
                     return Poll::Pending;
                 }
                 let (kind, why) = match (this.phase, this.head_bytes) {
