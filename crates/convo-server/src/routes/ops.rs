@@ -6,6 +6,9 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use convo_core::{Millis, StoreError};
+use std::time::Duration;
+
+const READY_WITHIN: Duration = Duration::from_secs(2);
 
 /// 200 while the process runs: it answers, so it is alive.
 pub async fn healthz() -> Response {
@@ -15,9 +18,19 @@ pub async fn healthz() -> Response {
 /// 200 when the database answers and its schema is current; 503 with the envelope otherwise,
 /// so a load balancer sends no traffic to a server that would only fail it.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    match state.store.check_ready().await {
-        Ok(()) => json_bytes(StatusCode::OK, br#"{"status":"ready"}"#.to_vec()),
-        Err(e) => {
+    // A probe wants an answer, not a hang: a database locked or stuck past this is not ready.
+    let checked = tokio::time::timeout(READY_WITHIN, state.store.check_ready()).await;
+    match checked {
+        Ok(Ok(())) => json_bytes(StatusCode::OK, br#"{"status":"ready"}"#.to_vec()),
+        Err(_) => {
+            tracing::warn!("not ready: the database did not answer in time");
+            ApiError::Unavailable(format!(
+                "The database did not answer within {} s",
+                READY_WITHIN.as_secs()
+            ))
+            .into_response()
+        }
+        Ok(Err(e)) => {
             let reason = match &e {
                 StoreError::Invalid(m) => m.clone(),
                 _ => "The database cannot be read".into(),
