@@ -87,13 +87,21 @@ async fn read_response(c: &mut TcpStream) -> String {
             .await
             .expect("response in time")
             .expect("read");
-        assert!(n > 0, "closed mid-response: {}", String::from_utf8_lossy(&buf));
+        assert!(
+            n > 0,
+            "closed mid-response: {}",
+            String::from_utf8_lossy(&buf)
+        );
         buf.extend_from_slice(&chunk[..n]);
         let text = String::from_utf8_lossy(&buf).into_owned();
         if let Some((head, body)) = text.split_once("\r\n\r\n") {
             let length: usize = head
                 .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_owned))
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_owned)
+                })
                 .and_then(|n| n.trim().parse().ok())
                 .unwrap_or(0);
             if body.len() >= length {
@@ -255,14 +263,20 @@ async fn a_trickled_body_is_cut_off_with_a_408() {
     let _ = tokio::time::timeout(Duration::from_millis(1_500), trickle).await;
     let text = closed_by_server(c, Duration::from_secs(10)).await;
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
-    assert!(text.to_ascii_lowercase().contains("connection: close"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
     assert!(
         text.ends_with(r#"{"code":false,"description":null,"error":["the request body did not arrive within 1 s"],"data":null}"#),
         "{text}"
     );
     assert!(started.elapsed() < Duration::from_secs(10));
     // Nothing was written.
-    let listed = server.app.list("subdomain=acme&location_id=10&messages=10").await;
+    let listed = server
+        .app
+        .list("subdomain=acme&location_id=10&messages=10")
+        .await;
     assert!(!listed.text.contains("slow"), "{}", listed.text);
     server.stop().await;
 }

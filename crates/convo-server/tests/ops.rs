@@ -107,7 +107,9 @@ async fn metrics_are_prometheus_text_without_anything_from_the_data() {
         )
         .await;
     assert_eq!(inbound.status.as_u16(), 200, "{}", inbound.text);
-    let _ = app.get("/conversations/424242?subdomain=acme&location_id=10").await;
+    let _ = app
+        .get("/conversations/424242?subdomain=acme&location_id=10")
+        .await;
     let _ = get_plain(&app, "/no/such/path/5163042196").await;
 
     let reply = get_plain(&app, "/metrics").await;
@@ -160,10 +162,12 @@ async fn metrics_are_prometheus_text_without_anything_from_the_data() {
     ] {
         assert!(names.contains(expected), "{expected} missing:\n{text}");
     }
-    let allowed: BTreeSet<String> = ["route", "method", "status", "outcome", "pool", "reason", "le"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let allowed: BTreeSet<String> = [
+        "route", "method", "status", "outcome", "pool", "reason", "le",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     assert!(label_keys.is_subset(&allowed), "{label_keys:?}");
     assert!(text.contains(
         r#"convo_http_requests_total{route="/conversations",method="GET",status="200"}"#

@@ -1,0 +1,323 @@
+//! Operations end to end on the real binary: crash recovery in seconds (kill -9 after a claim
+//! and before one), a bounded graceful stop, one server per SQLite file, a backup taken during
+//! writes, and an accept loop that survives running out of file descriptors.
+
+mod common;
+
+use common::fake_twilio::FakeTwilio;
+use common::{
+    convo, http, practice, send, start_server, start_server_with, terminate, text, token_for,
+    twilio_env,
+};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if done() {
+            return started.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{what}: not within {within:?}");
+}
+
+/// (status, claimed by a worker) of the delivery of the message with this body.
+fn delivery(db: &Path, body: &str) -> (String, bool) {
+    rusqlite::Connection::open(db)
+        .expect("open")
+        .query_row(
+            "SELECT d.status, d.claimed_by IS NOT NULL FROM deliveries d
+               JOIN messages m ON m.id = d.message_id WHERE m.body = ?1",
+            [body],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("delivery row")
+}
+
+fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+#[test]
+fn sends_claimed_or_queued_by_a_killed_server_go_out_within_seconds_of_the_restart_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("r.db");
+    let key = practice(&db, "");
+    let fake = FakeTwilio::start();
+    // The provider hangs on the first send: the worker holds that claim, and its batch.
+    fake.fake
+        .hold_next
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let env = twilio_env(&fake);
+    let (mut server, addr, drain) = start_server(&db, &env_refs(&env));
+    let token = token_for(&addr, &key);
+    assert!(send(&addr, &token, 100, "claimed then killed").starts_with("HTTP/1.1 201"));
+    wait_for(
+        "the provider sees the first send",
+        Duration::from_secs(10),
+        || fake.received("claimed then killed") == 1,
+    );
+    // The worker is stuck in its batch: the second send is queued, not claimed.
+    assert!(send(&addr, &token, 100, "queued then killed").starts_with("HTTP/1.1 201"));
+    assert_eq!(
+        delivery(&db, "claimed then killed"),
+        ("queued".into(), true)
+    );
+    assert_eq!(
+        delivery(&db, "queued then killed"),
+        ("queued".into(), false)
+    );
+    server.kill().expect("SIGKILL");
+    let _ = server.wait();
+    let _ = drain.join();
+
+    let restarted = Instant::now();
+    let (server, _addr, drain) = start_server(&db, &env_refs(&env));
+    wait_for(
+        "both sends go out after the restart",
+        Duration::from_secs(10),
+        || fake.answered("claimed then killed") == 1 && fake.answered("queued then killed") == 1,
+    );
+    let recovery = restarted.elapsed();
+    assert!(recovery < Duration::from_secs(10), "{recovery:?}");
+    // Once each: nothing more arrives while the new server runs.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(fake.answered_all().len(), 2, "{:?}", fake.received_all());
+    assert_eq!(fake.received("queued then killed"), 1);
+    assert_eq!(delivery(&db, "claimed then killed"), ("sent".into(), false));
+    assert_eq!(delivery(&db, "queued then killed"), ("sent".into(), false));
+    let (status, logs) = terminate(server, drain);
+    assert!(status.success(), "{status:?}\n{logs}");
+    assert!(logs.contains("took back the claims"), "{logs}");
+}
+
+#[test]
+fn sigterm_waits_for_sends_with_the_provider_then_releases_what_is_left_and_exits_0() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("g.db");
+    let key = practice(&db, "");
+    let fake = FakeTwilio::start();
+    let env = twilio_env(&fake);
+
+    // A slow provider (1.5 s) inside the grace period: the send is recorded before the exit.
+    fake.fake
+        .delay_ms
+        .store(1_500, std::sync::atomic::Ordering::SeqCst);
+    let (server, addr, drain) =
+        start_server_with(&db, &env_refs(&env), &["--shutdown-timeout", "10"]);
+    let token = token_for(&addr, &key);
+    assert!(send(&addr, &token, 100, "slow but in time").starts_with("HTTP/1.1 201"));
+    wait_for(
+        "the provider sees the send",
+        Duration::from_secs(10),
+        || fake.received("slow but in time") == 1,
+    );
+    let stopping = Instant::now();
+    let (status, logs) = terminate(server, drain);
+    assert!(status.success(), "{status:?}\n{logs}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        stopping.elapsed()
+    );
+    assert_eq!(delivery(&db, "slow but in time"), ("sent".into(), false));
+
+    // A provider that hangs past the grace period: the exit still comes, the claim is released,
+    // and the next start sends it.
+    fake.fake
+        .delay_ms
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    fake.fake
+        .hold_next
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let (server, addr, drain) =
+        start_server_with(&db, &env_refs(&env), &["--shutdown-timeout", "1"]);
+    let token = token_for(&addr, &key);
+    assert!(send(&addr, &token, 100, "hung at the stop").starts_with("HTTP/1.1 201"));
+    wait_for(
+        "the provider sees the send",
+        Duration::from_secs(10),
+        || fake.received("hung at the stop") == 1,
+    );
+    let stopping = Instant::now();
+    let (status, logs) = terminate(server, drain);
+    assert!(status.success(), "{status:?}\n{logs}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        stopping.elapsed()
+    );
+    assert!(logs.contains("released and will be sent again"), "{logs}");
+    assert_eq!(delivery(&db, "hung at the stop"), ("queued".into(), false));
+    let (server, _, drain) = start_server(&db, &env_refs(&env));
+    wait_for(
+        "the released send goes out",
+        Duration::from_secs(10),
+        || fake.answered("hung at the stop") == 1,
+    );
+    let (status, _) = terminate(server, drain);
+    assert!(status.success());
+}
+
+#[test]
+fn a_second_server_on_the_same_sqlite_file_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("one.db");
+    practice(&db, "");
+    let (server, _addr, drain) = start_server(&db, &[]);
+    let second = Command::new(env!("CARGO_BIN_EXE_convo"))
+        .args([
+            "--database-url",
+            db.to_str().expect("path"),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .expect("run");
+    assert!(!second.status.success());
+    assert!(
+        text(&second.stderr).contains("another `convo serve` is running on"),
+        "{}",
+        text(&second.stderr)
+    );
+    let (status, _) = terminate(server, drain);
+    assert!(status.success());
+}
+
+#[test]
+fn a_backup_taken_during_writes_is_consistent_and_serves() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("live.db");
+    let key = practice(&db, "");
+    let (server, addr, drain) = start_server(&db, &[]);
+    let token = token_for(&addr, &key);
+    let writer = {
+        let (addr, token) = (addr.clone(), token.clone());
+        std::thread::spawn(move || {
+            let mut acknowledged = 0;
+            for i in 0..300 {
+                if send(&addr, &token, 100, &format!("during the backup {i}"))
+                    .starts_with("HTTP/1.1 201")
+                {
+                    acknowledged += 1;
+                }
+            }
+            acknowledged
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let copy = dir.path().join("copy.db");
+    let out = convo(&db, &["backup", copy.to_str().expect("path")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("backup written"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(writer.join().expect("writer"), 300);
+    let (status, _) = terminate(server, drain);
+    assert!(status.success());
+
+    let conn = rusqlite::Connection::open(&copy).expect("open copy");
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("check");
+    assert_eq!(check, "ok");
+    let copied: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM messages WHERE body LIKE 'during the backup %'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert!((0..=300).contains(&copied));
+    // A snapshot: every message it holds has its delivery (one transaction each).
+    let orphans: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM messages m WHERE m.body LIKE 'during the backup %'
+               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id)",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(orphans, 0);
+    drop(conn);
+    // The copy serves: the same key, the same conversation.
+    let (server, addr, drain) = start_server(&copy, &[]);
+    let token = token_for(&addr, &key);
+    let listed = http(
+        &addr,
+        &format!(
+            "GET /conversations?subdomain=acme&location_id=10 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert!(listed.starts_with("HTTP/1.1 200"), "{listed}");
+    assert!(listed.contains(r#""count":1"#) == (copied > 0), "{listed}");
+    let (status, _) = terminate(server, drain);
+    assert!(status.success());
+    // Never over an existing file.
+    let again = convo(&db, &["backup", copy.to_str().expect("path")]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again.stderr).contains("already exists"),
+        "{}",
+        text(&again.stderr)
+    );
+}
+
+#[test]
+fn running_out_of_file_descriptors_pauses_the_accept_loop_and_it_recovers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("fd.db");
+    let key = practice(&db, "");
+    let bin = env!("CARGO_BIN_EXE_convo");
+    // A soft limit of 64 descriptors, far below --max-connections.
+    let mut server = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "ulimit -n 64 && exec '{bin}' --database-url '{}' serve --listen 127.0.0.1:0",
+                db.display()
+            ),
+        ])
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let (addr, logs) = common::read_address(&mut server);
+    let token = token_for(&addr, &key);
+    let flood_started = Instant::now();
+    let flood: Vec<_> = (0..150)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(1_500));
+    drop(flood);
+    let flood_secs = flood_started.elapsed().as_secs();
+    // Answered again once descriptors are free.
+    let request = format!(
+        "GET /conversations?subdomain=acme&location_id=10 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    let mut reply = String::new();
+    wait_for("the server answers again", Duration::from_secs(10), || {
+        reply = http(&addr, &request);
+        reply.starts_with("HTTP/1.1 200")
+    });
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let status = server.wait().expect("wait");
+    let logs = logs.join().expect("logs");
+    assert!(status.success(), "{status:?}\n{logs}");
+    // The errors were seen, and logged at most about once a second (no spinning).
+    let warnings = logs.matches("cannot accept a connection").count();
+    assert!(warnings >= 1, "{logs}");
+    assert!(
+        warnings as u64 <= flood_secs + 12,
+        "{warnings} warnings:\n{logs}"
+    );
+}
