@@ -16,7 +16,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -50,7 +50,9 @@ impl Default for FrontDoor {
 }
 
 /// The largest head (request line and headers) hyper reads: past it the client gets 431.
-/// hyper's default (~400 KiB of buffer) would let 10,000 connections pin 4 GB.
+/// hyper's default read buffer (~400 KiB) would let 10,000 connections pin 4 GB with heads.
+/// (`max_header_size`, not `max_buf_size`: the latter also caps hyper's write buffer, which a
+/// ~70 KB list page should fit in whole.)
 const MAX_HEAD: usize = 64 * 1024;
 
 /// What a connection refused at the limit reads before it is closed.
@@ -133,7 +135,6 @@ pub async fn serve(
             let _ = stream.try_write(&BUSY);
             continue;
         };
-        let _ = stream.set_nodelay(true);
         let router = router.clone();
         let door = door.clone();
         let stopping = stopping.clone();
@@ -181,8 +182,7 @@ async fn connection(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(None)
-        .max_header_size(MAX_HEAD)
-        .max_buf_size(MAX_HEAD);
+        .max_header_size(MAX_HEAD);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let mut graceful = false;
@@ -215,9 +215,6 @@ async fn connection(
 struct Activity {
     started: AtomicU64,
     done: AtomicU64,
-    /// The connection's task, parked on a read while a request was in hand. hyper may not read
-    /// again until the socket wakes it, so the end of a request wakes it to start the idle clock.
-    parked: Mutex<Option<Waker>>,
 }
 
 impl Activity {
@@ -229,14 +226,6 @@ impl Activity {
     fn in_hand(&self) -> bool {
         self.started.load(Ordering::Relaxed) > self.done.load(Ordering::Relaxed)
     }
-
-    fn park(&self, waker: &Waker) {
-        if let Ok(mut parked) = self.parked.lock()
-            && !parked.as_ref().is_some_and(|w| w.will_wake(waker))
-        {
-            *parked = Some(waker.clone());
-        }
-    }
 }
 
 /// Marks the request done when the handler's future completes or is dropped.
@@ -245,10 +234,6 @@ struct Busy(Arc<Activity>);
 impl Drop for Busy {
     fn drop(&mut self) {
         self.0.done.fetch_add(1, Ordering::Relaxed);
-        let parked = self.0.parked.lock().ok().and_then(|mut w| w.take());
-        if let Some(waker) = parked {
-            waker.wake();
-        }
     }
 }
 
@@ -272,6 +257,10 @@ struct Guarded {
     head_bytes: bool,
     read_deadline: Instant,
     read_timer: Pin<Box<Sleep>>,
+    /// The task's waker from its last pending read. hyper reads while a request is in hand and
+    /// then, once the response is out, may not read again until the socket wakes it; the idle
+    /// clock is armed with this waker when the response is written, so it still fires.
+    read_waker: Option<Waker>,
     /// Armed while a write is blocked on a client that does not read.
     write_timer: Option<Pin<Box<Sleep>>>,
     header_timeout: Duration,
@@ -289,20 +278,36 @@ impl Guarded {
             head_bytes: false,
             read_deadline: deadline,
             read_timer: Box::pin(tokio::time::sleep_until(deadline)),
+            read_waker: None,
             write_timer: None,
             header_timeout: door.header_timeout,
             idle_timeout: door.idle_timeout,
         }
     }
 
-    /// A finished request starts the idle clock.
-    fn sync(&mut self) {
+    /// A finished request starts the idle clock; `true` when it just did.
+    fn sync(&mut self) -> bool {
         let done = self.activity.done.load(Ordering::Relaxed);
-        if done != self.seen_done {
-            self.seen_done = done;
-            self.phase = Phase::Idle;
-            self.head_bytes = false;
-            self.read_deadline = Instant::now() + self.idle_timeout;
+        if done == self.seen_done {
+            return false;
+        }
+        self.seen_done = done;
+        self.phase = Phase::Idle;
+        self.head_bytes = false;
+        self.read_deadline = Instant::now() + self.idle_timeout;
+        true
+    }
+
+    /// Called as the response goes out: starts the idle clock on behalf of a read that is
+    /// already pending (its waker is the task's), without waking the task now.
+    fn arm_after_response(&mut self) {
+        if !self.sync() || self.activity.in_hand() {
+            return;
+        }
+        if let Some(waker) = self.read_waker.clone() {
+            let mut cx = Context::from_waker(&waker);
+            // Ready only if the deadline already passed; the next read reports it.
+            let _ = self.timed_out(&mut cx);
         }
     }
 
@@ -358,11 +363,10 @@ impl AsyncRead for Guarded {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                if this.activity.in_hand() {
-                    this.activity.park(cx.waker());
-                    return Poll::Pending;
+                if !this.read_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    this.read_waker = Some(cx.waker().clone());
                 }
-                if !this.timed_out(cx) {
+                if this.activity.in_hand() || !this.timed_out(cx) {
                     return Poll::Pending;
                 }
                 let (kind, why) = match (this.phase, this.head_bytes) {
@@ -391,6 +395,7 @@ impl AsyncWrite for Guarded {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        this.arm_after_response();
         match Pin::new(&mut this.inner).poll_write(cx, buf) {
             Poll::Pending => {
                 this.write_stalled(cx)?;
@@ -409,6 +414,7 @@ impl AsyncWrite for Guarded {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        this.arm_after_response();
         match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
             Poll::Pending => {
                 this.write_stalled(cx)?;

@@ -371,3 +371,65 @@ async fn a_batch_of_sends_is_in_flight_at_once() {
     drop(stop);
     worker.await.expect("worker");
 }
+
+#[tokio::test]
+async fn a_heartbeating_owner_keeps_its_claim_and_a_silent_ones_is_taken_over() {
+    let app = TestApp::new().await;
+    let id = send(&app, "claimed by a slow worker").await;
+    let slow = app.store.register_worker().await.expect("worker");
+    let claimed = app
+        .store
+        .claim_deliveries(slow, Millis::now(), 300, 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    // Another process's worker (an owner id of its own) polls while the first one heartbeats,
+    // for several times the staleness bound: a slow provider must not cause a second send.
+    let other = slow + 1;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(1_200) {
+        app.store.heartbeat_worker(slow).await.expect("heartbeat");
+        let stolen = app
+            .store
+            .claim_deliveries(other, Millis::now(), 300, 10)
+            .await
+            .expect("claim");
+        assert!(stolen.is_empty(), "taken from a live owner: {stolen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The first worker goes silent: after the bound, its claim is the other's.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let taken = app
+        .store
+        .claim_deliveries(other, Millis::now(), 300, 10)
+        .await
+        .expect("claim");
+    assert_eq!(taken.len(), 1);
+    assert_eq!((taken[0].id, taken[0].attempts), (id, 2));
+    app.store.heartbeat_worker(other).await.expect("heartbeat");
+    // The silent worker comes back and records what it saw: the new owner's claim stays, so
+    // nothing else claims it meanwhile.
+    app.store
+        .finish_delivery(
+            slow,
+            id,
+            convo_core::write::Attempt::Retry {
+                error: "timed out".into(),
+                at: Millis::now(),
+            },
+        )
+        .await
+        .expect("finish");
+    let again = app
+        .store
+        .claim_deliveries(slow + 2, Millis::now(), 60_000, 10)
+        .await
+        .expect("claim");
+    assert!(again.is_empty(), "{again:?}");
+    let stats = app
+        .store
+        .outbox_stats(Millis::now(), 60_000)
+        .await
+        .expect("stats");
+    assert_eq!((stats.pending, stats.claimed, stats.due), (1, 1, 0));
+}
