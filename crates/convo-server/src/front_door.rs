@@ -363,7 +363,11 @@ impl AsyncRead for Guarded {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                if !this.read_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                if !this
+                    .read_waker
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()))
+                {
                     this.read_waker = Some(cx.waker().clone());
                 }
                 if this.activity.in_hand() || !this.timed_out(cx) {
