@@ -246,6 +246,12 @@ impl Worker {
                 Ok(()) => self.idle_wait().await,
                 Err(e) => {
                     tracing::error!(error = %e, "outbox: cannot claim or record deliveries");
+                    // The batch was dropped with its claims still ours: a live owner's claims
+                    // are never taken over, so give them back now (the heartbeat re-adds this
+                    // worker's row). At least once: the provider may have had some of them.
+                    if let Err(e) = self.store.retire_worker(self.id).await {
+                        tracing::error!(error = %e, "outbox: cannot release claims after an error");
+                    }
                     self.policy.idle_ms
                 }
             };

@@ -433,3 +433,35 @@ async fn a_heartbeating_owner_keeps_its_claim_and_a_silent_ones_is_taken_over() 
         .expect("stats");
     assert_eq!((stats.pending, stats.claimed, stats.due), (1, 1, 0));
 }
+
+#[tokio::test]
+async fn claims_of_a_batch_that_could_not_be_recorded_are_given_back() {
+    let app = TestApp::new().await;
+    let (fake, base) = fake_twilio(&[]).await;
+    let db = || rusqlite::Connection::open(app.dir.path().join("test.db")).expect("open");
+    // The database refuses to record the provider's answer (as a full disk would).
+    db().execute_batch(
+        "CREATE TRIGGER refuse_record BEFORE UPDATE OF provider_id ON deliveries
+           WHEN NEW.provider_id IS NOT NULL BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+    )
+    .expect("trigger");
+    let (stop, worker) = start_worker(&app, &base);
+    let id = send(&app, "recorded on the second try").await;
+    for _ in 0..500 {
+        if !fake.seen.lock().expect("lock").is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    db().execute_batch("DROP TRIGGER refuse_record")
+        .expect("drop");
+    // The live worker gave its claim back, so it claims and sends again (at least once).
+    let (_, attempts, provider_id, _) = until(&app, id, "sent").await;
+    let requests = fake.seen.lock().expect("lock").len();
+    assert!(attempts >= 2, "{attempts}");
+    assert_eq!(i64::try_from(requests).expect("count"), attempts);
+    assert_eq!(provider_id, Some(format!("SMfake{requests}")));
+    drop(stop);
+    worker.await.expect("worker");
+}
