@@ -329,6 +329,20 @@ impl Guarded {
         self.read_timer.as_mut().poll(cx).is_ready()
     }
 
+    /// A blocked write runs the stall clock; any progress stops it.
+    fn after_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        if written.is_pending() {
+            self.write_stalled(cx)?;
+        } else {
+            self.write_timer = None;
+        }
+        written
+    }
+
     fn write_stalled(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         let idle = self.idle_timeout;
         let timer = self
@@ -400,16 +414,8 @@ impl AsyncWrite for Guarded {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         this.arm_after_response();
-        match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Pending => {
-                this.write_stalled(cx)?;
-                Poll::Pending
-            }
-            ready => {
-                this.write_timer = None;
-                ready
-            }
-        }
+        let written = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.after_write(cx, written)
     }
 
     fn poll_write_vectored(
@@ -419,16 +425,8 @@ impl AsyncWrite for Guarded {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         this.arm_after_response();
-        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-            Poll::Pending => {
-                this.write_stalled(cx)?;
-                Poll::Pending
-            }
-            ready => {
-                this.write_timer = None;
-                ready
-            }
-        }
+        let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.after_write(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -294,3 +294,40 @@ async fn oversized_heads_get_hyper_431() {
     assert!(text.starts_with("HTTP/1.1 431"), "{text}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_its_responses_is_cut_off() {
+    let door = FrontDoor {
+        idle_timeout: Duration::from_secs(2),
+        ..FrontDoor::default()
+    };
+    let server = Running::start(door, ApiConfig::default()).await;
+    let request = format!(
+        "GET /conversations?subdomain=acme&location_id=10&per_page=100&messages=100 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+        server.app.token
+    );
+    let requests = 20_000;
+    let c = TcpStream::connect(server.addr).await.expect("connect");
+    let (mut reader, mut writer) = c.into_split();
+    // Pipelined requests whose answers nobody reads: the server's writes fill the socket
+    // buffers and block.
+    let pipelined = request.repeat(requests);
+    tokio::spawn(async move {
+        let _ = writer.write_all(pipelined.as_bytes()).await;
+        // Keep the write half open: the client is slow, not gone.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        drop(writer);
+    });
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Reading now drains what was buffered, then the close: the server gave up on the client
+    // well before answering everything.
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), reader.read_to_end(&mut out))
+        .await
+        .expect("the server closed the stalled connection");
+    let answered = out.windows(15).filter(|w| w == b"HTTP/1.1 200 OK").count();
+    assert!(answered > 0 && answered < requests, "{answered} answers");
+    let reply = server.answered(Duration::from_secs(2)).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    server.stop().await;
+}
