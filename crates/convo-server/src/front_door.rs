@@ -17,7 +17,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
-use std::task::{Context, Poll, Waker, ready};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -185,7 +185,8 @@ async fn connection(
         .max_header_size(MAX_HEAD);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
-    let mut graceful = false;
+    // Stops listening for signals once the sender is gone (the serve loop has ended).
+    let mut watching = true;
     loop {
         tokio::select! {
             result = conn.as_mut() => {
@@ -194,9 +195,9 @@ async fn connection(
                 }
                 return;
             }
-            changed = stopping.changed(), if !graceful => {
+            changed = stopping.changed(), if watching => {
                 if changed.is_err() {
-                    graceful = true;
+                    watching = false;
                     continue;
                 }
                 match *stopping.borrow_and_update() {
@@ -438,9 +439,7 @@ impl AsyncWrite for Guarded {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
-        Poll::Ready(Ok(()))
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

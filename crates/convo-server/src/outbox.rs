@@ -227,10 +227,6 @@ impl Worker {
         })
     }
 
-    pub fn id(&self) -> i64 {
-        self.id
-    }
-
     /// Sends until `shutdown` resolves; then claims nothing more, waits up to
     /// `stop_grace_ms` for sends already with the provider, and releases what is left.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {

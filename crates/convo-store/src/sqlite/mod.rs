@@ -259,7 +259,7 @@ trait FileResult<T> {
 
 impl<T> FileResult<T> for std::io::Result<T> {
     fn db_file(self, path: &Path) -> Result<T, StoreError> {
-        self.map_err(|e| StoreError::Internal(format!("cannot open {}: {e}", path.display())))
+        self.map_err(|e| StoreError::Internal(format!("{}: {e}", path.display())))
     }
 }
 
