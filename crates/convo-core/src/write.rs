@@ -1,18 +1,67 @@
 //! The write side's inputs and outcomes (CONTRACT §6), and its pure rules.
 
-use crate::time::Millis;
-
 /// A staff user's message to a patient (`POST /messages`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewMessage {
     pub patient_id: i64,
     pub user_id: i64,
-    /// Already trimmed and checked (1–1600 characters, or empty with an attachment).
+    /// Trimmed, 1–1600 characters or empty with an attachment (`NewMessage::parse`).
     pub body: String,
     pub attachment: Option<NewAttachment>,
     /// The client's `Idempotency-Key`, scoped to its API key: a repeat of the same send
     /// answers with the first message and writes nothing.
     pub idempotency: Option<IdempotencyKey>,
+}
+
+/// The most characters a body may have (one long SMS concatenation, CONTRACT §6).
+pub const MAX_CHARS: usize = 1600;
+
+impl NewMessage {
+    /// The body rules of CONTRACT §6, shared by every way a staff message is written (the API,
+    /// the inbox): the body trimmed and 1–1600 characters, or empty with an attachment that has
+    /// a URL; positive ids. Every problem is reported, one sentence each, in the contract's
+    /// order. The idempotency key is the caller's to add.
+    pub fn parse(
+        patient_id: i64,
+        user_id: i64,
+        body: Option<&str>,
+        attachment: Option<NewAttachment>,
+    ) -> Result<NewMessage, Vec<String>> {
+        let mut errors = Vec::new();
+        let body = body.unwrap_or("").trim().to_string();
+        let chars = body.chars().count();
+        if chars > MAX_CHARS {
+            errors.push(format!(
+                "message.body must be at most {MAX_CHARS} characters"
+            ));
+        } else if chars == 0 && attachment.is_none() {
+            errors.push("message.body must be 1 to 1600 characters (or send an attachment)".into());
+        }
+        if let Some(a) = &attachment {
+            if a.url.as_deref().is_none_or(|u| u.trim().is_empty()) {
+                errors.push("message.attachment.url is missing".into());
+            }
+            if a.file_size.is_some_and(|n| n < 0) {
+                errors.push("message.attachment.file_size must not be negative".into());
+            }
+        }
+        if patient_id < 1 {
+            errors.push("message.patient_id must be a positive integer".into());
+        }
+        if user_id < 1 {
+            errors.push("message.user_id must be a positive integer".into());
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(NewMessage {
+            patient_id,
+            user_id,
+            body,
+            attachment,
+            idempotency: None,
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,62 +123,40 @@ pub struct InboundOutcome {
     pub keyword: Option<Keyword>,
 }
 
-/// An outgoing SMS the worker is to hand to the provider.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Delivery {
-    /// The delivery record's id: the message's `sms_msg_id`.
-    pub id: i64,
-    pub message_id: i64,
-    pub to: String,
-    pub from: String,
-    pub body: String,
-    pub media_url: Option<String>,
-    /// Attempts so far, this one included.
-    pub attempts: i64,
-}
-
-/// A delivery record as an operator sees it (never the body or the numbers).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DeliveryRecord {
-    pub id: i64,
-    pub message_id: i64,
-    pub institution_id: i64,
-    pub location_id: i64,
-    pub status: String,
-    pub attempts: i64,
-    /// When the worker will try it (again); `None` once it is settled.
-    pub next_attempt_at: Option<Millis>,
-    pub provider_id: Option<String>,
-    pub error: Option<String>,
-    pub updated_at: Millis,
-}
-
-/// What one attempt came to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Attempt {
-    /// The provider took it; its id follows the status callbacks.
-    Accepted { provider_id: String },
-    /// Try again at `at` (a 5xx, a timeout, a connection error).
-    Retry { error: String, at: Millis },
-    /// Never going out (a 4xx, or too many attempts).
-    Failed { error: String },
-}
-
-/// A provider's status callback, in the delivery record's terms.
-pub fn delivery_status(provider_status: &str) -> Option<&'static str> {
-    match provider_status {
-        "queued" | "accepted" | "sending" | "scheduled" => Some("sent"),
-        "sent" => Some("sent"),
-        "delivered" | "read" => Some("delivered"),
-        "undelivered" => Some("undelivered"),
-        "failed" | "canceled" => Some("failed"),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(
+        body: Option<&str>,
+        attachment: Option<NewAttachment>,
+    ) -> Result<NewMessage, Vec<String>> {
+        NewMessage::parse(1, 2, body, attachment)
+    }
+
+    #[test]
+    fn body_length_counts_characters_after_trimming() {
+        assert!(parse(Some("  hi  "), None).is_ok_and(|n| n.body == "hi"));
+        assert!(parse(Some(&"é".repeat(1600)), None).is_ok());
+        assert!(parse(Some(&"a".repeat(1601)), None).is_err());
+        assert!(parse(Some("   "), None).is_err());
+        assert!(parse(None, None).is_err());
+    }
+
+    #[test]
+    fn an_attachment_needs_a_url_and_may_go_alone() {
+        let a = |url: Option<&str>| NewAttachment {
+            file_name: None,
+            content_type: Some("image/jpeg".into()),
+            file_size: Some(10),
+            url: url.map(Into::into),
+        };
+        assert!(parse(None, Some(a(Some("https://x.example/p.jpg")))).is_ok());
+        assert_eq!(
+            parse(None, Some(a(None))).err(),
+            Some(vec!["message.attachment.url is missing".to_string()])
+        );
+    }
 
     #[test]
     fn keywords_are_the_whole_body_in_any_case() {
@@ -160,14 +187,5 @@ mod tests {
         ] {
             assert_eq!(keyword(w), None, "{w}");
         }
-    }
-
-    #[test]
-    fn provider_statuses_map_to_records() {
-        assert_eq!(delivery_status("delivered"), Some("delivered"));
-        assert_eq!(delivery_status("undelivered"), Some("undelivered"));
-        assert_eq!(delivery_status("failed"), Some("failed"));
-        assert_eq!(delivery_status("sent"), Some("sent"));
-        assert_eq!(delivery_status("bogus"), None);
     }
 }

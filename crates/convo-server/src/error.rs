@@ -2,7 +2,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use convo_core::StoreError;
+use convo_core::{Denied, StoreError};
 use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +21,9 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("unsupported media type")]
     UnsupportedMediaType(String),
+    /// A write lost a race the store could not settle (CONTRACT: retry the same request).
+    #[error("conflict")]
+    Conflict(String),
     /// Over a rate limit; the seconds to wait.
     #[error("too many requests")]
     TooManyRequests(u64),
@@ -42,6 +45,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -55,6 +59,7 @@ impl ApiError {
         match self {
             ApiError::NotFound(m)
             | ApiError::Forbidden(m)
+            | ApiError::Conflict(m)
             | ApiError::PayloadTooLarge(m)
             | ApiError::UnsupportedMediaType(m)
             | ApiError::RequestTimeout(m)
@@ -70,13 +75,47 @@ impl ApiError {
     }
 }
 
+/// Each store outcome has one status: refusals are the client's to fix (400), missing things
+/// 404, a lost race 409 (the same request again settles it), and faults 500 with the detail,
+/// source chain included, kept for the log.
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Internal(m) => ApiError::Internal(m),
-            StoreError::Invalid(m) => ApiError::BadRequest(vec![m]),
-            StoreError::NotFound(m) => ApiError::NotFound(m),
+            StoreError::Refused(r) => ApiError::BadRequest(vec![r.to_string()]),
+            StoreError::NotFound(m) => ApiError::NotFound(m.to_string()),
+            e @ StoreError::Conflict(_) => ApiError::Conflict(e.to_string()),
+            StoreError::Fault(source) => ApiError::Internal(chain(source.as_ref())),
         }
+    }
+}
+
+/// The contract's precedence: 401 for a dead key, 403 for a subdomain, 404 for a location.
+impl From<Denied> for ApiError {
+    fn from(d: Denied) -> Self {
+        match d {
+            Denied::Revoked => ApiError::Unauthorized(crate::extract::BAD_TOKEN),
+            Denied::Forbidden { .. } => ApiError::Forbidden(d.to_string()),
+            Denied::NoLocation { .. } => ApiError::NotFound(d.to_string()),
+        }
+    }
+}
+
+/// An error and its sources, for a log line.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+impl ApiError {
+    /// The sentence a client reads (TwiML answers carry it as a comment).
+    pub fn client_message(self) -> String {
+        self.messages().join("; ")
     }
 }
 

@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::http::HeaderMap;
 use axum::http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use convo_core::params::ScopedParams;
-use convo_core::{Access, TenantCtx};
+use convo_core::{Denied, TenantCtx};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
@@ -168,12 +168,20 @@ pub async fn tenant(
     params: Result<ScopedParams, Vec<String>>,
     extra: Vec<String>,
 ) -> Result<(TenantCtx, ScopedParams), ApiError> {
-    let scope = params
-        .as_ref()
-        .ok()
-        .map(|p| (p.scope.subdomain.as_str(), p.scope.location_id));
-    let access = state.store.access(key_id, scope).await?;
-    if let Access::Revoked = access {
+    let access = match &params {
+        Ok(p) => Some(
+            state
+                .store
+                .access(key_id, &p.scope.subdomain, p.scope.location_id)
+                .await?,
+        ),
+        Err(_) => None,
+    };
+    let revoked = match &access {
+        Some(access) => matches!(access, Err(Denied::Revoked)),
+        None => !state.store.key_is_live(key_id).await?,
+    };
+    if revoked {
         return Err(ApiError::Unauthorized(BAD_TOKEN));
     }
     let params = match params {
@@ -184,23 +192,11 @@ pub async fn tenant(
             return Err(ApiError::BadRequest(errors));
         }
     };
-    match access {
-        Access::Granted(tenant) => {
-            tracing::Span::current().record("institution_id", tenant.institution_id());
-            Ok((tenant, params))
-        }
-        Access::Forbidden => Err(ApiError::Forbidden(format!(
-            "This API key may not access subdomain {}",
-            params.scope.subdomain
-        ))),
-        Access::NoLocation => Err(ApiError::NotFound(format!(
-            "location_id {} is not a location of this institution",
-            params.scope.location_id
-        ))),
-        Access::Revoked | Access::Live => {
-            Err(ApiError::Internal("access answered without a scope".into()))
-        }
-    }
+    let tenant = access.ok_or_else(|| {
+        ApiError::Internal("parameters parsed but no access was checked".into())
+    })??;
+    tracing::Span::current().record("institution_id", tenant.institution_id());
+    Ok((tenant, params))
 }
 
 #[cfg(test)]

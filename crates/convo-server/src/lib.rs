@@ -14,7 +14,7 @@ mod telemetry;
 pub mod twilio;
 
 use axum::Router;
-use convo_core::{Store, StoreError};
+use convo_core::{Secret, Store, StoreError};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +34,7 @@ pub struct ApiConfig {
     pub strict_version: bool,
     /// Twilio's auth token: verifies webhook signatures (and authenticates sends). Without it,
     /// the webhooks answer 403.
-    pub twilio_auth_token: Option<String>,
+    pub twilio_auth_token: Option<Secret>,
     /// The public base URL Twilio calls (`https://convo.example.org`) when a proxy sits in
     /// front; otherwise `http://` + the request's `Host`.
     pub public_url: Option<String>,
@@ -117,6 +117,58 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     serve_with(listener, state, FrontDoor::default(), shutdown).await
+}
+
+/// Everything `run` starts: the API on `listener` and the outbox worker, sharing one store.
+pub struct Server {
+    pub listener: TcpListener,
+    pub state: AppState,
+    pub door: FrontDoor,
+    pub provider: Arc<dyn outbox::SmsProvider>,
+    pub policy: outbox::RetryPolicy,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The worker could not register (another server owns a SQLite database, or it is down).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The API and the outbox worker together until `shutdown` resolves, as `convo serve` runs
+/// them: the worker registers first (taking back a crashed predecessor's claims, so those
+/// texts go out now), then both stop at the signal; in-flight requests finish, and sends
+/// already with the provider are waited for (bounded by `policy.stop_grace_ms`) while the rest
+/// go back to the queue for the next start.
+pub async fn run(
+    server: Server,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let Server {
+        listener,
+        state,
+        door,
+        provider,
+        policy,
+    } = server;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let worker =
+        outbox::Worker::register(state.store.clone(), provider, state.outbox.clone(), policy)
+            .await?;
+    let worker = tokio::spawn(worker.run(until_stopped(stopped.clone())));
+    tracing::info!("listening on {}", listener.local_addr()?);
+    let served = serve_with(listener, state, door, until_stopped(stopped)).await;
+    let _ = worker.await;
+    Ok(served?)
 }
 
 /// `serve` with the front door's limits and timeouts given.

@@ -197,7 +197,7 @@ pub fn sms_attempt(outcome: &'static str) {
 }
 
 /// The outbox's shape, read from the store when scraped.
-pub fn outbox(stats: &convo_core::store::OutboxStats) {
+pub fn outbox(stats: &convo_core::outbox::OutboxStats) {
     #[allow(clippy::cast_precision_loss)]
     let f = |n: i64| n as f64;
     metrics::gauge!("convo_outbox_pending").set(f(stats.pending));

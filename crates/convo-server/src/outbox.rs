@@ -8,8 +8,8 @@
 //! owner silent for `stale_owner_ms`. Either way: at least once, never lost.
 
 use async_trait::async_trait;
-use convo_core::write::{Attempt, Delivery};
-use convo_core::{Millis, Store, StoreError};
+use convo_core::outbox::{Attempt, Delivery};
+use convo_core::{Millis, Secret, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,7 +52,7 @@ pub struct TwilioProvider {
     client: reqwest::Client,
     base_url: String,
     account_sid: String,
-    auth_token: String,
+    auth_token: Secret,
     /// Where Twilio posts delivery status (`{public url}/sms/status`), when known.
     status_callback: Option<String>,
 }
@@ -61,7 +61,7 @@ impl TwilioProvider {
     pub fn new(
         base_url: &str,
         account_sid: &str,
-        auth_token: &str,
+        auth_token: Secret,
         status_callback: Option<String>,
         timeout: Duration,
     ) -> Result<Self, String> {
@@ -73,7 +73,7 @@ impl TwilioProvider {
             client,
             base_url: base_url.trim_end_matches('/').to_string(),
             account_sid: account_sid.to_string(),
-            auth_token: auth_token.to_string(),
+            auth_token,
             status_callback,
         })
     }
@@ -105,7 +105,7 @@ impl SmsProvider for TwilioProvider {
         let answer = self
             .client
             .post(&url)
-            .basic_auth(&self.account_sid, Some(&self.auth_token))
+            .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
             .form(&form)
             .send()
             .await;

@@ -5,7 +5,7 @@ mod common;
 use axum::body::Body;
 use axum::http::Request;
 use common::TestApp;
-use convo_core::Store;
+use convo_core::store::prelude::*;
 use convo_server::{ApiConfig, Tokens};
 
 const OK_QUERY: &str = "/conversations?subdomain=acme&location_id=10";

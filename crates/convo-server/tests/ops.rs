@@ -67,7 +67,7 @@ async fn readyz_is_503_when_the_database_cannot_be_read() {
 #[tokio::test]
 async fn metrics_are_prometheus_text_without_anything_from_the_data() {
     let app = TestApp::with_config(convo_server::ApiConfig {
-        twilio_auth_token: Some("tok".into()),
+        twilio_auth_token: Some(convo_core::Secret::new("tok")),
         ..convo_server::ApiConfig::default()
     })
     .await;

@@ -10,7 +10,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use common::TestApp;
-use convo_core::{Millis, Store};
+use convo_core::Millis;
+use convo_core::outbox::DeliveryStatus;
+use convo_core::store::prelude::*;
 use convo_server::outbox::{self, RetryPolicy, TwilioProvider};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -143,7 +145,7 @@ fn start_worker(
     let provider = TwilioProvider::new(
         base_url,
         "ACtest",
-        "tok3n",
+        convo_core::Secret::new("tok3n"),
         Some("https://convo.example.org/sms/status".into()),
         Duration::from_millis(300),
     )
@@ -179,15 +181,16 @@ async fn send(app: &TestApp, body: &str) -> i64 {
 }
 
 /// (status, attempts, provider id, error) of a delivery.
-fn delivery(app: &TestApp, id: i64) -> (String, i64, Option<String>, Option<String>) {
-    rusqlite::Connection::open(app.dir.path().join("test.db"))
-        .expect("open")
-        .query_row(
-            "SELECT status, attempts, provider_id, error FROM deliveries WHERE id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .expect("row")
+/// Read through the store's operator view, as `convo deliveries list` does.
+async fn delivery(app: &TestApp, id: i64) -> (String, i64, Option<String>, Option<String>) {
+    let all = app.store.list_deliveries(None, 1_000).await.expect("list");
+    let d = all.into_iter().find(|d| d.id == id).expect("delivery");
+    (
+        d.status.as_str().to_string(),
+        d.attempts,
+        d.provider_id,
+        d.error,
+    )
 }
 
 async fn until(
@@ -196,7 +199,7 @@ async fn until(
     status: &str,
 ) -> (String, i64, Option<String>, Option<String>) {
     for _ in 0..500 {
-        let d = delivery(app, id);
+        let d = delivery(app, id).await;
         if d.0 == status {
             return d;
         }
@@ -204,7 +207,7 @@ async fn until(
     }
     panic!(
         "delivery {id} never reached {status}: {:?}",
-        delivery(app, id)
+        delivery(app, id).await
     );
 }
 
@@ -273,7 +276,7 @@ async fn a_client_error_is_recorded_as_failed_not_retried_until_an_operator_asks
     // Only failed or undelivered records can be retried; unknown ids are not found.
     assert!(matches!(
         app.store.retry_delivery(id).await,
-        Err(convo_core::StoreError::Invalid(m)) if m.contains("is sent")
+        Err(e @ convo_core::StoreError::Refused(_)) if e.to_string().contains("is sent")
     ));
     assert!(matches!(
         app.store.retry_delivery(9_999).await,
@@ -281,7 +284,7 @@ async fn a_client_error_is_recorded_as_failed_not_retried_until_an_operator_asks
     ));
     let failed = app
         .store
-        .list_deliveries(Some("failed".into()), 10)
+        .list_deliveries(Some(DeliveryStatus::Failed), 10)
         .await
         .expect("list");
     assert!(failed.is_empty());
@@ -413,7 +416,7 @@ async fn a_heartbeating_owner_keeps_its_claim_and_a_silent_ones_is_taken_over() 
         .finish_delivery(
             slow,
             id,
-            convo_core::write::Attempt::Retry {
+            convo_core::outbox::Attempt::Retry {
                 error: "timed out".into(),
                 at: Millis::now(),
             },

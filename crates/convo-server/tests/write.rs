@@ -6,8 +6,8 @@ mod common;
 
 use common::{TestApp, import_text};
 use convo_core::Millis;
-use convo_core::Store;
-use convo_core::write::Attempt;
+use convo_core::outbox::Attempt;
+use convo_core::store::prelude::*;
 use convo_server::ApiConfig;
 use rusqlite::Connection;
 
@@ -17,7 +17,7 @@ const PUBLIC: &str = "https://convo.example.org";
 
 async fn app() -> TestApp {
     TestApp::with_config(ApiConfig {
-        twilio_auth_token: Some(TOKEN.into()),
+        twilio_auth_token: Some(convo_core::Secret::new(TOKEN)),
         public_url: Some(PUBLIC.into()),
         ..ApiConfig::default()
     })
@@ -698,7 +698,7 @@ async fn a_send_still_queued_when_the_patient_texts_stop_is_never_sent() {
     // Nor can an operator push it out by hand.
     assert!(matches!(
         app.store.retry_delivery(queued).await,
-        Err(convo_core::StoreError::Invalid(m)) if m.contains("unsubscribed")
+        Err(e @ convo_core::StoreError::Refused(_)) if e.to_string().contains("unsubscribed")
     ));
 }
 

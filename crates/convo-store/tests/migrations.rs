@@ -1,7 +1,8 @@
 //! A database written by an earlier release opens, migrates and answers the same.
 
+use convo_core::store::prelude::*;
 use convo_core::tz::Zone;
-use convo_core::{ListQuery, MessageQuery, Store, TenantCtx};
+use convo_core::{ListQuery, MessageQuery, TenantCtx};
 use convo_store::{SqliteOptions, SqliteStore};
 use rusqlite::Connection;
 

@@ -1,8 +1,9 @@
 //! The command line: one struct serves flags and `CONVO_*` environment variables.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use std::fmt;
 use std::path::PathBuf;
+
+pub use convo_core::Secret;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -134,35 +135,15 @@ pub enum DeliveryStatus {
     Failed,
 }
 
-impl DeliveryStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Sent => "sent",
-            Self::Delivered => "delivered",
-            Self::Undelivered => "undelivered",
-            Self::Failed => "failed",
-        }
-    }
-}
-
-/// A secret from a flag or the environment; never printed by `Debug`.
-#[derive(Clone)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.is_empty() {
-            Err("the secret may not be empty".into())
-        } else {
-            Ok(Secret(s.to_string()))
+impl From<DeliveryStatus> for convo_core::outbox::DeliveryStatus {
+    fn from(s: DeliveryStatus) -> Self {
+        use convo_core::outbox::DeliveryStatus as Core;
+        match s {
+            DeliveryStatus::Queued => Core::Queued,
+            DeliveryStatus::Sent => Core::Sent,
+            DeliveryStatus::Delivered => Core::Delivered,
+            DeliveryStatus::Undelivered => Core::Undelivered,
+            DeliveryStatus::Failed => Core::Failed,
         }
     }
 }

@@ -5,12 +5,14 @@
 use crate::CliError;
 use crate::cli::TokenArgs;
 use convo_core::Millis;
+use convo_core::SenderKind;
 use convo_core::dataset::{FIRST, LAST, MIDDLE, PATIENT_LINES, Rng};
 use convo_core::import::{
     AttachmentRec, Conversation, Institution, Location, Message, Patient, Record, SenderRef, Ts,
-    User, import_records,
+    User,
 };
-use convo_core::{SenderKind, Store};
+use convo_core::store::import_records;
+use convo_core::store::prelude::*;
 use convo_server::Tokens;
 use std::sync::Arc;
 
@@ -327,7 +329,7 @@ pub async fn seed_and_print(
         .await
         .map_err(|e| CliError::Usage(format!("cannot create a demo key: {e}")))?;
     let secret = match &tokens.jwt_secret {
-        Some(s) => s.0.as_bytes().to_vec(),
+        Some(s) => s.expose().as_bytes().to_vec(),
         None => store.jwt_secret().await?,
     };
     let token = Tokens::new(&secret, tokens.token_ttl)

@@ -3,9 +3,9 @@
 //! channel sits between the two.
 
 use crate::CliError;
-use convo_core::Store;
 use convo_core::import::{BATCH, ImportBatch, ImportItem, parse_numbered};
-use convo_core::store::{ImportError, ImportSummary};
+use convo_core::import::{ImportError, ImportSummary};
+use convo_core::store::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;

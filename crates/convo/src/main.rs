@@ -2,6 +2,7 @@
 //! subcommand; everything else lives in the library crates.
 
 mod cli;
+mod db;
 mod demo;
 mod generate;
 mod import_cmd;
@@ -10,10 +11,10 @@ mod sms_cmd;
 
 use clap::Parser;
 use cli::{ApiKeyCommand, Cli, Command, DeliveriesCommand, LogFormat};
-use convo_core::{Store, StoreError};
-use convo_store::{SqliteOptions, SqliteStore, sqlite_path};
+use convo_core::StoreError;
+use convo_core::store::prelude::*;
+use db::connect;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -22,9 +23,18 @@ pub enum CliError {
     #[error(transparent)]
     Store(#[from] convo_core::StoreError),
     #[error(transparent)]
-    Import(#[from] convo_core::store::ImportError),
+    Import(#[from] convo_core::import::ImportError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<convo_server::RunError> for CliError {
+    fn from(e: convo_server::RunError) -> Self {
+        match e {
+            convo_server::RunError::Store(e) => usage(e),
+            convo_server::RunError::Io(e) => CliError::Io(e),
+        }
+    }
 }
 
 fn init_tracing(format: LogFormat) {
@@ -40,54 +50,32 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-/// Opens (creating and migrating) the database named by `--database-url`.
-pub async fn open_store(url: &str) -> Result<Arc<SqliteStore>, CliError> {
-    let Some(path) = sqlite_path(url) else {
-        return Err(CliError::Usage(
-            "only SQLite databases are supported so far (sqlite://PATH or a file path)".into(),
-        ));
-    };
-    if path.is_empty() {
-        return Err(CliError::Usage("the database path is empty".into()));
-    }
-    Ok(Arc::new(
-        SqliteStore::open(path, SqliteOptions::default()).await?,
-    ))
-}
-
 async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve(args) => serve::run(&cli.database_url, args).await,
         Command::Demo(args) => {
-            let store = open_store(&cli.database_url).await?;
+            let store = connect(&cli.database_url).await?;
             demo::seed_and_print(store, &args.listen, &args.tokens).await
         }
         Command::Import { file } => {
-            let store = open_store(&cli.database_url).await?;
+            let store = connect(&cli.database_url).await?;
             import_cmd::run(store, &file).await
         }
         Command::Generate(args) => generate::run(&args),
         Command::Sms(cli::SmsCommand::Inbound(args)) => sms_cmd::inbound(&args).await,
         Command::ApiKey(cmd) => {
-            let store = open_store(&cli.database_url).await?;
+            let store = connect(&cli.database_url).await?;
             api_key(store.as_ref(), cmd).await
         }
         Command::Deliveries(cmd) => {
-            let store = open_store(&cli.database_url).await?;
+            let store = connect(&cli.database_url).await?;
             deliveries(store.as_ref(), cmd).await
         }
         Command::Backup { file } => {
-            let store = open_store(&cli.database_url).await?;
+            let store = connect(&cli.database_url).await?;
             let started = std::time::Instant::now();
-            eprintln!(
-                "backing up {} to {}",
-                store.path().display(),
-                file.display()
-            );
-            let bytes = store.backup(&file).await.map_err(|e| match e {
-                StoreError::Invalid(m) => CliError::Usage(m),
-                other => other.into(),
-            })?;
+            eprintln!("backing up {} to {}", store.describe(), file.display());
+            let bytes = store.backup(&file).await.map_err(usage)?;
             eprintln!(
                 "backup written: {} ({:.1} MB in {:.1} s, integrity checked)",
                 file.display(),
@@ -97,20 +85,17 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Migrate => {
-            open_store(&cli.database_url).await?;
+            connect(&cli.database_url).await?;
             eprintln!("database is up to date");
             Ok(())
         }
     }
 }
 
-async fn api_key(store: &dyn Store, cmd: ApiKeyCommand) -> Result<(), CliError> {
+async fn api_key(store: &dyn KeyStore, cmd: ApiKeyCommand) -> Result<(), CliError> {
     match cmd {
         ApiKeyCommand::Create { subdomains } => {
-            let key = store
-                .create_api_key(&subdomains)
-                .await
-                .map_err(|e| CliError::Usage(e.to_string()))?;
+            let key = store.create_api_key(&subdomains).await.map_err(usage)?;
             println!("{}", key.raw);
             eprintln!("created API key {} for {}", key.id, subdomains.join(", "));
         }
@@ -139,12 +124,10 @@ async fn api_key(store: &dyn Store, cmd: ApiKeyCommand) -> Result<(), CliError> 
     Ok(())
 }
 
-async fn deliveries(store: &dyn Store, cmd: DeliveriesCommand) -> Result<(), CliError> {
+async fn deliveries(store: &dyn OutboxStore, cmd: DeliveriesCommand) -> Result<(), CliError> {
     match cmd {
         DeliveriesCommand::List { status, limit } => {
-            let records = store
-                .list_deliveries(status.map(|s| s.as_str().to_string()), limit)
-                .await?;
+            let records = store.list_deliveries(status.map(Into::into), limit).await?;
             println!(
                 "id\tmessage_id\tinstitution_id\tlocation_id\tstatus\tattempts\tnext_attempt_at\tprovider_id\terror"
             );
@@ -155,7 +138,7 @@ async fn deliveries(store: &dyn Store, cmd: DeliveriesCommand) -> Result<(), Cli
                     d.message_id,
                     d.institution_id,
                     d.location_id,
-                    d.status,
+                    d.status.as_str(),
                     d.attempts,
                     d.next_attempt_at.map_or("-".into(), |t| t.to_utc_string()),
                     d.provider_id.as_deref().unwrap_or("-"),
@@ -164,14 +147,21 @@ async fn deliveries(store: &dyn Store, cmd: DeliveriesCommand) -> Result<(), Cli
             }
         }
         DeliveriesCommand::Retry { id } => {
-            store.retry_delivery(id).await.map_err(|e| match e {
-                StoreError::NotFound(m) | StoreError::Invalid(m) => CliError::Usage(m),
-                other => other.into(),
-            })?;
+            store.retry_delivery(id).await.map_err(usage)?;
             eprintln!("delivery {id} is queued again");
         }
     }
     Ok(())
+}
+
+/// An operator's mistake (a refusal, something missing) is a usage error with the store's
+/// sentence; a fault stays a fault.
+fn usage(e: StoreError) -> CliError {
+    match e {
+        StoreError::Refused(r) => CliError::Usage(r.to_string()),
+        StoreError::NotFound(m) => CliError::Usage(m.to_string()),
+        other => other.into(),
+    }
 }
 
 fn main() -> ExitCode {

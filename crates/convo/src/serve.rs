@@ -1,9 +1,9 @@
 //! `convo serve`: open the store, build the state, bind, serve until SIGTERM or Ctrl-C.
 
 use crate::cli::{ServeArgs, SmsProvider as Provider};
-use crate::{CliError, demo, open_store};
-use convo_server::outbox::{LogProvider, RetryPolicy, SmsProvider, TwilioProvider, Worker};
-use convo_server::{ApiConfig, AppState, FrontDoor};
+use crate::{CliError, db::connect, demo};
+use convo_server::outbox::{LogProvider, RetryPolicy, SmsProvider, TwilioProvider};
+use convo_server::{ApiConfig, AppState, FrontDoor, Server};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -17,7 +17,7 @@ pub async fn run(database_url: &str, args: ServeArgs) -> Result<(), CliError> {
                 .into(),
         ));
     }
-    let store = open_store(database_url).await?;
+    let store = connect(database_url).await?;
     let listener = TcpListener::bind(&args.listen)
         .await
         .map_err(|e| CliError::Usage(format!("cannot listen on {}: {e}", args.listen)))?;
@@ -26,12 +26,12 @@ pub async fn run(database_url: &str, args: ServeArgs) -> Result<(), CliError> {
         demo::seed_and_print(store.clone(), &addr.to_string(), &args.tokens).await?;
     }
     // Fresh planner statistics keep the list on its indexes after large imports.
-    store.analyze().await?;
+    store.optimize().await?;
     let public_url = args
         .public_url
         .as_ref()
         .map(|u| u.trim_end_matches('/').to_string());
-    let auth_token = args.twilio.twilio_auth_token.as_ref().map(|t| t.0.clone());
+    let auth_token = args.twilio.twilio_auth_token.clone();
     let door = &args.front_door;
     let shutdown_timeout = Duration::from_secs(door.shutdown_timeout);
     let policy = RetryPolicy {
@@ -62,7 +62,7 @@ pub async fn run(database_url: &str, args: ServeArgs) -> Result<(), CliError> {
             TwilioProvider::new(
                 &args.twilio.twilio_base_url,
                 sid,
-                &token,
+                token,
                 public_url.map(|u| format!("{u}/sms/status")),
                 Duration::from_secs(15),
             )
@@ -70,25 +70,20 @@ pub async fn run(database_url: &str, args: ServeArgs) -> Result<(), CliError> {
         ),
         _ => Arc::new(LogProvider),
     };
-    let secret = args.tokens.jwt_secret.as_ref().map(|s| s.0.as_bytes());
-    let state = AppState::new(store.clone(), secret, config).await?;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop.send(true);
-    });
-    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
+    let secret = args
+        .tokens
+        .jwt_secret
+        .as_ref()
+        .map(|s| s.expose().as_bytes());
+    let state = AppState::new(store, secret, config).await?;
+    let server = Server {
+        listener,
+        state,
+        door: front_door,
+        provider,
+        policy,
     };
-    // Registering takes back what a crashed predecessor had claimed, so those texts go out now
-    // rather than after a lease; it fails if another server owns this SQLite database.
-    let worker = Worker::register(store, provider, state.outbox.clone(), policy).await?;
-    let worker = tokio::spawn(worker.run(until_stopped(stopped.clone())));
-    tracing::info!("listening on {addr}");
-    convo_server::serve_with(listener, state, front_door, until_stopped(stopped)).await?;
-    // Stopped claiming at the signal; it waits (bounded) for sends with the provider and
-    // releases the rest for the next start.
-    let _ = worker.await;
+    convo_server::run(server, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

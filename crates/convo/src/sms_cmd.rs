@@ -31,7 +31,7 @@ pub async fn inbound(args: &InboundArgs) -> Result<(), CliError> {
         .as_deref()
         .map_or(base, |u| u.trim_end_matches('/'));
     let signature = convo_server::twilio::signature(
-        &args.twilio_auth_token.0,
+        args.twilio_auth_token.expose(),
         &format!("{signed_base}/sms/inbound"),
         &params,
     );

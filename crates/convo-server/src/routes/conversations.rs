@@ -10,7 +10,6 @@ use crate::extract::{ApiVersion, BAD_TOKEN, bearer_key, check_version};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
-use convo_core::Access;
 use convo_core::params::{ListParams, ScopedParams, description, parse_int};
 
 pub async fn list(
@@ -30,36 +29,18 @@ pub async fn list(
     let params = match parsed {
         Ok(p) => p,
         Err(errors) => {
-            return Err(match state.store.access(key_id, None).await? {
-                Access::Revoked => ApiError::Unauthorized(BAD_TOKEN),
-                _ => ApiError::BadRequest(errors),
+            return Err(if state.store.key_is_live(key_id).await? {
+                ApiError::BadRequest(errors)
+            } else {
+                ApiError::Unauthorized(BAD_TOKEN)
             });
         }
     };
     let scope = (params.scope.subdomain.as_str(), params.scope.location_id);
-    let (access, page) = state
+    let (tenant, page) = state
         .store
         .list_for_key(key_id, scope, &params.query)
-        .await?;
-    let (tenant, page) = match (access, page) {
-        (Access::Revoked, _) => return Err(ApiError::Unauthorized(BAD_TOKEN)),
-        (Access::Forbidden, _) => {
-            return Err(ApiError::Forbidden(format!(
-                "This API key may not access subdomain {}",
-                params.scope.subdomain
-            )));
-        }
-        (Access::NoLocation, _) => {
-            return Err(ApiError::NotFound(format!(
-                "location_id {} is not a location of this institution",
-                params.scope.location_id
-            )));
-        }
-        (Access::Granted(tenant), Some(page)) => (tenant, page),
-        (Access::Live | Access::Granted(_), _) => {
-            return Err(ApiError::Internal("access answered without a page".into()));
-        }
-    };
+        .await??;
     tracing::Span::current().record("institution_id", tenant.institution_id());
     let description = description(&params.notes);
     let body = encode_list(&description, &page, tenant.zone())

@@ -5,7 +5,7 @@ use crate::error::{ApiError, json_bytes};
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use convo_core::{Millis, StoreError};
+use convo_core::{Millis, Refusal, StoreError};
 use std::time::Duration;
 
 const READY_WITHIN: Duration = Duration::from_secs(2);
@@ -32,7 +32,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         }
         Ok(Err(e)) => {
             let reason = match &e {
-                StoreError::Invalid(m) => m.clone(),
+                StoreError::Refused(r @ Refusal::SchemaMismatch { .. }) => r.to_string(),
                 _ => "The database cannot be read".into(),
             };
             tracing::warn!(error = %e, "not ready");

@@ -10,8 +10,9 @@ use axum::body::Body;
 use axum::http::header::{CONTENT_TYPE, HOST};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use convo_core::StoreError;
-use convo_core::write::{InboundSms, Keyword, NewAttachment, delivery_status};
+use convo_core::outbox::delivery_status;
+use convo_core::write::{InboundSms, Keyword, NewAttachment};
+use convo_core::{Secret, StoreError};
 
 const OPTED_OUT: &str = "You have been unsubscribed and will receive no more messages from us. \
                          Reply START to resubscribe.";
@@ -72,7 +73,7 @@ async fn signed_form(
             problem(status, &text)
         })?;
     let params: Vec<(String, String)> = form_urlencoded::parse(&bytes).into_owned().collect();
-    let Some(token) = state.config.twilio_auth_token.as_deref() else {
+    let Some(token) = state.config.twilio_auth_token.as_ref().map(Secret::expose) else {
         return Err(problem(
             StatusCode::FORBIDDEN,
             "no Twilio auth token is configured, so no signature can be verified",
@@ -110,15 +111,13 @@ fn field<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// A store outcome as TwiML, with the status and sentence the JSON API would give.
 fn store_problem(e: StoreError) -> Response {
-    match e {
-        StoreError::NotFound(m) => problem(StatusCode::NOT_FOUND, &m),
-        StoreError::Invalid(m) => problem(StatusCode::BAD_REQUEST, &m),
-        StoreError::Internal(detail) => {
-            tracing::error!(detail = %detail, "webhook failed");
-            problem(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
-        }
+    let e = ApiError::from(e);
+    if let ApiError::Internal(detail) = &e {
+        tracing::error!(detail = %detail, "webhook failed");
     }
+    problem(e.status(), &e.client_message())
 }
 
 pub async fn inbound(

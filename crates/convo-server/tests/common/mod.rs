@@ -5,7 +5,7 @@
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
-use convo_core::Store;
+use convo_core::store::prelude::*;
 use convo_server::{ApiConfig, AppState, app};
 use convo_store::{SqliteOptions, SqliteStore};
 use serde_json::Value;
@@ -56,7 +56,7 @@ pub struct TestApp {
     pub dir: TempDir,
 }
 
-pub use convo_core::import::import_text;
+pub use convo_core::store::import_text;
 
 impl TestApp {
     pub async fn new() -> Self {

@@ -6,7 +6,7 @@
 
 use super::{Db, migrations};
 use convo_core::import::{self, ImportBatch, ImportItem, Record};
-use convo_core::store::{ImportError, ImportSummary};
+use convo_core::import::{ImportError, ImportSummary};
 use convo_core::tz::Zone;
 use convo_core::{Millis, SenderKind, StoreError};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
@@ -78,7 +78,7 @@ enum Refusal {
 
 impl From<rusqlite::Error> for Refusal {
     fn from(e: rusqlite::Error) -> Self {
-        Refusal::Store(StoreError::Internal(e.to_string()))
+        Refusal::Store(super::db_error(e))
     }
 }
 

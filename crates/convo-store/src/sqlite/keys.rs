@@ -2,7 +2,7 @@
 
 use super::Db;
 use convo_core::tz::Zone;
-use convo_core::{Access, ApiKeyInfo, Millis, NewApiKey, StoreError, TenantCtx};
+use convo_core::{ApiKeyInfo, Denied, Millis, NewApiKey, Refusal, StoreError, TenantCtx};
 use ring::digest;
 use ring::rand::{SecureRandom, SystemRandom};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -20,19 +20,16 @@ pub(crate) fn random_hex(bytes: usize) -> Result<String, StoreError> {
     let mut buf = vec![0u8; bytes];
     SystemRandom::new()
         .fill(&mut buf)
-        .map_err(|_| StoreError::Internal("the system random source failed".into()))?;
+        .map_err(|_| StoreError::broken("the system random source failed"))?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 pub(crate) fn access(
     conn: &mut Connection,
     key_id: i64,
-    scope: Option<(String, i64)>,
-) -> Result<Access, StoreError> {
-    let (subdomain, location_id) = match &scope {
-        Some((s, l)) => (Some(s.as_str()), Some(*l)),
-        None => (None, None),
-    };
+    subdomain: &str,
+    location_id: i64,
+) -> Result<Result<TenantCtx, Denied>, StoreError> {
     let mut stmt = conn.prepare_cached(ACCESS_SQL).db()?;
     let row = stmt
         .query_row(params![key_id, subdomain, location_id], |r| {
@@ -45,28 +42,29 @@ pub(crate) fn access(
         })
         .optional()
         .db()?;
-    let Some((revoked_at, institution, location, tz)) = row else {
-        return Ok(Access::Revoked);
+    let Some((None, institution, location, tz)) = row else {
+        return Ok(Err(Denied::Revoked));
     };
-    if revoked_at.is_some() {
-        return Ok(Access::Revoked);
-    }
-    if scope.is_none() {
-        return Ok(Access::Live);
-    }
     let Some(institution) = institution else {
-        return Ok(Access::Forbidden);
+        return Ok(Err(Denied::Forbidden {
+            subdomain: subdomain.to_string(),
+        }));
     };
     let (Some(location), Some(tz)) = (location, tz) else {
-        return Ok(Access::NoLocation);
+        return Ok(Err(Denied::NoLocation { location_id }));
     };
     let zone = Zone::get(&tz)
-        .ok_or_else(|| StoreError::Internal(format!("location {location} has unknown tz")))?;
-    Ok(Access::Granted(TenantCtx::resolved(
-        institution,
-        location,
-        zone,
-    )))
+        .ok_or_else(|| StoreError::broken(format!("location {location} has unknown tz")))?;
+    Ok(Ok(TenantCtx::resolved(institution, location, zone)))
+}
+
+pub(crate) fn key_is_live(conn: &mut Connection, key_id: i64) -> Result<bool, StoreError> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = ?1 AND revoked_at IS NULL)",
+    )
+    .db()?
+    .query_row([key_id], |r| r.get(0))
+    .db()
 }
 
 /// One statement decides the key, the institution it may use and the location.
@@ -110,9 +108,7 @@ pub(crate) fn create(
     subdomains: &[String],
 ) -> Result<NewApiKey, StoreError> {
     if subdomains.is_empty() {
-        return Err(StoreError::Invalid(
-            "a key needs at least one subdomain".into(),
-        ));
+        return Err(Refusal::NoSubdomains.into());
     }
     let tx = conn.transaction().db()?;
     let mut institutions = Vec::new();
@@ -128,9 +124,7 @@ pub(crate) fn create(
         match id {
             Some(id) => institutions.push(id),
             None => {
-                return Err(StoreError::Invalid(format!(
-                    "no institution has the subdomain `{sub}`"
-                )));
+                return Err(Refusal::UnknownSubdomain(sub.clone()).into());
             }
         }
     }
@@ -175,7 +169,7 @@ pub(crate) fn list(conn: &mut Connection) -> Result<Vec<ApiKeyInfo>, StoreError>
     for row in rows {
         let (id, created_at, revoked_at, subs) = row.db()?;
         let subdomains: Vec<String> = serde_json::from_str(&subs)
-            .map_err(|e| StoreError::Internal(format!("api key subdomains: {e}")))?;
+            .map_err(|e| StoreError::broken(format!("api key subdomains: {e}")))?;
         out.push(ApiKeyInfo {
             id,
             subdomains,

@@ -13,7 +13,7 @@ use convo_core::{
     Attachment, Conversation, ConversationPage, ListQuery, Message, MessageQuery, Millis, Paging,
     Patient, Sender, SenderKind, StoreError, TenantCtx, full_name,
 };
-use rusqlite::{Connection, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 macro_rules! conversation_columns {
     () => {
@@ -353,9 +353,7 @@ pub(crate) fn attach_messages(
             Some(c) if c.messages.len() < limit => c.messages.push(message),
             Some(_) => {}
             None => {
-                return Err(StoreError::Internal(
-                    "message rows out of page order".into(),
-                ));
+                return Err(StoreError::broken("message rows out of page order"));
             }
         }
     }
@@ -404,11 +402,14 @@ pub(crate) fn page(
         attach_messages(&tx, &mut conversations, mq)?;
     }
     let count: i64 = match since {
+        // No row: the location is not the institution's, so nothing of it is listed.
         None => tx
             .prepare_cached(COUNT_SQL)
             .db()?
             .query_row(params![inst, loc], |r| r.get(0))
-            .db()?,
+            .optional()
+            .db()?
+            .unwrap_or(0),
         Some(s) => tx
             .prepare_cached(COUNT_SINCE_SQL)
             .db()?

@@ -9,14 +9,13 @@ mod pool;
 mod write;
 
 use async_trait::async_trait;
-use convo_core::import::ImportBatch;
-use convo_core::store::{ImportError, ImportSummary, OutboxStats};
-use convo_core::write::{
-    Attempt, Delivery, DeliveryRecord, InboundOutcome, InboundSms, NewMessage,
-};
+use convo_core::import::{ImportBatch, ImportError, ImportSummary};
+use convo_core::outbox::{Attempt, Delivery, DeliveryRecord, DeliveryStatus, OutboxStats};
+use convo_core::write::{InboundOutcome, InboundSms, NewMessage};
 use convo_core::{
-    Access, ApiKeyInfo, Conversation, ConversationPage, ListQuery, Message, MessageQuery, Millis,
-    NewApiKey, Store, StoreError, TenantCtx,
+    ApiKeyInfo, Conversation, ConversationPage, ConversationStore, Denied, ImportSink, KeyStore,
+    ListQuery, Maintenance, Message, MessageQuery, Millis, NewApiKey, OutboxStore, Refusal,
+    StoreError, TenantCtx,
 };
 use pool::Pool;
 use rusqlite::config::DbConfig;
@@ -157,31 +156,13 @@ impl SqliteStore {
         .await
     }
 
-    /// Writes a consistent copy of the database to `dest` (which must not exist) while writers
-    /// carry on: `VACUUM INTO` reads one snapshot (a WAL read transaction never blocks the
-    /// writer), the copy is checked, synced and only then renamed into place, so `dest` is
-    /// either absent or complete. Returns the copy's size in bytes.
-    pub async fn backup(&self, dest: &Path) -> Result<u64, StoreError> {
-        if dest.exists() {
-            return Err(StoreError::Invalid(format!(
-                "{} already exists; a backup never overwrites",
-                dest.display()
-            )));
-        }
-        let source = self.path.clone();
-        let dest = dest.to_path_buf();
-        tokio::task::spawn_blocking(move || backup_to(&source, &dest))
-            .await
-            .map_err(|e| StoreError::Internal(format!("backup task failed: {e}")))?
-    }
-
     /// Takes the database's owner lock for this process, once: the outbox's claims may then be
     /// taken back at start, since no other server can be holding them.
     fn own(&self) -> Result<(), StoreError> {
         let mut owner = self
             .owner
             .lock()
-            .map_err(|_| StoreError::Internal("the owner lock was poisoned".into()))?;
+            .map_err(|_| StoreError::broken("the owner lock was poisoned"))?;
         if owner.is_some() {
             return Ok(());
         }
@@ -191,25 +172,14 @@ impl SqliteStore {
                 *owner = Some(file);
                 Ok(())
             }
-            Err(TryLockError::WouldBlock) => Err(StoreError::Invalid(format!(
-                "another `convo serve` is running on {}: a SQLite database has one server at a \
-                 time (use PostgreSQL for several)",
-                self.path.display()
-            ))),
-            Err(TryLockError::Error(e)) => Err(StoreError::Internal(format!(
+            Err(TryLockError::WouldBlock) => {
+                Err(Refusal::DatabaseInUse(self.path.display().to_string()).into())
+            }
+            Err(TryLockError::Error(e)) => Err(StoreError::broken(format!(
                 "cannot lock {}: {e}",
                 self.path.display()
             ))),
         }
-    }
-
-    /// Refreshes the planner's statistics (the server does it at start).
-    pub async fn analyze(&self) -> Result<(), StoreError> {
-        self.write(|conn| {
-            conn.execute_batch("PRAGMA analysis_limit = 400; PRAGMA optimize = 0x10002;")
-                .db()
-        })
-        .await
     }
 }
 
@@ -221,12 +191,10 @@ fn backup_to(source: &Path, dest: &Path) -> Result<u64, StoreError> {
     let _ = std::fs::remove_file(&partial);
     let conn = Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_WRITE).db()?;
     conn.busy_timeout(Duration::from_secs(30)).db()?;
-    let target = partial
-        .to_str()
-        .ok_or_else(|| StoreError::Invalid("the backup path is not valid UTF-8".into()))?;
+    let target = partial.to_str().ok_or(Refusal::BackupPathNotUtf8)?;
     conn.execute("VACUUM INTO ?1", [target]).map_err(|e| {
         let _ = std::fs::remove_file(&partial);
-        StoreError::Invalid(format!("cannot write the backup: {e}"))
+        Refusal::BackupFailed(e.to_string())
     })?;
     drop(conn);
     let copy = Connection::open_with_flags(&partial, OpenFlags::SQLITE_OPEN_READ_ONLY).db()?;
@@ -236,7 +204,7 @@ fn backup_to(source: &Path, dest: &Path) -> Result<u64, StoreError> {
     drop(copy);
     if check != "ok" {
         let _ = std::fs::remove_file(&partial);
-        return Err(StoreError::Internal(format!(
+        return Err(StoreError::broken(format!(
             "the backup failed its integrity check: {check}"
         )));
     }
@@ -259,29 +227,84 @@ trait FileResult<T> {
 
 impl<T> FileResult<T> for std::io::Result<T> {
     fn db_file(self, path: &Path) -> Result<T, StoreError> {
-        self.map_err(|e| StoreError::Internal(format!("{}: {e}", path.display())))
+        self.map_err(|e| StoreError::broken(format!("{}: {e}", path.display())))
     }
 }
 
-/// Maps rusqlite's errors into the store's: everything from the engine is an internal fault.
+/// Maps rusqlite's errors into the store's: a unique or primary-key violation is a conflict (a
+/// write that lost a race, which the caller may settle by retrying); everything else is a fault
+/// that keeps its source for the log.
+pub(crate) fn db_error(e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(code, message) = &e
+        && matches!(
+            code.extended_code,
+            rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+        )
+    {
+        // "UNIQUE constraint failed: send_keys.api_key_id, send_keys.key": the table names it.
+        let what = message
+            .as_deref()
+            .and_then(|m| m.rsplit(": ").next())
+            .and_then(|cols| cols.split('.').next())
+            .unwrap_or("a unique key");
+        return StoreError::Conflict(what.to_string());
+    }
+    StoreError::fault(e)
+}
+
 pub(crate) trait Db<T> {
     fn db(self) -> Result<T, StoreError>;
 }
 
 impl<T> Db<T> for rusqlite::Result<T> {
     fn db(self) -> Result<T, StoreError> {
-        self.map_err(|e| StoreError::Internal(e.to_string()))
+        self.map_err(db_error)
     }
 }
 
 #[async_trait]
-impl Store for SqliteStore {
-    async fn access(&self, key_id: i64, scope: Option<(&str, i64)>) -> Result<Access, StoreError> {
-        let scope = scope.map(|(s, l)| (s.to_string(), l));
-        self.read(move |conn| keys::access(conn, key_id, scope))
+impl KeyStore for SqliteStore {
+    async fn key_is_live(&self, key_id: i64) -> Result<bool, StoreError> {
+        self.read(move |conn| keys::key_is_live(conn, key_id)).await
+    }
+
+    async fn access(
+        &self,
+        key_id: i64,
+        subdomain: &str,
+        location_id: i64,
+    ) -> Result<Result<TenantCtx, Denied>, StoreError> {
+        let subdomain = subdomain.to_string();
+        self.read(move |conn| keys::access(conn, key_id, &subdomain, location_id))
             .await
     }
 
+    async fn authenticate_key(&self, raw_key: &str) -> Result<Option<i64>, StoreError> {
+        let hash = keys::hash_key(raw_key);
+        self.read(move |conn| keys::authenticate(conn, &hash)).await
+    }
+
+    async fn jwt_secret(&self) -> Result<Vec<u8>, StoreError> {
+        self.write(keys::jwt_secret).await
+    }
+
+    async fn create_api_key(&self, subdomains: &[String]) -> Result<NewApiKey, StoreError> {
+        let subdomains = subdomains.to_vec();
+        self.write(move |conn| keys::create(conn, &subdomains))
+            .await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
+        self.read(keys::list).await
+    }
+
+    async fn revoke_api_key(&self, key_id: i64) -> Result<bool, StoreError> {
+        self.write(move |conn| keys::revoke(conn, key_id)).await
+    }
+}
+
+#[async_trait]
+impl ConversationStore for SqliteStore {
     async fn list_conversations(
         &self,
         tenant: &TenantCtx,
@@ -297,15 +320,15 @@ impl Store for SqliteStore {
         key_id: i64,
         scope: (&str, i64),
         query: &ListQuery,
-    ) -> Result<(Access, Option<ConversationPage>), StoreError> {
-        let (scope, query) = (Some((scope.0.to_string(), scope.1)), query.clone());
+    ) -> Result<Result<(TenantCtx, ConversationPage), Denied>, StoreError> {
+        let (subdomain, location_id, query) = (scope.0.to_string(), scope.1, query.clone());
         self.read(move |conn| {
-            let access = keys::access(conn, key_id, scope)?;
-            let page = match &access {
-                Access::Granted(tenant) => Some(list::page(conn, tenant, &query)?),
-                _ => None,
+            let tenant = match keys::access(conn, key_id, &subdomain, location_id)? {
+                Ok(tenant) => tenant,
+                Err(denied) => return Ok(Err(denied)),
             };
-            Ok((access, page))
+            let page = list::page(conn, &tenant, &query)?;
+            Ok(Ok((tenant, page)))
         })
         .await
     }
@@ -346,12 +369,15 @@ impl Store for SqliteStore {
         self.write(move |conn| write::receive(conn, sms, Millis::now()))
             .await
     }
+}
 
+#[async_trait]
+impl OutboxStore for SqliteStore {
     async fn update_delivery(
         &self,
         delivery_id: Option<i64>,
         provider_id: &str,
-        status: &'static str,
+        status: DeliveryStatus,
         error: Option<String>,
     ) -> Result<bool, StoreError> {
         let provider_id = provider_id.to_string();
@@ -413,32 +439,12 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn check_ready(&self) -> Result<(), StoreError> {
-        self.read(|conn| {
-            let version: i64 = conn
-                .query_row("PRAGMA user_version", [], |r| r.get(0))
-                .db()?;
-            // A real read of a real table: a damaged or vanished file fails here.
-            conn.query_row("SELECT count(*) FROM settings", [], |r| r.get::<_, i64>(0))
-                .db()?;
-            if version == migrations::SCHEMA_VERSION {
-                Ok(())
-            } else {
-                Err(StoreError::Invalid(format!(
-                    "the database schema is version {version}, this server expects {}",
-                    migrations::SCHEMA_VERSION
-                )))
-            }
-        })
-        .await
-    }
-
     async fn list_deliveries(
         &self,
-        status: Option<String>,
+        status: Option<DeliveryStatus>,
         limit: i64,
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
-        self.read(move |conn| outbox::list(conn, status.as_deref(), limit))
+        self.read(move |conn| outbox::list(conn, status, limit))
             .await
     }
 
@@ -446,30 +452,10 @@ impl Store for SqliteStore {
         self.write(move |conn| outbox::retry(conn, id, Millis::now()))
             .await
     }
+}
 
-    async fn authenticate_key(&self, raw_key: &str) -> Result<Option<i64>, StoreError> {
-        let hash = keys::hash_key(raw_key);
-        self.read(move |conn| keys::authenticate(conn, &hash)).await
-    }
-
-    async fn jwt_secret(&self) -> Result<Vec<u8>, StoreError> {
-        self.write(keys::jwt_secret).await
-    }
-
-    async fn create_api_key(&self, subdomains: &[String]) -> Result<NewApiKey, StoreError> {
-        let subdomains = subdomains.to_vec();
-        self.write(move |conn| keys::create(conn, &subdomains))
-            .await
-    }
-
-    async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
-        self.read(keys::list).await
-    }
-
-    async fn revoke_api_key(&self, key_id: i64) -> Result<bool, StoreError> {
-        self.write(move |conn| keys::revoke(conn, key_id)).await
-    }
-
+#[async_trait]
+impl ImportSink for SqliteStore {
     async fn import(
         &self,
         items: mpsc::Receiver<ImportBatch>,
@@ -485,5 +471,54 @@ impl Store for SqliteStore {
             .db()
         })
         .await
+    }
+}
+
+#[async_trait]
+impl Maintenance for SqliteStore {
+    async fn check_ready(&self) -> Result<(), StoreError> {
+        self.read(|conn| {
+            let found: i64 = conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .db()?;
+            // A real read of a real table: a damaged or vanished file fails here.
+            conn.query_row("SELECT count(*) FROM settings", [], |r| r.get::<_, i64>(0))
+                .db()?;
+            let expected = migrations::SCHEMA_VERSION;
+            if found == expected {
+                Ok(())
+            } else {
+                Err(Refusal::SchemaMismatch { found, expected }.into())
+            }
+        })
+        .await
+    }
+
+    /// Refreshes the planner's statistics (the server does it at start).
+    async fn optimize(&self) -> Result<(), StoreError> {
+        self.write(|conn| {
+            conn.execute_batch("PRAGMA analysis_limit = 400; PRAGMA optimize = 0x10002;")
+                .db()
+        })
+        .await
+    }
+
+    /// Writes a consistent copy of the database to `dest` (which must not exist) while writers
+    /// carry on: `VACUUM INTO` reads one snapshot (a WAL read transaction never blocks the
+    /// writer), the copy is checked, synced and only then renamed into place, so `dest` is
+    /// either absent or complete. Returns the copy's size in bytes.
+    async fn backup(&self, dest: &Path) -> Result<u64, StoreError> {
+        if dest.exists() {
+            return Err(Refusal::BackupExists(dest.display().to_string()).into());
+        }
+        let source = self.path.clone();
+        let dest = dest.to_path_buf();
+        tokio::task::spawn_blocking(move || backup_to(&source, &dest))
+            .await
+            .map_err(StoreError::fault)?
+    }
+
+    fn describe(&self) -> String {
+        self.path.display().to_string()
     }
 }

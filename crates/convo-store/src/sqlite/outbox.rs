@@ -1,9 +1,8 @@
 //! The outbox: deliveries the worker claims, attempts, and provider status callbacks.
 
 use super::Db;
-use convo_core::store::OutboxStats;
-use convo_core::write::{Attempt, Delivery, DeliveryRecord};
-use convo_core::{Millis, StoreError};
+use convo_core::outbox::{Attempt, Delivery, DeliveryRecord, DeliveryStatus, OutboxStats};
+use convo_core::{Millis, Missing, Refusal, StoreError};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 /// Rows a worker may claim: due, and free or held by an owner that stopped heartbeating.
@@ -35,14 +34,17 @@ pub(crate) fn register_worker(conn: &mut Connection, now: Millis) -> Result<i64,
             "outbox: took back the claims of a worker that did not stop cleanly"
         );
     }
-    tx.execute("DELETE FROM workers", []).db()?;
-    let id = tx
+    // A new id above every earlier owner's, so a claim of one can never pass for another's.
+    let id: i64 = tx
         .query_row(
-            "INSERT INTO workers (started_at, heartbeat_at, pid) VALUES (?1, ?1, ?2)
+            "INSERT INTO workers (id, started_at, heartbeat_at, pid)
+             VALUES ((SELECT coalesce(max(id), 0) + 1 FROM workers), ?1, ?1, ?2)
              RETURNING id",
             params![now.0, std::process::id()],
             |r| r.get(0),
         )
+        .db()?;
+    tx.execute("DELETE FROM workers WHERE id != ?1", [id])
         .db()?;
     tx.commit().db()?;
     Ok(id)
@@ -138,10 +140,11 @@ pub(crate) fn finish(
     attempt: Attempt,
     now: Millis,
 ) -> Result<(), StoreError> {
+    use DeliveryStatus::{Failed, Queued, Sent};
     let (status, next, provider_id, error) = match attempt {
-        Attempt::Accepted { provider_id } => ("sent", None, Some(provider_id), None),
-        Attempt::Retry { error, at } => ("queued", Some(at.0), None, Some(error)),
-        Attempt::Failed { error } => ("failed", None, None, Some(error)),
+        Attempt::Accepted { provider_id } => (Sent, None, Some(provider_id), None),
+        Attempt::Retry { error, at } => (Queued, Some(at.0), None, Some(error)),
+        Attempt::Failed { error } => (Failed, None, None, Some(error)),
     };
     // A status callback may already have moved the record past `sent`: keep the later status.
     // Once a callback has named the provider's id, the provider holds the message: a timeout or
@@ -163,7 +166,15 @@ pub(crate) fn finish(
           WHERE id = ?1",
     )
     .db()?
-    .execute(params![id, status, next, provider_id, error, now.0, worker])
+    .execute(params![
+        id,
+        status.as_str(),
+        next,
+        provider_id,
+        error,
+        now.0,
+        worker
+    ])
     .db()?;
     Ok(())
 }
@@ -175,7 +186,7 @@ pub(crate) fn update_status(
     conn: &mut Connection,
     delivery_id: Option<i64>,
     provider_id: &str,
-    status: &str,
+    status: DeliveryStatus,
     error: Option<String>,
     now: Millis,
 ) -> Result<bool, StoreError> {
@@ -191,7 +202,13 @@ pub(crate) fn update_status(
               WHERE id = coalesce(?1, (SELECT id FROM deliveries WHERE provider_id = ?5))",
         )
         .db()?
-        .execute(params![delivery_id, status, error, now.0, provider_id])
+        .execute(params![
+            delivery_id,
+            status.as_str(),
+            error,
+            now.0,
+            provider_id
+        ])
         .db()?;
     Ok(changed > 0)
 }
@@ -239,7 +256,7 @@ pub(crate) fn stats(
 
 pub(crate) fn list(
     conn: &mut Connection,
-    status: Option<&str>,
+    status: Option<DeliveryStatus>,
     limit: i64,
 ) -> Result<Vec<DeliveryRecord>, StoreError> {
     conn.prepare_cached(
@@ -249,13 +266,13 @@ pub(crate) fn list(
           ORDER BY id DESC LIMIT ?2",
     )
     .db()?
-    .query_map(params![status, limit], |r| {
+    .query_map(params![status.map(DeliveryStatus::as_str), limit], |r| {
         Ok(DeliveryRecord {
             id: r.get(0)?,
             message_id: r.get(1)?,
             institution_id: r.get(2)?,
             location_id: r.get(3)?,
-            status: r.get(4)?,
+            status: stored_status(r.get_ref(4)?.as_str()?)?,
             attempts: r.get(5)?,
             next_attempt_at: r.get::<_, Option<i64>>(6)?.map(Millis),
             provider_id: r.get(7)?,
@@ -285,17 +302,15 @@ pub(crate) fn retry(conn: &mut Connection, id: i64, now: Millis) -> Result<(), S
         .optional()
         .db()?;
     let Some((status, unsubscribed)) = found else {
-        return Err(StoreError::NotFound(format!("no delivery has id {id}")));
+        return Err(Missing::Delivery(id).into());
     };
-    if status != "failed" && status != "undelivered" {
-        return Err(StoreError::Invalid(format!(
-            "delivery {id} is {status}: only failed or undelivered deliveries can be retried"
-        )));
+    let status = DeliveryStatus::parse(&status)
+        .ok_or_else(|| StoreError::broken(format!("delivery {id} has status `{status}`")))?;
+    if !status.is_retryable() {
+        return Err(Refusal::NotRetryable { id, status }.into());
     }
     if unsubscribed {
-        return Err(StoreError::Invalid(format!(
-            "delivery {id} is to a patient who has unsubscribed from SMS"
-        )));
+        return Err(Refusal::RetryUnsubscribed(id).into());
     }
     // A fresh start: the old provider id belongs to the attempt that failed.
     tx.prepare_cached(
@@ -309,4 +324,15 @@ pub(crate) fn retry(conn: &mut Connection, id: i64, now: Millis) -> Result<(), S
     .db()?;
     tx.commit().db()?;
     Ok(())
+}
+
+/// A stored status back to its type; anything else is a damaged row, not a client's problem.
+fn stored_status(text: &str) -> rusqlite::Result<DeliveryStatus> {
+    DeliveryStatus::parse(text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            4,
+            rusqlite::types::Type::Text,
+            format!("unknown delivery status `{text}`").into(),
+        )
+    })
 }

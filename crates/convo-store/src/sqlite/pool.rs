@@ -40,7 +40,7 @@ impl Pool {
             .permits
             .acquire()
             .await
-            .map_err(|_| StoreError::Internal("connection pool closed".into()))?;
+            .map_err(|_| StoreError::broken("connection pool closed"))?;
         metrics::histogram!("convo_db_pool_wait_seconds", "pool" => self.name)
             .record(asked.elapsed().as_secs_f64());
         let pool = Arc::clone(self);
@@ -60,6 +60,6 @@ impl Pool {
             out
         })
         .await
-        .map_err(|e| StoreError::Internal(format!("storage task failed: {e}")))?
+        .map_err(|e| StoreError::broken(format!("storage task failed: {e}")))?
     }
 }

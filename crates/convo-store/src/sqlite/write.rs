@@ -10,15 +10,13 @@ use convo_core::phone::{bio_phones, e164};
 use convo_core::write::{
     IdempotencyKey, InboundOutcome, InboundSms, Keyword, NewAttachment, NewMessage, keyword,
 };
-use convo_core::{Conversation, Message, MessageQuery, Millis, StoreError, TenantCtx};
+use convo_core::{
+    Conversation, Message, MessageQuery, Millis, Missing, Refusal, StoreError, TenantCtx,
+};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
-fn invalid<T>(message: impl Into<String>) -> Result<T, StoreError> {
-    Err(StoreError::Invalid(message.into()))
-}
-
-fn not_found<T>(message: impl Into<String>) -> Result<T, StoreError> {
-    Err(StoreError::NotFound(message.into()))
+fn refuse<T>(refusal: Refusal) -> Result<T, StoreError> {
+    Err(StoreError::Refused(refusal))
 }
 
 pub(crate) fn get_conversation(
@@ -156,9 +154,7 @@ fn user_of(tx: &Transaction, inst: i64, user_id: i64) -> Result<(), StoreError> 
         .db()?;
     match owner {
         Some(i) if i == inst => Ok(()),
-        _ => invalid(format!(
-            "user_id {user_id} is not a staff user of this institution"
-        )),
+        _ => refuse(Refusal::UserNotStaff(user_id)),
     }
 }
 
@@ -186,18 +182,15 @@ pub(crate) fn send(
     let (unsubscribed, bio) = match patient {
         Some((i, unsubscribed, bio)) if i == inst => (unsubscribed, bio),
         _ => {
-            return invalid(format!(
-                "patient_id {} is not a patient of this institution",
-                m.patient_id
-            ));
+            return refuse(Refusal::PatientNotInInstitution(m.patient_id));
         }
     };
     user_of(&tx, inst, m.user_id)?;
     if unsubscribed {
-        return invalid("Patient has unsubscribed from SMS");
+        return refuse(Refusal::Unsubscribed);
     }
     let Some(to) = bio_phones(&bio).into_iter().next() else {
-        return invalid("Patient has no phone number to text");
+        return refuse(Refusal::NoPatientPhone);
     };
     let from: Option<String> = tx
         .prepare_cached("SELECT phone_e164 FROM locations WHERE id = ?1")
@@ -205,7 +198,7 @@ pub(crate) fn send(
         .query_row([loc], |r| r.get(0))
         .db()?;
     let Some(from) = from else {
-        return invalid("Location has no phone number to text from");
+        return refuse(Refusal::NoLocationPhone);
     };
     let conversation_id = conversation_for(&tx, (inst, loc), m.patient_id, now)?;
     let id = next_id(&tx, "messages")?;
@@ -294,7 +287,7 @@ fn replay(
         m.attachment.as_ref().and_then(|a| a.url.clone()),
     );
     if first != again {
-        return invalid("Idempotency-Key was already used for a different message");
+        return refuse(Refusal::IdempotencyKeyReused);
     }
     load_message(tx, id).map(Some)
 }
@@ -324,17 +317,14 @@ pub(crate) fn seen(
         .optional()
         .db()?;
     let Some((conversation_id, seen_by, created_at)) = found else {
-        return not_found(format!(
-            "message {message_id} is not a message of this location"
-        ));
+        return Err(Missing::Message(message_id).into());
     };
     user_of(&tx, inst, user_id)?;
     let mut ids: Vec<String> = serde_json::from_str(&seen_by).unwrap_or_default();
     let user = user_id.to_string();
     if !ids.contains(&user) {
         ids.push(user);
-        let text = serde_json::to_string(&ids)
-            .map_err(|e| StoreError::Internal(format!("seen_by: {e}")))?;
+        let text = serde_json::to_string(&ids).map_err(StoreError::fault)?;
         let at = Millis(now.0.max(created_at));
         tx.prepare_cached(
             "UPDATE messages SET seen_by = ?2, updated_at = max(updated_at, ?3) WHERE id = ?1",
@@ -399,10 +389,10 @@ pub(crate) fn receive(
         None => None,
     };
     let Some((loc, inst)) = location else {
-        return not_found("To is not the number of any location");
+        return Err(Missing::LocationNumber.into());
     };
     let Some(from) = e164(&sms.from) else {
-        return invalid("From is not a phone number");
+        return refuse(Refusal::FromNotAPhone);
     };
     let matches: Vec<(i64, Option<i64>)> = tx
         .prepare_cached(

@@ -1,5 +1,6 @@
 use super::*;
 use crate::{SqliteOptions, SqliteStore};
+use convo_core::Maintenance;
 use convo_core::cursor::CursorPaging;
 use convo_core::dataset::{Plan, Spec};
 use convo_core::tz::Zone;
@@ -29,10 +30,10 @@ async fn seeded_reader(
         Ok::<_, ()>(())
     })
     .expect("emit");
-    convo_core::import::import_records(&store, records)
+    convo_core::store::import_records(&store, records)
         .await
         .expect("import");
-    store.analyze().await.expect("analyze");
+    store.optimize().await.expect("analyze");
     let conn = crate::sqlite::Opener {
         path,
         options: SqliteOptions::default(),

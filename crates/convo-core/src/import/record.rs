@@ -1,7 +1,5 @@
-//! The NDJSON import format (CONTRACT §5 and §7): one record per line, `type` first.
-//!
-//! This module turns a line into a typed record or a reason; the store checks references and
-//! integrity rules against what is already written.
+//! The records of an import file (CONTRACT §5): one typed struct per `type`, parsed from a
+//! line and written back by the dataset generator.
 
 use crate::model::SenderKind;
 use crate::time::{Millis, OffsetRule, parse_datetime};
@@ -10,26 +8,6 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::fmt;
-
-/// What the reader hands the store, in file order.
-// Nearly every item is a record; boxing it would add an allocation per line for nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
-pub enum ImportItem {
-    Record {
-        line: u64,
-        record: Record,
-    },
-    /// The whole input was read and parsed: commit.
-    Commit,
-}
-
-/// Items travel to the store in batches: one channel hand-off (and thread wake-up) per item
-/// was most of a big import's system time.
-pub type ImportBatch = Vec<ImportItem>;
-
-/// Items per batch: big enough to amortise the hand-off, small enough to keep memory flat.
-pub const BATCH: usize = 512;
 
 /// Serialises as one line of the format, `type` first (the dataset generator writes these).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -290,66 +268,6 @@ impl<'de> Deserialize<'de> for Record {
     }
 }
 
-/// One line of an import file as the store wants it: `None` for a blank line, the record, or
-/// `line N: reason`.
-pub fn parse_numbered(
-    line: u64,
-    text: &str,
-) -> Option<Result<ImportItem, crate::store::ImportError>> {
-    if text.trim().is_empty() {
-        return None;
-    }
-    Some(
-        Record::parse_line(text)
-            .map(|record| ImportItem::Record { line, record })
-            .map_err(|reason| crate::store::ImportError::Line { line, reason }),
-    )
-}
-
-/// Imports records already in memory (the demo, tests): one transaction, committed at the end.
-pub async fn import_records(
-    store: &dyn crate::Store,
-    records: Vec<Record>,
-) -> Result<crate::store::ImportSummary, crate::store::ImportError> {
-    let mut items: Vec<ImportItem> = records
-        .into_iter()
-        .enumerate()
-        .map(|(i, record)| ImportItem::Record {
-            line: u64::try_from(i).unwrap_or(u64::MAX).saturating_add(1),
-            record,
-        })
-        .collect();
-    items.push(ImportItem::Commit);
-    import_items(store, items).await
-}
-
-/// Imports NDJSON text held in memory, with the file's line numbers in errors.
-pub async fn import_text(
-    store: &dyn crate::Store,
-    text: &str,
-) -> Result<crate::store::ImportSummary, crate::store::ImportError> {
-    let mut items = Vec::new();
-    for (i, line_text) in text.lines().enumerate() {
-        let line = u64::try_from(i).unwrap_or(u64::MAX).saturating_add(1);
-        if let Some(item) = parse_numbered(line, line_text) {
-            items.push(item?);
-        }
-    }
-    items.push(ImportItem::Commit);
-    import_items(store, items).await
-}
-
-/// Hands items already in memory to the store as one batch.
-async fn import_items(
-    store: &dyn crate::Store,
-    items: Vec<ImportItem>,
-) -> Result<crate::store::ImportSummary, crate::store::ImportError> {
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let _ = tx.try_send(items);
-    drop(tx);
-    store.import(rx).await
-}
-
 impl Record {
     /// Parses one non-blank line; the error is a reason without position noise.
     pub fn parse_line(line: &str) -> Result<Record, String> {
@@ -363,6 +281,3 @@ impl Record {
         })
     }
 }
-
-#[cfg(test)]
-mod tests;
