@@ -4,9 +4,9 @@
 use crate::oracle::Oracle;
 use convo_core::dataset::{Plan, Spec};
 use convo_core::import::Record;
-use convo_core::store::{ImportSink, import_records, import_text};
+use convo_core::store::{ConversationStore, ImportSink, import_records, import_text};
 use convo_core::tz::Zone;
-use convo_core::{Millis, TenantCtx};
+use convo_core::{Conversation, MessageQuery, Millis, TenantCtx};
 
 /// Institution 1 (`acme`): locations 10 (Los Angeles, has a number) and 11 (Kolkata, none);
 /// staff 5 and 6; patients 100 (Ana, a cell number), 101 (Ben, whose guarantor is 100), 102
@@ -90,4 +90,41 @@ pub async fn seeded(sink: &dyn ImportSink, conversations: u32, days: u32) -> Ora
     let oracle = Oracle::from_records(&records);
     import_records(sink, records).await.expect("import");
     oracle
+}
+
+/// One conversation of the tenant with its newest `limit` messages; it must exist.
+pub async fn thread(
+    store: &dyn ConversationStore,
+    tenant: &TenantCtx,
+    id: i64,
+    limit: i64,
+) -> Conversation {
+    let q = MessageQuery {
+        limit,
+        created_since: None,
+        updated_since: None,
+    };
+    store
+        .get_conversation(tenant, id, Some(&q))
+        .await
+        .expect("get")
+        .unwrap_or_else(|| panic!("conversation {id} of the tenant"))
+}
+
+/// Later activity on a generated group (`generated`): new messages on old conversations, a
+/// message moved between conversations, and a new conversation with its patient.
+pub fn later_activity() -> String {
+    let later = |h: i64| Millis(UNTIL + h * HOUR).to_utc_string();
+    format!(
+        r#"{{"type":"message","id":900001,"conversation_id":1,"body":"back again","created_at":"{}","sender":{{"type":"Patient","id":1}}}}
+{{"type":"message","id":900002,"conversation_id":2,"body":"hello","created_at":"{}","sender":{{"type":"System","id":null}}}}
+{{"type":"message","id":900001,"conversation_id":3,"body":"moved","created_at":"{}","sender":{{"type":"System","id":null}}}}
+{{"type":"patient","id":5000,"institution_id":1,"first_name":"New"}}
+{{"type":"conversation","id":5000,"location_id":3,"patient_id":5000,"created_at":"{}"}}
+"#,
+        later(1),
+        later(50),
+        later(2),
+        later(3)
+    )
 }

@@ -2,33 +2,12 @@
 //! stay equal to what they summarise after every write, and with real planner statistics no hot
 //! statement scans a table. (What the list answers is the conformance suite's to check.)
 
-use convo_core::Millis;
-use convo_core::dataset::{Plan, Spec};
-use convo_core::import::Record;
 use convo_core::store::prelude::*;
 use convo_core::store::{import_records, import_text};
 use convo_store::{SqliteOptions, SqliteStore};
+use convo_store_tests::fixture::{generated, later_activity};
 use rusqlite::Connection;
 use std::path::PathBuf;
-
-const UNTIL: i64 = 1_790_000_000_000;
-const HOUR: i64 = 3_600_000;
-
-fn records(conversations: u32, days: u32) -> Vec<Record> {
-    let mut out = Vec::new();
-    Plan::new(Spec {
-        conversations,
-        seed: 11,
-        until: Millis(UNTIL),
-        days,
-    })
-    .emit(|r| {
-        out.push(r);
-        Ok::<_, ()>(())
-    })
-    .expect("emit into a Vec");
-    out
-}
 
 async fn seeded(conversations: u32, days: u32) -> (SqliteStore, tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -36,7 +15,7 @@ async fn seeded(conversations: u32, days: u32) -> (SqliteStore, tempfile::TempDi
     let store = SqliteStore::open(&path, SqliteOptions::default())
         .await
         .expect("open");
-    import_records(&store, records(conversations, days))
+    import_records(&store, generated(conversations, days))
         .await
         .expect("import");
     (store, dir, path)
@@ -78,21 +57,7 @@ async fn slices_and_counts_follow_every_write() {
     for (_, kept, actual, _) in counts {
         assert_eq!(kept, actual);
     }
-    // New activity on old conversations (moving them across slices), a message moved between
-    // conversations, and a new conversation.
-    let later = |h: i64| Millis(UNTIL + h * HOUR).to_utc_string();
-    let text = format!(
-        r#"{{"type":"message","id":900001,"conversation_id":1,"body":"back again","created_at":"{}","sender":{{"type":"Patient","id":1}}}}
-{{"type":"message","id":900002,"conversation_id":2,"body":"hello","created_at":"{}","sender":{{"type":"System","id":null}}}}
-{{"type":"message","id":900001,"conversation_id":3,"body":"moved","created_at":"{}","sender":{{"type":"System","id":null}}}}
-{{"type":"patient","id":5000,"institution_id":1,"first_name":"New"}}
-{{"type":"conversation","id":5000,"location_id":3,"patient_id":5000,"created_at":"{}"}}
-"#,
-        later(1),
-        later(50),
-        later(2),
-        later(3)
-    );
+    let text = later_activity();
     import_text(&store, &text).await.expect("second import");
     let (after, counts) = activity(&path);
     assert_ne!(before, after);

@@ -12,9 +12,6 @@ use convo_core::params::{ScopedParams, description, parse_int};
 use convo_core::write::{IdempotencyKey, NewAttachment, NewMessage, idempotency_key};
 use serde::Deserialize;
 
-/// The most characters a body may have (one long SMS concatenation, CONTRACT §6).
-pub const MAX_CHARS: usize = 1600;
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SendBody {
@@ -45,48 +42,15 @@ struct AttachmentBody {
     url: Option<String>,
 }
 
-/// The body rules of §6; every problem, one string each.
+/// The body as the client sent it, to the rules of §6 that core holds for every entry point.
 fn validate(m: SendMessage) -> Result<NewMessage, Vec<String>> {
-    let mut errors = Vec::new();
-    let body = m.body.as_deref().unwrap_or("").trim().to_string();
-    let chars = body.chars().count();
-    if chars > MAX_CHARS {
-        errors.push(format!(
-            "message.body must be at most {MAX_CHARS} characters"
-        ));
-    } else if chars == 0 && m.attachment.is_none() {
-        errors.push("message.body must be 1 to 1600 characters (or send an attachment)".into());
-    }
     let attachment = m.attachment.map(|a| NewAttachment {
         file_name: a.file_name,
         content_type: a.content_type,
         file_size: a.file_size,
         url: a.url,
     });
-    if let Some(a) = &attachment {
-        if a.url.as_deref().is_none_or(|u| u.trim().is_empty()) {
-            errors.push("message.attachment.url is missing".into());
-        }
-        if a.file_size.is_some_and(|n| n < 0) {
-            errors.push("message.attachment.file_size must not be negative".into());
-        }
-    }
-    if m.patient_id < 1 {
-        errors.push("message.patient_id must be a positive integer".into());
-    }
-    if m.user_id < 1 {
-        errors.push("message.user_id must be a positive integer".into());
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(NewMessage {
-        patient_id: m.patient_id,
-        user_id: m.user_id,
-        body,
-        attachment,
-        idempotency: None,
-    })
+    NewMessage::parse(m.patient_id, m.user_id, m.body.as_deref(), attachment)
 }
 
 pub async fn send(
@@ -179,42 +143,4 @@ pub async fn seen(
             None,
         ),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn m(body: Option<&str>, attachment: Option<AttachmentBody>) -> SendMessage {
-        SendMessage {
-            patient_id: 1,
-            user_id: 2,
-            body: body.map(Into::into),
-            attachment,
-        }
-    }
-
-    #[test]
-    fn body_length_counts_characters_after_trimming() {
-        assert!(validate(m(Some("  hi  "), None)).is_ok_and(|n| n.body == "hi"));
-        assert!(validate(m(Some(&"é".repeat(1600)), None)).is_ok());
-        assert!(validate(m(Some(&"a".repeat(1601)), None)).is_err());
-        assert!(validate(m(Some("   "), None)).is_err());
-        assert!(validate(m(None, None)).is_err());
-    }
-
-    #[test]
-    fn an_attachment_needs_a_url_and_may_go_alone() {
-        let a = |url: Option<&str>| AttachmentBody {
-            file_name: None,
-            content_type: Some("image/jpeg".into()),
-            file_size: Some(10),
-            url: url.map(Into::into),
-        };
-        assert!(validate(m(None, Some(a(Some("https://x.example/p.jpg"))))).is_ok());
-        assert_eq!(
-            validate(m(None, Some(a(None)))).err(),
-            Some(vec!["message.attachment.url is missing".to_string()])
-        );
-    }
 }

@@ -14,35 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tempfile::TempDir;
 use tower::ServiceExt;
 
-pub const FIXTURE: &str = r#"
-{"type":"institution","id":1,"subdomain":"acme","name":"Acme Dental"}
-{"type":"institution","id":2,"subdomain":"other","name":"Other Clinic"}
-{"type":"location","id":10,"institution_id":1,"name":"Downtown","tz":"America/Los_Angeles","phone_number":"+15551230000"}
-{"type":"location","id":11,"institution_id":1,"name":"Mumbai","tz":"Asia/Kolkata"}
-{"type":"location","id":20,"institution_id":2,"name":"Elsewhere","tz":"Europe/London"}
-{"type":"user","id":5,"institution_id":1,"first_name":"Sam","last_name":"Lee","email":"sam@example.com","image":"https://img.example.com/sam.png"}
-{"type":"user","id":6,"institution_id":1,"first_name":"Dana","last_name":null}
-{"type":"user","id":7,"institution_id":2,"first_name":"Olga","last_name":"Other"}
-{"type":"patient","id":100,"institution_id":1,"first_name":"Ana","middle_name":null,"last_name":"Diaz","email":"ana@example.com","foreign_id":"100437","foreign_id_type":"msg-opendental-DataSource-35","bio":{"phone_number":"5163042196","cell_phone_number":"+15163042196","date_of_birth":"1990-02-14","gender":"Female","new_patient":false,"non_patient":false},"inactive":false,"guarantor_id":null,"unsubscribe_sms":false,"last_sync_time":"2024-01-02T11:00:00.000Z","created_at":"2024-01-02T10:00:00.000Z","updated_at":"2024-01-02T10:30:00.000Z"}
-{"type":"patient","id":101,"institution_id":1,"first_name":"Ben","middle_name":"Jo","last_name":"Okafor","guarantor_id":100,"created_at":"2024-01-02T10:00:00Z","updated_at":"2024-01-02T10:00:00Z"}
-{"type":"patient","id":102,"institution_id":1,"created_at":"2024-01-02T10:00:00Z","updated_at":"2024-01-02T10:00:00Z"}
-{"type":"patient","id":103,"institution_id":1,"first_name":"Cleo","last_name":"Stone","unsubscribe_sms":true,"created_at":"2024-01-02T10:00:00Z","updated_at":"2024-01-02T10:00:00Z"}
-{"type":"patient","id":200,"institution_id":2,"first_name":"Zed","created_at":"2024-01-02T10:00:00Z","updated_at":"2024-01-02T10:00:00Z"}
-{"type":"conversation","id":1000,"location_id":10,"patient_id":100,"created_at":"2024-01-03T09:00:00.000Z"}
-{"type":"conversation","id":1001,"location_id":10,"patient_id":101,"created_at":"2024-02-01T00:00:00.000Z"}
-{"type":"conversation","id":1002,"location_id":10,"patient_id":102,"created_at":"2024-03-01T00:00:00.000Z"}
-{"type":"conversation","id":1004,"location_id":10,"patient_id":103,"created_at":"2024-03-01T00:00:00.000Z"}
-{"type":"conversation","id":1003,"location_id":11,"patient_id":100,"created_at":"2024-01-04T00:00:00.000Z"}
-{"type":"conversation","id":2000,"location_id":20,"patient_id":200,"created_at":"2024-01-04T00:00:00.000Z"}
-{"type":"message","id":50000,"conversation_id":1000,"body":"See you Tuesday!","created_at":"2024-03-10T09:59:59.999Z","sender":{"type":"User","id":5}}
-{"type":"message","id":50001,"conversation_id":1000,"body":"Thanks, see you","created_at":"2024-03-10T10:00:00.000Z","updated_at":"2024-03-11T00:00:00.000Z","sender":{"type":"Patient","id":100},"seen_by":["6","5"]}
-{"type":"message","id":50002,"conversation_id":1000,"body":"Reminder: cleaning on 3/14 at 9am. Reply C to confirm.","created_at":"2024-03-12T08:00:00.000Z","sender":{"type":"System","id":null}}
-{"type":"message","id":50003,"conversation_id":1000,"body":"C","created_at":"2024-03-12T08:05:00.000Z","sender":{"type":"Patient","id":100},"is_custom_reminder_response":true,"sms_msg_id":777,"attachment":{"file_name":"card.jpg","content_type":"image/jpeg","file_size":48213,"url":"https://files.example.com/card.jpg","updated_at":"2024-03-12T08:05:01.000Z"}}
-{"type":"message","id":50010,"conversation_id":1001,"body":"Hello Ben","created_at":"2024-02-01T10:00:00.000Z","sender":{"type":"User","id":6}}
-{"type":"message","id":50011,"conversation_id":1001,"body":"Hi!","created_at":"2024-02-02T10:00:00.000Z","sender":{"type":"Patient","id":101}}
-{"type":"message","id":50020,"conversation_id":1003,"body":"Namaste","created_at":"2024-01-05T00:00:00.000Z","sender":{"type":"User","id":5}}
-{"type":"message","id":50030,"conversation_id":2000,"body":"Other tenant's secret","created_at":"2024-01-05T00:00:00.000Z","sender":{"type":"User","id":7}}
-"#;
+/// The practice every HTTP test starts from: the conformance suite's, so both suites speak of
+/// the same records.
+pub use convo_store_tests::fixture::PRACTICE as FIXTURE;
 
 pub struct TestApp {
     pub router: Router,

@@ -3,8 +3,7 @@
 
 use super::listing::{query, walk};
 use crate::Db;
-use crate::fixture::{HOUR, UNTIL, seeded, tenant};
-use convo_core::Millis;
+use crate::fixture::{HOUR, UNTIL, later_activity, seeded, tenant};
 use convo_core::import::Record;
 use convo_core::store::{ConversationStore, import_text};
 
@@ -41,21 +40,7 @@ pub async fn counts_agree_with_the_records(db: Db) {
 pub async fn counts_and_order_follow_a_second_import(db: Db) {
     let mut oracle = seeded(db.store.as_ref(), 300, 30).await;
     let store = db.store.as_ref();
-    // New activity on old conversations (moving them across stretches of the order), a
-    // message moved between conversations, and a new conversation.
-    let later = |h: i64| Millis(UNTIL + h * HOUR).to_utc_string();
-    let text = format!(
-        r#"{{"type":"message","id":900001,"conversation_id":1,"body":"back again","created_at":"{}","sender":{{"type":"Patient","id":1}}}}
-{{"type":"message","id":900002,"conversation_id":2,"body":"hello","created_at":"{}","sender":{{"type":"System","id":null}}}}
-{{"type":"message","id":900001,"conversation_id":3,"body":"moved","created_at":"{}","sender":{{"type":"System","id":null}}}}
-{{"type":"patient","id":5000,"institution_id":1,"first_name":"New"}}
-{{"type":"conversation","id":5000,"location_id":3,"patient_id":5000,"created_at":"{}"}}
-"#,
-        later(1),
-        later(50),
-        later(2),
-        later(3)
-    );
+    let text = later_activity();
     import_text(store, &text).await.expect("second import");
     let records: Vec<Record> = text
         .lines()

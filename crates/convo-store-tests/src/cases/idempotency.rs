@@ -4,7 +4,7 @@
 use super::inbound::sms;
 use super::sends::text;
 use crate::Db;
-use crate::fixture::{ANA_NUMBER, practice, tenant};
+use crate::fixture::{ANA_NUMBER, practice, tenant, thread};
 use convo_core::store::prelude::*;
 use convo_core::write::{IdempotencyKey, NewMessage};
 use convo_core::{Refusal, StoreError};
@@ -55,23 +55,33 @@ pub async fn a_repeated_key_answers_with_the_first_message(db: Db) {
 
 const RACERS: usize = 8;
 
+/// The same call from `RACERS` tasks at once; every one must be answered.
+async fn race<T, F, Fut>(store: &Arc<dyn Store>, call: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(Arc<dyn Store>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|_| tokio::spawn(call(store.clone())))
+        .collect();
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.expect("task").expect("every racer is answered"));
+    }
+    answers
+}
+
 pub async fn concurrent_sends_with_one_key_store_one_message(db: Db) {
     practice(db.store.as_ref()).await;
     let store: Arc<dyn Store> = db.store.clone();
-    let mut tasks = Vec::new();
-    for _ in 0..RACERS {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            store
-                .send_message(&tenant(1, 10), keyed("Once only", "race"))
-                .await
-        }));
-    }
-    let mut ids = Vec::new();
-    for t in tasks {
-        let sent = t.await.expect("task").expect("every racer is answered");
-        ids.push(sent.id);
-    }
+    let sent = race(&store, |store| async move {
+        store
+            .send_message(&tenant(1, 10), keyed("Once only", "race"))
+            .await
+    })
+    .await;
+    let mut ids: Vec<i64> = sent.iter().map(|m| m.id).collect();
     ids.dedup();
     assert_eq!(ids.len(), 1, "one message for every racer: {ids:?}");
     assert_eq!(
@@ -83,19 +93,12 @@ pub async fn concurrent_sends_with_one_key_store_one_message(db: Db) {
 pub async fn concurrent_retries_of_one_sms_store_one_message(db: Db) {
     practice(db.store.as_ref()).await;
     let store: Arc<dyn Store> = db.store.clone();
-    let mut tasks = Vec::new();
-    for _ in 0..RACERS {
-        let store = store.clone();
-        tasks.push(tokio::spawn(async move {
-            store
-                .receive_sms(sms(ANA_NUMBER, "Just once", "SM-race"))
-                .await
-        }));
-    }
-    let mut outcomes = Vec::new();
-    for t in tasks {
-        outcomes.push(t.await.expect("task").expect("every retry is answered"));
-    }
+    let outcomes = race(&store, |store| async move {
+        store
+            .receive_sms(sms(ANA_NUMBER, "Just once", "SM-race"))
+            .await
+    })
+    .await;
     let firsts = outcomes.iter().filter(|o| !o.duplicate).count();
     assert_eq!(firsts, 1, "{outcomes:?}");
     assert!(
@@ -103,19 +106,7 @@ pub async fn concurrent_retries_of_one_sms_store_one_message(db: Db) {
             .iter()
             .all(|o| o.message_id == outcomes[0].message_id)
     );
-    let thread = store
-        .get_conversation(
-            &tenant(1, 10),
-            1000,
-            Some(&convo_core::MessageQuery {
-                limit: 100,
-                created_since: None,
-                updated_since: None,
-            }),
-        )
-        .await
-        .expect("get")
-        .expect("1000");
+    let thread = thread(store.as_ref(), &tenant(1, 10), 1000, 100).await;
     let copies = thread
         .messages
         .iter()

@@ -2,7 +2,7 @@
 
 use super::listing::query;
 use crate::Db;
-use crate::fixture::{practice, tenant};
+use crate::fixture::{practice, tenant, thread};
 use convo_core::outbox::DeliveryStatus;
 use convo_core::store::import_text;
 use convo_core::write::NewMessage;
@@ -42,19 +42,7 @@ pub async fn a_send_writes_message_thread_and_outbox(db: Db) {
     assert_eq!(after.conversations[0].id, 1000);
     assert_eq!(after.conversations[0].updated_at, sent.created_at);
     assert_eq!(after.count(), before.count());
-    let one = store
-        .get_conversation(
-            &here,
-            1000,
-            Some(&convo_core::MessageQuery {
-                limit: 1,
-                created_since: None,
-                updated_since: None,
-            }),
-        )
-        .await
-        .expect("get")
-        .expect("1000");
+    let one = thread(store, &here, 1000, 1).await;
     assert_eq!(one.messages[0], sent);
     let records = store.list_deliveries(None, 10).await.expect("deliveries");
     assert_eq!(records.len(), 1);
