@@ -92,6 +92,8 @@ pub struct DeliveryRecord {
     pub provider_id: Option<String>,
     pub error: Option<String>,
     pub updated_at: Millis,
+    /// The worker holding it now, if one is handing it to the provider.
+    pub claimed_by: Option<i64>,
 }
 
 /// What one attempt came to.

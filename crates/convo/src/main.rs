@@ -2,7 +2,6 @@
 //! subcommand; everything else lives in the library crates.
 
 mod cli;
-mod db;
 mod demo;
 mod generate;
 mod import_cmd;
@@ -11,9 +10,9 @@ mod sms_cmd;
 
 use clap::Parser;
 use cli::{ApiKeyCommand, Cli, Command, DeliveriesCommand, LogFormat};
+use convo::db::{ConnectError, connect};
 use convo_core::StoreError;
 use convo_core::store::prelude::*;
-use db::connect;
 use std::process::ExitCode;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +25,15 @@ pub enum CliError {
     Import(#[from] convo_core::import::ImportError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<ConnectError> for CliError {
+    fn from(e: ConnectError) -> Self {
+        match e {
+            ConnectError::Url(m) => CliError::Usage(m.into()),
+            ConnectError::Store(e) => CliError::Store(e),
+        }
+    }
 }
 
 impl From<convo_server::RunError> for CliError {

@@ -1,7 +1,8 @@
 //! `convo serve`: open the store, build the state, bind, serve until SIGTERM or Ctrl-C.
 
 use crate::cli::{ServeArgs, SmsProvider as Provider};
-use crate::{CliError, db::connect, demo};
+use crate::{CliError, demo};
+use convo::db::connect;
 use convo_server::outbox::{LogProvider, RetryPolicy, SmsProvider, TwilioProvider};
 use convo_server::{ApiConfig, AppState, FrontDoor, Server};
 use std::sync::Arc;

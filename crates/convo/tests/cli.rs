@@ -320,15 +320,8 @@ fn a_signed_reply_arrives_and_a_killed_server_loses_nothing_it_acknowledged() {
     // The send is not lost: it went out (before the kill or after the restart, which takes back
     // a claim the killed worker held), or it is still due if the stop came before the restarted
     // worker's first claim. Timing of the restart is tests/operations.rs's business.
-    let (status, due): (String, Option<i64>) = rusqlite::Connection::open(&db)
-        .expect("open")
-        .query_row(
-            "SELECT d.status, d.next_attempt_at FROM deliveries d
-               JOIN messages m ON m.id = d.message_id WHERE m.body = 'Survives a crash'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .expect("delivery row");
+    let record = common::delivery_of(&db, "Survives a crash");
+    let (status, due) = (record.status.as_str(), record.next_attempt_at);
     assert!(
         (status == "sent" && logs.contains("sms recorded"))
             || (status == "queued" && due.is_some()),

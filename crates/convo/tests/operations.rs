@@ -26,15 +26,8 @@ fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) -> Dur
 
 /// (status, claimed by a worker) of the delivery of the message with this body.
 fn delivery(db: &Path, body: &str) -> (String, bool) {
-    rusqlite::Connection::open(db)
-        .expect("open")
-        .query_row(
-            "SELECT d.status, d.claimed_by IS NOT NULL FROM deliveries d
-               JOIN messages m ON m.id = d.message_id WHERE m.body = ?1",
-            [body],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .expect("delivery row")
+    let d = common::delivery_of(db, body);
+    (d.status.as_str().to_string(), d.claimed_by.is_some())
 }
 
 fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {

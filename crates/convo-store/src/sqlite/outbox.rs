@@ -261,7 +261,7 @@ pub(crate) fn list(
 ) -> Result<Vec<DeliveryRecord>, StoreError> {
     conn.prepare_cached(
         "SELECT id, message_id, institution_id, location_id, status, attempts, next_attempt_at,
-                provider_id, error, updated_at
+                provider_id, error, updated_at, claimed_by
            FROM deliveries WHERE ?1 IS NULL OR status = ?1
           ORDER BY id DESC LIMIT ?2",
     )
@@ -278,6 +278,7 @@ pub(crate) fn list(
             provider_id: r.get(7)?,
             error: r.get(8)?,
             updated_at: Millis(r.get(9)?),
+            claimed_by: r.get(10)?,
         })
     })
     .db()?

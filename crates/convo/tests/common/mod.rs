@@ -4,6 +4,9 @@
 
 pub mod fake_twilio;
 
+use convo_core::outbox::DeliveryRecord;
+use convo_core::tz::Zone;
+use convo_core::{ListQuery, MessageQuery, TenantCtx};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -160,4 +163,45 @@ pub fn read_address(server: &mut std::process::Child) -> (String, std::thread::J
         seen + &rest
     });
     (addr, drain)
+}
+
+/// The delivery of the message with this body in location 10, read through the store traits
+/// from whatever database `db` names (as the server writes it, running or not).
+pub fn delivery_of(db: &Path, body: &str) -> DeliveryRecord {
+    let url = db.to_str().expect("path").to_string();
+    let body = body.to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let store = convo::db::connect(&url).await.expect("connect");
+        let query = ListQuery {
+            limit: 1_000,
+            offset: 0,
+            cursor: None,
+            updated_since: None,
+            messages: Some(MessageQuery {
+                limit: 100,
+                created_since: None,
+                updated_since: None,
+            }),
+        };
+        let here = TenantCtx::resolved(1, 10, Zone::utc());
+        let page = store.list_conversations(&here, &query).await.expect("list");
+        let message = page
+            .conversations
+            .iter()
+            .flat_map(|c| c.messages.iter())
+            .find(|m| m.body == body)
+            .unwrap_or_else(|| panic!("no message `{body}`"))
+            .id;
+        store
+            .list_deliveries(None, 10_000)
+            .await
+            .expect("deliveries")
+            .into_iter()
+            .find(|d| d.message_id == message)
+            .unwrap_or_else(|| panic!("no delivery for `{body}`"))
+    })
 }

@@ -1,13 +1,11 @@
 //! Nothing a client sends breaks the server: arbitrary queries and headers, half-sent requests.
-//! And the list's cost is fixed: a constant number of statements, each on its index.
+//! (The list's cost, a constant number of statements each on its index, is the SQLite crate's
+//! `tests/plans.rs`.)
 
-mod common;
-
+use crate::common::TestApp;
 use axum::body::Body;
 use axum::http::Request;
-use common::TestApp;
 use proptest::prelude::*;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -141,74 +139,4 @@ async fn a_half_sent_request_does_not_block_others() {
         .expect("graceful shutdown")
         .expect("join")
         .expect("serve");
-}
-
-#[tokio::test]
-async fn a_page_runs_a_constant_number_of_statements() {
-    let app = TestApp::new().await;
-    // More conversations than any page, each with messages, so page size matters if anything.
-    let mut extra = String::new();
-    for i in 0..150 {
-        let pid = 10_000 + i;
-        extra.push_str(&format!(
-            "{{\"type\":\"patient\",\"id\":{pid},\"institution_id\":1,\"created_at\":\"2024-01-01T00:00:00Z\",\"updated_at\":\"2024-01-01T00:00:00Z\"}}\n\
-             {{\"type\":\"conversation\",\"id\":{pid},\"location_id\":10,\"patient_id\":{pid},\"created_at\":\"2024-01-01T00:00:00Z\"}}\n"
-        ));
-        for j in 0..3 {
-            extra.push_str(&format!(
-                "{{\"type\":\"message\",\"id\":{},\"conversation_id\":{pid},\"body\":\"m\",\"created_at\":\"2024-01-0{}T00:00:00Z\",\"sender\":{{\"type\":\"Patient\",\"id\":{pid}}}}}\n",
-                pid * 10 + j,
-                j + 2
-            ));
-        }
-    }
-    common::import_text(app.store.as_ref(), &extra)
-        .await
-        .expect("import");
-    let mut counts = Vec::new();
-    for q in [
-        "per_page=1&messages=1",
-        "per_page=5&messages=5",
-        "per_page=100&messages=100",
-        "per_page=100&messages=100&page=2",
-        "per_page=100&messages=3&updated_since=2023-01-01&messages_since=2023-01-01",
-        "per_page=1&messages=1&updated_since=2023-01-01",
-        "per_page=100",
-    ] {
-        let before = app.statements.load(Ordering::SeqCst);
-        let reply = app
-            .list(&format!("subdomain=acme&location_id=10&{q}"))
-            .await;
-        assert_eq!(reply.status.as_u16(), 200);
-        counts.push((q, app.statements.load(Ordering::SeqCst) - before));
-    }
-    // access + BEGIN + page + messages + count + COMMIT; without messages, one fewer; past
-    // page 1, one more to find where the page starts.
-    for (q, n) in &counts {
-        let expected = if q.contains("messages") { 6 } else { 5 } + u64::from(q.contains("&page="));
-        assert_eq!(*n, expected, "{q}: {counts:?}");
-    }
-}
-
-#[tokio::test]
-async fn hot_statements_use_their_indexes() {
-    let app = TestApp::new().await;
-    for (name, sql) in convo_store::sqlite::hot_statements() {
-        let plan = app.store.query_plan(sql).await.expect("plan");
-        for line in &plan {
-            // A SCAN of a real table walks all of it; SEARCH uses an index range.
-            let scans_table = line.starts_with("SCAN ")
-                && !line.contains("VIRTUAL TABLE")
-                && !line.contains("json_each")
-                && !line.starts_with("SCAN pg")
-                && !line.starts_with("SCAN cv")
-                && !line.starts_with("SCAN j ")
-                && line != "SCAN CONSTANT ROW";
-            assert!(!scans_table, "{name}: full scan in {plan:?}");
-        }
-        assert!(
-            plan.iter().any(|l| l.starts_with("SEARCH")),
-            "{name}: no index search in {plan:?}"
-        );
-    }
 }

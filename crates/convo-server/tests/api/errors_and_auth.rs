@@ -1,11 +1,8 @@
 //! Authentication, versioning and every 4xx with the envelope, in the contract's precedence.
 
-mod common;
-
+use crate::common::TestApp;
 use axum::body::Body;
 use axum::http::Request;
-use common::TestApp;
-use convo_core::store::prelude::*;
 use convo_server::{ApiConfig, Tokens};
 
 const OK_QUERY: &str = "/conversations?subdomain=acme&location_id=10";

@@ -1,9 +1,7 @@
-//! `GET /conversations` through the real router and a temp SQLite file: every rule of
+//! `GET /conversations` through the real router on a fresh database: every rule of
 //! CONTRACT §3 and §7.
 
-mod common;
-
-use common::TestApp;
+use crate::common::TestApp;
 use serde_json::{Value, json};
 
 const L10: &str = "subdomain=acme&location_id=10";
@@ -415,7 +413,7 @@ async fn empty_values_mean_absent() {
 }
 
 /// GET /conversations in the cursor variant (`Nex-Api-Version: v20240412`).
-async fn cursor_list(app: &TestApp, query: &str) -> common::Reply {
+async fn cursor_list(app: &TestApp, query: &str) -> crate::common::Reply {
     app.send(
         axum::http::Request::get(format!("/conversations?{query}"))
             .header("authorization", format!("Bearer {}", app.token))
@@ -426,7 +424,7 @@ async fn cursor_list(app: &TestApp, query: &str) -> common::Reply {
     .await
 }
 
-fn cursor_page(reply: &common::Reply) -> (Vec<i64>, Value) {
+fn cursor_page(reply: &crate::common::Reply) -> (Vec<i64>, Value) {
     assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
     let v = reply.json();
     assert_eq!(

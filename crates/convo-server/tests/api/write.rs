@@ -1,15 +1,11 @@
-//! The write side through the real router on a temp SQLite file (CONTRACT §6): staff sends,
+//! The write side through the real router (CONTRACT §6): staff sends,
 //! seen, one conversation, Twilio's inbound and status webhooks, and every bad input refused
 //! with its status and nothing written.
 
-mod common;
-
-use common::{TestApp, import_text};
+use crate::common::{TestApp, import_text};
 use convo_core::Millis;
 use convo_core::outbox::Attempt;
-use convo_core::store::prelude::*;
 use convo_server::ApiConfig;
-use rusqlite::Connection;
 
 const SCOPE: &str = "subdomain=acme&location_id=10";
 const TOKEN: &str = "twilio-test-token";
@@ -22,38 +18,6 @@ async fn app() -> TestApp {
         ..ApiConfig::default()
     })
     .await
-}
-
-fn db(app: &TestApp) -> Connection {
-    Connection::open(app.dir.path().join("test.db")).expect("open")
-}
-
-/// A single-number query (a count) against the app's database.
-fn count(app: &TestApp, sql: &str) -> i64 {
-    db(app).query_row(sql, [], |r| r.get(0)).expect("count")
-}
-
-/// Every row that a write could touch, for "nothing was written" checks.
-fn snapshot(app: &TestApp) -> String {
-    let conn = db(app);
-    let mut out = String::new();
-    for sql in [
-        "SELECT id, conversation_id, body, updated_at, seen_by FROM messages ORDER BY id",
-        "SELECT id, updated_at FROM conversations ORDER BY id",
-        "SELECT id, unsubscribe_sms, updated_at FROM patients ORDER BY id",
-        "SELECT id, status FROM deliveries ORDER BY id",
-    ] {
-        let mut stmt = conn.prepare(sql).expect("prepare");
-        let n = stmt.column_count();
-        let mut rows = stmt.query([]).expect("query");
-        while let Some(row) = rows.next().expect("row") {
-            for i in 0..n {
-                out.push_str(&format!("{:?} ", row.get_ref(i).expect("col")));
-            }
-            out.push('\n');
-        }
-    }
-    out
 }
 
 fn send_body(patient: i64, user: i64, body: &str) -> String {
@@ -89,13 +53,9 @@ async fn a_staff_message_is_written_queued_and_listed_first() {
     let delivery = m["sms_msg_id"]
         .as_i64()
         .expect("sms_msg_id is the delivery id");
-    let (status, to, from): (String, String, String) = db(&app)
-        .query_row(
-            "SELECT status, to_number, from_number FROM deliveries WHERE id = ?1",
-            [delivery],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .expect("delivery row");
+    let status = app.delivery(delivery).await.status.as_str().to_string();
+    let outgoing = app.outgoing().await;
+    let (to, from) = (outgoing[0].to.clone(), outgoing[0].from.clone());
     assert_eq!(
         (status.as_str(), to.as_str(), from.as_str()),
         ("queued", "+15165550101", "+15551230000")
@@ -132,16 +92,14 @@ async fn a_send_creates_the_conversation_when_there_is_none() {
     assert_eq!(list["count"].as_i64(), Some(before + 1));
     assert_eq!(list["data"][0]["id"].as_i64(), Some(conversation));
     assert_eq!(list["data"][0]["patient"]["id"], 104);
-    let to: String = db(&app)
-        .query_row("SELECT to_number FROM deliveries", [], |r| r.get(0))
-        .expect("delivery");
+    let to = app.outgoing().await[0].to.clone();
     assert_eq!(to, "+15165550104");
 }
 
 #[tokio::test]
 async fn bad_sends_get_their_status_and_write_nothing() {
     let app = app().await;
-    let before = snapshot(&app);
+    let before = app.snapshot().await;
     let uri = format!("/messages?{SCOPE}");
     let cases: Vec<(u16, String, &str)> = vec![
         (400, "{\"message\":".into(), "the body is not valid"),
@@ -242,7 +200,7 @@ async fn bad_sends_get_their_status_and_write_nothing() {
         .body(axum::body::Body::from(send_body(100, 5, "hi")))
         .expect("request");
     app.send(req).await.errors(401);
-    assert_eq!(before, snapshot(&app));
+    assert_eq!(before, app.snapshot().await);
 }
 
 #[tokio::test]
@@ -263,7 +221,7 @@ async fn seen_adds_the_user_once_and_moves_activity() {
     assert_eq!(list["data"][0]["id"], 1000);
     assert_eq!(list["data"][0]["updated_at"], both["data"]["updated_at"]);
 
-    let before = snapshot(&app);
+    let before = app.snapshot().await;
     app.post_json(&format!("/messages/50020/seen?{SCOPE}"), r#"{"user_id":6}"#)
         .await
         .errors(404);
@@ -279,7 +237,7 @@ async fn seen_adds_the_user_once_and_moves_activity() {
         ["user_id 7 is not a staff user of this institution"]
     );
     app.post_json(&uri, r#"{"user":6}"#).await.errors(400);
-    assert_eq!(before, snapshot(&app));
+    assert_eq!(before, app.snapshot().await);
 }
 
 #[tokio::test]
@@ -349,10 +307,10 @@ async fn an_inbound_sms_lands_first_once_and_routes_by_numbers() {
     assert_eq!(first["messages"][0]["user_id"], 100);
     assert_eq!(first["messages"][0]["is_custom_reminder_response"], false);
     // Twilio retries: the same MessageSid stores nothing new.
-    let before = snapshot(&app);
+    let before = app.snapshot().await;
     let again = app.post_twilio("/sms/inbound", &params, sign).await;
     assert_eq!(again.status.as_u16(), 200);
-    assert_eq!(before, snapshot(&app));
+    assert_eq!(before, app.snapshot().await);
 
     // An unknown number becomes a non-patient with a new conversation, media as attachment.
     let reply = app
@@ -429,17 +387,19 @@ async fn stop_and_start_flip_every_patient_with_that_number() {
     .await
     .expect("import");
     let url = format!("{PUBLIC}/sms/inbound");
-    let flags = |app: &TestApp| -> Vec<(i64, bool)> {
-        let conn = db(app);
-        let mut stmt = conn
-            .prepare(
-                "SELECT id, unsubscribe_sms FROM patients WHERE id IN (100, 101, 200) ORDER BY id",
-            )
-            .expect("prepare");
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .expect("query")
-            .collect::<Result<_, _>>()
-            .expect("rows")
+    let flags = || async {
+        {
+            let mut all = app.conversations(1, 10).await;
+            all.extend(app.conversations(2, 20).await);
+            let mut flags: Vec<(i64, bool)> = all
+                .iter()
+                .map(|c| (c.patient.id, c.patient.unsubscribe_sms))
+                .filter(|(id, _)| [100, 101, 200].contains(id))
+                .collect();
+            flags.sort_unstable();
+            flags.dedup();
+            flags
+        }
     };
     let stop = app
         .post_twilio(
@@ -459,7 +419,7 @@ async fn stop_and_start_flip_every_patient_with_that_number() {
         "{}",
         stop.text
     );
-    assert_eq!(flags(&app), [(100, true), (101, true), (200, false)]);
+    assert_eq!(flags().await, [(100, true), (101, true), (200, false)]);
     // The keyword is stored like any message, in the guarantor's conversation.
     let one = app
         .get(&format!("/conversations/1000?{SCOPE}&messages=1"))
@@ -488,13 +448,13 @@ async fn stop_and_start_flip_every_patient_with_that_number() {
         "{}",
         start.text
     );
-    assert_eq!(flags(&app), [(100, false), (101, false), (200, false)]);
+    assert_eq!(flags().await, [(100, false), (101, false), (200, false)]);
 }
 
 #[tokio::test]
 async fn webhooks_refuse_bad_signatures_and_unknown_numbers_writing_nothing() {
     let app = app().await;
-    let before = snapshot(&app);
+    let before = app.snapshot().await;
     let url = format!("{PUBLIC}/sms/inbound");
     let params = [
         ("From", "+15163042196"),
@@ -558,7 +518,7 @@ async fn webhooks_refuse_bad_signatures_and_unknown_numbers_writing_nothing() {
         .await;
     assert_eq!(reply.status.as_u16(), 413, "{}", reply.text);
     assert!(reply.text.contains("too large"), "{}", reply.text);
-    assert_eq!(before, snapshot(&app));
+    assert_eq!(before, app.snapshot().await);
 
     // Without a configured auth token nothing can be verified: 403.
     let plain = TestApp::new().await;
@@ -597,16 +557,13 @@ async fn status_callbacks_update_the_delivery_record() {
         )
         .await
         .expect("finish");
-    let status = |app: &TestApp| -> (String, Option<String>) {
-        db(app)
-            .query_row(
-                "SELECT status, error FROM deliveries WHERE id = ?1",
-                [delivery],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .expect("row")
+    let status = || async {
+        {
+            let d = app.delivery(delivery).await;
+            (d.status.as_str().to_string(), d.error)
+        }
     };
-    assert_eq!(status(&app).0, "sent");
+    assert_eq!(status().await.0, "sent");
     let url = format!("{PUBLIC}/sms/status");
     let post = |s: &'static str, sid: &'static str| {
         let url = url.clone();
@@ -621,10 +578,10 @@ async fn status_callbacks_update_the_delivery_record() {
         }
     };
     assert_eq!(post("delivered", "SMabc").await.status.as_u16(), 200);
-    assert_eq!(status(&app).0, "delivered");
+    assert_eq!(status().await.0, "delivered");
     // A late `sent` never replaces a final status.
     assert_eq!(post("sent", "SMabc").await.status.as_u16(), 200);
-    assert_eq!(status(&app).0, "delivered");
+    assert_eq!(status().await.0, "delivered");
     assert_eq!(post("delivered", "SMnope").await.status.as_u16(), 404);
     assert_eq!(post("exploded", "SMabc").await.status.as_u16(), 400);
     let reply = app
@@ -640,7 +597,7 @@ async fn status_callbacks_update_the_delivery_record() {
         .await;
     assert_eq!(reply.status.as_u16(), 200);
     assert_eq!(
-        status(&app),
+        status().await,
         ("undelivered".into(), Some("provider error 30003".into()))
     );
     let forged = app
@@ -683,13 +640,8 @@ async fn a_send_still_queued_when_the_patient_texts_stop_is_never_sent() {
         .await
         .expect("claim");
     assert!(claimed.is_empty(), "{claimed:?}");
-    let (status, error): (String, Option<String>) = db(&app)
-        .query_row(
-            "SELECT status, error FROM deliveries WHERE id = ?1",
-            [queued],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .expect("row");
+    let record = app.delivery(queued).await;
+    let (status, error) = (record.status.as_str(), record.error);
     assert_eq!(status, "failed");
     assert_eq!(
         error.as_deref(),
@@ -703,14 +655,13 @@ async fn a_send_still_queued_when_the_patient_texts_stop_is_never_sent() {
 }
 
 /// (status, provider id, next attempt) of a delivery.
-fn outbox_row(app: &TestApp, id: i64) -> (String, Option<String>, Option<i64>) {
-    db(app)
-        .query_row(
-            "SELECT status, provider_id, next_attempt_at FROM deliveries WHERE id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .expect("row")
+async fn outbox_row(app: &TestApp, id: i64) -> (String, Option<String>, Option<i64>) {
+    let d = app.delivery(id).await;
+    (
+        d.status.as_str().to_string(),
+        d.provider_id,
+        d.next_attempt_at.map(|t| t.0),
+    )
 }
 
 #[tokio::test]
@@ -749,7 +700,7 @@ async fn a_callback_that_beats_the_workers_record_is_kept_and_ends_resends() {
     let reply = callback(early, "SMearly", "delivered").await;
     assert_eq!(reply.status.as_u16(), 200, "{}", reply.text);
     assert_eq!(
-        outbox_row(&app, early),
+        outbox_row(&app, early).await,
         ("delivered".into(), Some("SMearly".into()), None)
     );
     // The worker saw a timeout: no second send is scheduled, the status stays.
@@ -765,7 +716,7 @@ async fn a_callback_that_beats_the_workers_record_is_kept_and_ends_resends() {
         .await
         .expect("finish");
     assert_eq!(
-        outbox_row(&app, early),
+        outbox_row(&app, early).await,
         ("delivered".into(), Some("SMearly".into()), None)
     );
     let later = Millis(now.0 + 10 * 60_000);
@@ -796,7 +747,7 @@ async fn a_callback_that_beats_the_workers_record_is_kept_and_ends_resends() {
         .expect("finish");
     assert_eq!(callback(late, "SMlate", "sent").await.status.as_u16(), 200);
     assert_eq!(
-        outbox_row(&app, late),
+        outbox_row(&app, late).await,
         ("sent".into(), Some("SMlate".into()), None)
     );
     assert!(
@@ -809,7 +760,7 @@ async fn a_callback_that_beats_the_workers_record_is_kept_and_ends_resends() {
     // A callback naming another delivery's provider id keeps both records intact.
     let third = send().await;
     assert_eq!(callback(third, "SMlate", "sent").await.status.as_u16(), 200);
-    assert_eq!(outbox_row(&app, third).1, None);
+    assert_eq!(outbox_row(&app, third).await.1, None);
 
     assert_eq!(callback(9_999, "SMx", "sent").await.status.as_u16(), 404);
     let path = "/sms/status?delivery=abc";
@@ -864,30 +815,42 @@ async fn concurrent_inbound_loses_and_duplicates_nothing() {
     for t in tasks {
         t.await.expect("task");
     }
-    let stored = count(
-        &app,
-        "SELECT count(*) FROM messages WHERE body LIKE 'message %'",
-    );
+    let conversations = app.conversations(1, 10).await;
+    let ours = |m: &&convo_core::Message| m.body.starts_with("message ");
+    let messages: Vec<&convo_core::Message> = conversations
+        .iter()
+        .flat_map(|c| c.messages.iter())
+        .filter(ours)
+        .collect();
+    let stored = messages.len();
     assert_eq!(stored, 100);
-    let distinct = count(
-        &app,
-        "SELECT count(DISTINCT body) FROM messages WHERE body LIKE 'message %'",
-    );
+    let mut bodies: Vec<&str> = messages.iter().map(|m| m.body.as_str()).collect();
+    bodies.sort_unstable();
+    bodies.dedup();
+    let distinct = bodies.len();
     assert_eq!(distinct, 100);
     // One conversation per new number, one new patient each; Ana's 60 in conversation 1000.
-    let in_1000 = count(
-        &app,
-        "SELECT count(*) FROM messages WHERE conversation_id = 1000 AND body LIKE 'message %'",
-    );
+    let in_1000 = messages
+        .iter()
+        .filter(|m| m.conversation_id == 1000)
+        .count();
     assert_eq!(in_1000, 60);
-    let non_patients = count(
-        &app,
-        "SELECT count(*) FROM patients WHERE bio LIKE '%non_patient\":true%'",
-    );
+    let non_patients = conversations
+        .iter()
+        .filter(|c| c.patient.bio.contains(r#""non_patient":true"#))
+        .count();
     assert_eq!(non_patients, 40);
     // Ids follow arrival: within a conversation, newer id never means older time.
-    let disorder = count(&app, "SELECT count(*) FROM messages a JOIN messages b
-               ON a.conversation_id = b.conversation_id AND a.id < b.id AND a.created_at > b.created_at");
+    let disorder = conversations
+        .iter()
+        .flat_map(|c| {
+            c.messages.iter().flat_map(move |a| {
+                c.messages
+                    .iter()
+                    .filter(move |b| a.id < b.id && a.created_at > b.created_at)
+            })
+        })
+        .count();
     assert_eq!(disorder, 0);
     // The list agrees: conversation 1000's activity is its newest message.
     let list = app
@@ -965,10 +928,21 @@ async fn inbound_from_many_sockets_at_once_is_all_stored() {
             "{statuses:?}"
         );
     }
-    let stored = count(
-        &app,
-        "SELECT count(DISTINCT body) FROM messages WHERE conversation_id = 1000 AND body LIKE 'socket %'",
-    );
+    let thread = app
+        .conversations(1, 10)
+        .await
+        .into_iter()
+        .find(|c| c.id == 1000)
+        .expect("conversation 1000");
+    let mut bodies: Vec<&str> = thread
+        .messages
+        .iter()
+        .map(|m| m.body.as_str())
+        .filter(|b| b.starts_with("socket "))
+        .collect();
+    bodies.sort_unstable();
+    bodies.dedup();
+    let stored = bodies.len();
     assert_eq!(stored, 80);
     let _ = stop.send(());
     server.await.expect("server").expect("serve");
@@ -989,7 +963,7 @@ async fn a_retried_send_with_its_idempotency_key_texts_once() {
     let body = send_body(100, 5, "Your crown is ready");
     let first = app.send(keyed_send(&app.token, "send-7f3a", &body)).await;
     assert_eq!(first.status.as_u16(), 201, "{}", first.text);
-    let written = snapshot(&app);
+    let written = app.snapshot().await;
     // The client never saw the answer and retries, several times at once.
     let mut retries = Vec::new();
     for _ in 0..8 {
@@ -1009,7 +983,11 @@ async fn a_retried_send_with_its_idempotency_key_texts_once() {
         first.json()["data"],
         "the first message"
     );
-    assert_eq!(snapshot(&app), written, "nothing written by the retries");
+    assert_eq!(
+        app.snapshot().await,
+        written,
+        "nothing written by the retries"
+    );
 
     // The same key for a different message is a client bug: 400, nothing written.
     let other = app
@@ -1023,7 +1001,7 @@ async fn a_retried_send_with_its_idempotency_key_texts_once() {
         other.errors(400),
         ["Idempotency-Key was already used for a different message"]
     );
-    assert_eq!(snapshot(&app), written);
+    assert_eq!(app.snapshot().await, written);
 
     // Keys belong to their API key: another key's identical string is a new send.
     let key = app

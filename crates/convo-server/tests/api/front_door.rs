@@ -2,9 +2,7 @@
 //! timeout without delaying anyone, idle keep-alive lasts the idle timeout, connections past the
 //! limit are refused without harming established ones, and a trickled body is cut off.
 
-mod common;
-
-use common::TestApp;
+use crate::common::TestApp;
 use convo_server::{ApiConfig, FrontDoor};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -2,14 +2,14 @@
 //! database cannot be read or its schema is not this build's) and `/metrics` (Prometheus text
 //! with nothing from the data in it).
 
-mod common;
-
+use crate::common::{TestApp, engine, faults};
 use axum::body::Body;
 use axum::http::Request;
-use common::TestApp;
+use convo_core::{Refusal, StoreError};
+use convo_server::ApiConfig;
 use std::collections::BTreeSet;
 
-async fn get_plain(app: &TestApp, uri: &str) -> common::Reply {
+async fn get_plain(app: &TestApp, uri: &str) -> crate::common::Reply {
     app.send(Request::get(uri).body(Body::empty()).expect("request"))
         .await
 }
@@ -25,13 +25,26 @@ async fn healthz_and_readyz_need_no_token() {
     assert_eq!(reply.text, r#"{"status":"ready"}"#);
 }
 
+/// The app on a store whose readiness check answers `error` (each engine's own detection of a
+/// wrong schema or an unreadable database is tested in its crate).
+async fn not_ready(error: fn() -> StoreError) -> TestApp {
+    let (db, faults) = faults::wrap(engine().fresh().await);
+    let app = TestApp::on(db, ApiConfig::default()).await;
+    assert_eq!(get_plain(&app, "/readyz").await.status.as_u16(), 200);
+    faults.fail_ready(error);
+    app
+}
+
 #[tokio::test]
 async fn readyz_is_503_when_the_schema_is_not_this_builds() {
-    let app = TestApp::new().await;
-    rusqlite::Connection::open(app.dir.path().join("test.db"))
-        .expect("open")
-        .pragma_update(None, "user_version", 999)
-        .expect("pragma");
+    let app = not_ready(|| {
+        Refusal::SchemaMismatch {
+            found: 999,
+            expected: 6,
+        }
+        .into()
+    })
+    .await;
     let errors = get_plain(&app, "/readyz").await.errors(503);
     assert_eq!(
         errors,
@@ -41,25 +54,7 @@ async fn readyz_is_503_when_the_schema_is_not_this_builds() {
 
 #[tokio::test]
 async fn readyz_is_503_when_the_database_cannot_be_read() {
-    let app = TestApp::new().await;
-    assert_eq!(get_plain(&app, "/readyz").await.status.as_u16(), 200);
-    // The file and its log emptied, and its shared index zeroed (it is mapped into memory:
-    // shortening it would fault), under the running server: what a disk that lost the data
-    // looks like to SQLite.
-    let db = app.dir.path().join("test.db");
-    for suffix in ["", "-wal", "-shm"] {
-        let mut path = db.clone().into_os_string();
-        path.push(suffix);
-        let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path) else {
-            continue;
-        };
-        if suffix == "-shm" {
-            let len = f.metadata().expect("metadata").len();
-            std::fs::write(&path, vec![0u8; usize::try_from(len).expect("size")]).expect("zero");
-        } else {
-            f.set_len(0).expect("truncate");
-        }
-    }
+    let app = not_ready(|| StoreError::broken("database disk image is malformed")).await;
     let errors = get_plain(&app, "/readyz").await.errors(503);
     assert_eq!(errors, ["The database cannot be read"]);
 }

@@ -1,36 +1,38 @@
-//! One TestApp for the black-box tests: the real router over a temp SQLite file, loaded with a
-//! small fixture whose every timestamp is fixed.
+//! One TestApp for the black-box tests: the real router on a fresh database of the engine under
+//! test (`engine`), loaded with the conformance suite's practice, whose every timestamp is fixed.
+//! Tests observe state through the API and the store traits only.
 #![allow(dead_code)]
+
+mod engine;
+pub mod faults;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
+use convo_core::outbox::{Delivery, DeliveryRecord};
 use convo_core::store::prelude::*;
+use convo_core::{Conversation, ListQuery, MessageQuery, Millis};
 use convo_server::{ApiConfig, AppState, app};
-use convo_store::{SqliteOptions, SqliteStore};
+use convo_store_tests::{Db, Engine};
 use serde_json::Value;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use tempfile::TempDir;
 use tower::ServiceExt;
 
+pub use convo_core::store::import_text;
 /// The practice every HTTP test starts from: the conformance suite's, so both suites speak of
 /// the same records.
-pub use convo_store_tests::fixture::PRACTICE as FIXTURE;
+pub use convo_store_tests::fixture::{PRACTICE as FIXTURE, tenant};
+pub use engine::engine;
 
 pub struct TestApp {
     pub router: Router,
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn Store>,
     pub state: AppState,
     /// A token for a key that may use `acme` only.
     pub token: String,
     pub key_id: i64,
-    /// Statements SQLite has started on any connection of this app's store.
-    pub statements: Arc<AtomicU64>,
-    pub dir: TempDir,
+    _db: Db,
 }
-
-pub use convo_core::store::import_text;
 
 impl TestApp {
     pub async fn new() -> Self {
@@ -38,20 +40,17 @@ impl TestApp {
     }
 
     pub async fn with_config(config: ApiConfig) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let statements = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&statements);
-        let options = SqliteOptions {
-            trace: Some(Arc::new(move |_sql: &str| {
-                counter.fetch_add(1, Ordering::SeqCst);
-            })),
-            readers: 2,
-        };
-        let store = Arc::new(
-            SqliteStore::open(dir.path().join("test.db"), options)
-                .await
-                .expect("open store"),
-        );
+        Self::spawn_with(engine().as_ref(), config).await
+    }
+
+    /// A fresh database of `engine` behind the router.
+    pub async fn spawn_with(engine: &dyn Engine, config: ApiConfig) -> Self {
+        Self::on(engine.fresh().await, config).await
+    }
+
+    /// The router on `db` (a fresh database, possibly wrapped: `faults`).
+    pub async fn on(db: Db, config: ApiConfig) -> Self {
+        let store = db.store.clone();
         import_text(store.as_ref(), FIXTURE)
             .await
             .expect("fixture imports");
@@ -69,9 +68,71 @@ impl TestApp {
             state,
             token,
             key_id: key.id,
-            statements,
-            dir,
+            _db: db,
         }
+    }
+
+    /// A delivery record, as `convo deliveries list` shows it.
+    pub async fn delivery(&self, id: i64) -> DeliveryRecord {
+        self.store
+            .list_deliveries(None, 10_000)
+            .await
+            .expect("deliveries")
+            .into_iter()
+            .find(|d| d.id == id)
+            .unwrap_or_else(|| panic!("no delivery {id}"))
+    }
+
+    /// What the worker would hand the provider now (a worker of its own claims it all).
+    pub async fn outgoing(&self) -> Vec<Delivery> {
+        let worker = self.store.register_worker().await.expect("worker");
+        self.store
+            .claim_deliveries(worker, Millis::now(), 60_000, 1_000)
+            .await
+            .expect("claim")
+    }
+
+    /// Every conversation of a location with every message (up to 100 each).
+    pub async fn conversations(&self, institution: i64, location: i64) -> Vec<Conversation> {
+        let q = ListQuery {
+            limit: 1_000,
+            offset: 0,
+            cursor: None,
+            updated_since: None,
+            messages: Some(MessageQuery {
+                limit: 100,
+                created_since: None,
+                updated_since: None,
+            }),
+        };
+        self.store
+            .list_conversations(&tenant(institution, location), &q)
+            .await
+            .expect("list")
+            .conversations
+    }
+
+    /// Everything a write could touch (every conversation with its patient and messages, every
+    /// delivery's status), for "nothing was written" checks.
+    pub async fn snapshot(&self) -> String {
+        let mut out = String::new();
+        for (institution, location) in [(1, 10), (1, 11), (2, 20)] {
+            let mut all = self.conversations(institution, location).await;
+            all.sort_by_key(|c| c.id);
+            for c in all {
+                out.push_str(&format!("{c:?}\n"));
+            }
+        }
+        let mut deliveries = self
+            .store
+            .list_deliveries(None, 10_000)
+            .await
+            .expect("deliveries");
+        deliveries.sort_by_key(|d| d.id);
+        for d in deliveries {
+            out.push_str(&format!("{} {:?}\n", d.id, d.status));
+        }
+        out
     }
 
     pub async fn send(&self, req: Request<Body>) -> Reply {

@@ -2,18 +2,15 @@
 //! timeouts are retried until delivered; 4xx is recorded as failed and not retried; entries left
 //! by a stopped or crashed server are delivered after the restart, once each.
 
-mod common;
-
+use crate::common::TestApp;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
-use common::TestApp;
 use convo_core::Millis;
 use convo_core::outbox::DeliveryStatus;
-use convo_core::store::prelude::*;
-use convo_server::outbox::{self, RetryPolicy, TwilioProvider};
+use convo_server::outbox::{RetryPolicy, TwilioProvider};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -134,7 +131,8 @@ fn policy() -> RetryPolicy {
     }
 }
 
-/// Starts a worker; dropping the returned sender stops it.
+/// Starts the server as `convo serve` does (`convo_server::run`: the API on a loopback port
+/// and the outbox worker) on the app's state; dropping the returned sender stops both.
 fn start_worker(
     app: &TestApp,
     base_url: &str,
@@ -151,17 +149,23 @@ fn start_worker(
     )
     .expect("provider");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let store = app.store.clone() as Arc<dyn Store>;
-    let wakeup = app.state.outbox.clone();
+    let state = app.state.clone();
     let handle = tokio::spawn(async move {
-        let worker = outbox::Worker::register(store, Arc::new(provider), wakeup, policy())
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
-            .expect("register");
-        worker
-            .run(async move {
-                let _ = stopped.await;
-            })
-            .await;
+            .expect("bind");
+        let server = convo_server::Server {
+            listener,
+            state,
+            door: convo_server::FrontDoor::default(),
+            provider: Arc::new(provider),
+            policy: policy(),
+        };
+        convo_server::run(server, async move {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("run");
     });
     (stop, handle)
 }
@@ -183,8 +187,7 @@ async fn send(app: &TestApp, body: &str) -> i64 {
 /// (status, attempts, provider id, error) of a delivery.
 /// Read through the store's operator view, as `convo deliveries list` does.
 async fn delivery(app: &TestApp, id: i64) -> (String, i64, Option<String>, Option<String>) {
-    let all = app.store.list_deliveries(None, 1_000).await.expect("list");
-    let d = all.into_iter().find(|d| d.id == id).expect("delivery");
+    let d = app.delivery(id).await;
     (
         d.status.as_str().to_string(),
         d.attempts,
@@ -439,15 +442,11 @@ async fn a_heartbeating_owner_keeps_its_claim_and_a_silent_ones_is_taken_over() 
 
 #[tokio::test]
 async fn claims_of_a_batch_that_could_not_be_recorded_are_given_back() {
-    let app = TestApp::new().await;
+    let (db, faults) = crate::common::faults::wrap(crate::common::engine().fresh().await);
+    let app = TestApp::on(db, convo_server::ApiConfig::default()).await;
     let (fake, base) = fake_twilio(&[]).await;
-    let db = || rusqlite::Connection::open(app.dir.path().join("test.db")).expect("open");
     // The database refuses to record the provider's answer (as a full disk would).
-    db().execute_batch(
-        "CREATE TRIGGER refuse_record BEFORE UPDATE OF provider_id ON deliveries
-           WHEN NEW.provider_id IS NOT NULL BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
-    )
-    .expect("trigger");
+    faults.fail_finish(true);
     let (stop, worker) = start_worker(&app, &base);
     let id = send(&app, "recorded on the second try").await;
     for _ in 0..500 {
@@ -457,8 +456,7 @@ async fn claims_of_a_batch_that_could_not_be_recorded_are_given_back() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    db().execute_batch("DROP TRIGGER refuse_record")
-        .expect("drop");
+    faults.fail_finish(false);
     // The live worker gave its claim back, so it claims and sends again (at least once).
     let (_, attempts, provider_id, _) = until(&app, id, "sent").await;
     let requests = fake.seen.lock().expect("lock").len();

@@ -1,0 +1,30 @@
+//! The engine the suite runs on: `CONVO_TEST_ENGINE` names it (`sqlite`, the default). The one
+//! place in the HTTP suite that knows which engines exist.
+
+use convo_store::{SqliteOptions, SqliteStore};
+use convo_store_tests::{Db, Engine};
+use std::sync::Arc;
+
+/// SQLite on a file in a temp directory of its own.
+struct TempSqlite;
+
+#[async_trait::async_trait]
+impl Engine for TempSqlite {
+    async fn fresh(&self) -> Db {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = SqliteOptions {
+            readers: 2,
+            ..SqliteOptions::default()
+        };
+        let path = dir.path().join("test.db");
+        let store = SqliteStore::open(path, options).await.expect("open store");
+        Db::new(Arc::new(store), dir)
+    }
+}
+
+pub fn engine() -> Box<dyn Engine> {
+    match std::env::var("CONVO_TEST_ENGINE").as_deref() {
+        Ok("sqlite") | Err(_) => Box::new(TempSqlite),
+        Ok(other) => panic!("CONVO_TEST_ENGINE={other}: this build's engines are: sqlite"),
+    }
+}
