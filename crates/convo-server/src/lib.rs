@@ -12,6 +12,7 @@ pub mod ratelimit;
 mod routes;
 mod telemetry;
 pub mod twilio;
+mod twiml;
 
 use axum::Router;
 use convo_core::{Secret, Store, StoreError};

@@ -3,7 +3,7 @@
 use crate::AppState;
 use crate::dto::Envelope;
 use crate::error::{ApiError, json_response};
-use crate::extract::check_version;
+use crate::extract::ApiVersion;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header::AUTHORIZATION};
 use axum::response::Response;
@@ -17,10 +17,10 @@ struct TokenData {
 }
 
 pub async fn create(
+    _: ApiVersion,
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    check_version(&headers, state.config.strict_version)?;
     let raw = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

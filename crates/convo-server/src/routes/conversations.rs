@@ -1,24 +1,20 @@
-//! `GET /conversations` (CONTRACT §3).
+//! `GET /conversations` and `GET /conversations/{id}` (CONTRACT §3 and §4).
 
 use crate::AppState;
-use crate::dto::encode_list;
-use crate::dto::{ConversationDto, Envelope};
-use crate::error::json_response;
-use crate::error::{ApiError, json_bytes};
-use crate::extract::tenant;
-use crate::extract::{ApiVersion, BAD_TOKEN, bearer_key, check_version};
+use crate::dto::{ConversationDto, Envelope, encode_list};
+use crate::error::{ApiError, json_bytes, json_response};
+use crate::extract::{ApiVersion, BAD_TOKEN, BearerKey, Scoped};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::response::Response;
-use convo_core::params::{ListParams, ScopedParams, description, parse_int};
+use convo_core::params::{ListParams, description, parse_int};
 
 pub async fn list(
+    version: ApiVersion,
+    BearerKey(key_id): BearerKey,
     State(state): State<AppState>,
-    headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let version = check_version(&headers, state.config.strict_version)?;
-    let key_id = bearer_key(&headers, &state)?;
     let parsed = match version {
         ApiVersion::V2 => ListParams::parse(uri.query()),
         ApiVersion::Cursor => ListParams::parse_cursor(uri.query()),
@@ -48,18 +44,13 @@ pub async fn list(
     Ok(json_bytes(StatusCode::OK, body))
 }
 
-/// `GET /conversations/{id}`: one conversation of the location, with the list's message
-/// parameters.
+/// One conversation of the location, with the list's message parameters.
 pub async fn one(
+    _: ApiVersion,
+    Scoped { tenant, params }: Scoped,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
 ) -> Result<Response, ApiError> {
-    check_version(&headers, state.config.strict_version)?;
-    let key_id = bearer_key(&headers, &state)?;
-    let params = ScopedParams::parse(uri.query(), true);
-    let (tenant, params) = tenant(&state, key_id, params, Vec::new()).await?;
     let missing = || {
         ApiError::NotFound(format!(
             "conversation {id} is not a conversation of this location"

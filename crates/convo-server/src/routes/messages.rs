@@ -3,18 +3,17 @@
 use crate::AppState;
 use crate::dto::{Envelope, MessageDto};
 use crate::error::{ApiError, json_response};
-use crate::extract::{bearer_key, check_version, json_body, tenant};
-use axum::body::Body;
+use crate::extract::{ApiVersion, Checked, ScopedJson};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use convo_core::params::{ScopedParams, description, parse_int};
+use convo_core::params::{description, parse_int};
 use convo_core::write::{IdempotencyKey, NewAttachment, NewMessage, idempotency_key};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SendBody {
+pub struct SendBody {
     message: SendMessage,
 }
 
@@ -42,50 +41,56 @@ struct AttachmentBody {
     url: Option<String>,
 }
 
-/// The body as the client sent it, to the rules of §6 that core holds for every entry point.
-fn validate(m: SendMessage) -> Result<NewMessage, Vec<String>> {
-    let attachment = m.attachment.map(|a| NewAttachment {
-        file_name: a.file_name,
-        content_type: a.content_type,
-        file_size: a.file_size,
-        url: a.url,
-    });
-    NewMessage::parse(m.patient_id, m.user_id, m.body.as_deref(), attachment)
+/// The body to core's rules (shared by every entry point), then the `Idempotency-Key` header,
+/// which is scoped to the API key.
+impl Checked for NewMessage {
+    type Raw = SendBody;
+
+    fn check(
+        raw: Option<SendBody>,
+        headers: &HeaderMap,
+        key_id: i64,
+        errors: &mut Vec<String>,
+    ) -> Option<Self> {
+        let mut message = raw.and_then(|b| {
+            let m = b.message;
+            let attachment = m.attachment.map(|a| NewAttachment {
+                file_name: a.file_name,
+                content_type: a.content_type,
+                file_size: a.file_size,
+                url: a.url,
+            });
+            NewMessage::parse(m.patient_id, m.user_id, m.body.as_deref(), attachment)
+                .map_err(|problems| errors.extend(problems))
+                .ok()
+        });
+        match headers.get("idempotency-key").map(|v| v.to_str()) {
+            None => {}
+            Some(Ok(v)) if idempotency_key(v).is_some() => {
+                if let Some(m) = &mut message {
+                    m.idempotency = Some(IdempotencyKey {
+                        api_key_id: key_id,
+                        key: v.to_string(),
+                    });
+                }
+            }
+            Some(_) => {
+                errors.push("Idempotency-Key must be 1 to 255 visible ASCII characters".into())
+            }
+        }
+        message.filter(|_| errors.is_empty())
+    }
 }
 
 pub async fn send(
+    _: ApiVersion,
     State(state): State<AppState>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Body,
+    ScopedJson {
+        tenant,
+        params,
+        body: message,
+    }: ScopedJson<NewMessage>,
 ) -> Result<Response, ApiError> {
-    check_version(&headers, state.config.strict_version)?;
-    let key_id = bearer_key(&headers, &state)?;
-    let parsed: Result<SendBody, ApiError> =
-        json_body(&headers, body, state.config.body_timeout).await;
-    let (message, mut extra) = match parsed {
-        Ok(b) => match validate(b.message) {
-            Ok(m) => (Some(m), Vec::new()),
-            Err(errors) => (None, errors),
-        },
-        Err(ApiError::BadRequest(errors)) => (None, errors),
-        Err(other) => return Err(other),
-    };
-    let idempotency = match headers.get("idempotency-key").map(|v| v.to_str()) {
-        None => None,
-        Some(Ok(v)) if idempotency_key(v).is_some() => Some(IdempotencyKey {
-            api_key_id: key_id,
-            key: v.to_string(),
-        }),
-        Some(_) => {
-            extra.push("Idempotency-Key must be 1 to 255 visible ASCII characters".into());
-            None
-        }
-    };
-    let params = ScopedParams::parse(uri.query(), false);
-    let (tenant, params) = tenant(&state, key_id, params, extra).await?;
-    let mut message = message.ok_or_else(|| ApiError::Internal("validated body missing".into()))?;
-    message.idempotency = idempotency;
     let written = state.store.send_message(&tenant, message).await?;
     state.outbox_wakeup();
     let description = created(&params.notes);
@@ -106,29 +111,43 @@ fn created(notes: &[String]) -> String {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SeenBody {
+pub struct SeenBody {
     user_id: i64,
 }
 
+/// Who saw the message: a positive user id.
+pub struct Seer(i64);
+
+impl Checked for Seer {
+    type Raw = SeenBody;
+
+    fn check(
+        raw: Option<SeenBody>,
+        _: &HeaderMap,
+        _: i64,
+        errors: &mut Vec<String>,
+    ) -> Option<Self> {
+        match raw {
+            Some(b) if b.user_id >= 1 => Some(Seer(b.user_id)),
+            Some(_) => {
+                errors.push("user_id must be a positive integer".into());
+                None
+            }
+            None => None,
+        }
+    }
+}
+
 pub async fn seen(
+    _: ApiVersion,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Body,
+    ScopedJson {
+        tenant,
+        params,
+        body: Seer(user_id),
+    }: ScopedJson<Seer>,
 ) -> Result<Response, ApiError> {
-    check_version(&headers, state.config.strict_version)?;
-    let key_id = bearer_key(&headers, &state)?;
-    let parsed: Result<SeenBody, ApiError> =
-        json_body(&headers, body, state.config.body_timeout).await;
-    let (user_id, extra) = match parsed {
-        Ok(b) if b.user_id >= 1 => (b.user_id, Vec::new()),
-        Ok(_) => (0, vec!["user_id must be a positive integer".into()]),
-        Err(ApiError::BadRequest(errors)) => (0, errors),
-        Err(other) => return Err(other),
-    };
-    let params = ScopedParams::parse(uri.query(), false);
-    let (tenant, params) = tenant(&state, key_id, params, extra).await?;
     let Some(message_id) = parse_int(&id).filter(|&n| n >= 1) else {
         return Err(ApiError::NotFound(format!(
             "message {id} is not a message of this location"
