@@ -12,7 +12,7 @@ async fn a_version_1_database_migrates_with_its_data() {
     let path = dir.path().join("v1.db");
     {
         let conn = Connection::open(&path).expect("open");
-        conn.execute_batch(include_str!("../src/sqlite/migrations/0001_init.sql"))
+        conn.execute_batch(include_str!("../src/sqlite/schema/0001_init.sql"))
             .expect("v1 schema");
         conn.execute_batch(
             "INSERT INTO institutions VALUES (1, 'acme', 'Acme');

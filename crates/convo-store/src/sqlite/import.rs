@@ -4,12 +4,12 @@
 //! `updated_at` is derived, so it is recomputed at the end for what the file touched rather than
 //! trusted from the file; location counts and activity slices follow by trigger.
 
-use super::{Db, migrations};
+use super::{Db, immediate, phones};
 use convo_core::import::{self, ImportBatch, ImportItem, Record};
 use convo_core::import::{ImportError, ImportSummary};
 use convo_core::tz::Zone;
 use convo_core::{Millis, SenderKind, StoreError};
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::mpsc;
 
 pub(crate) fn run(
@@ -33,9 +33,7 @@ fn apply_all(
     conn: &mut Connection,
     mut items: mpsc::Receiver<ImportBatch>,
 ) -> Result<ImportSummary, ImportError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .db()?;
+    let tx = immediate(conn)?;
     tx.execute_batch(
         "DROP TABLE IF EXISTS temp.import_touched;
          CREATE TEMP TABLE import_touched (id INTEGER PRIMARY KEY);",
@@ -86,32 +84,56 @@ fn refuse<T>(reason: impl Into<String>) -> Result<T, Refusal> {
     Err(Refusal::Reason(reason.into()))
 }
 
-/// The institution owning a row of `table`, if the row exists.
-fn owner(tx: &Transaction, table: &str, id: i64) -> Result<Option<i64>, Refusal> {
-    let sql = match table {
-        "locations" => "SELECT institution_id FROM locations WHERE id = ?1",
-        "patients" => "SELECT institution_id FROM patients WHERE id = ?1",
-        "users" => "SELECT institution_id FROM users WHERE id = ?1",
-        _ => "SELECT id FROM institutions WHERE id = ?1",
-    };
+/// The tables whose rows belong to an institution (an institution to itself).
+#[derive(Clone, Copy)]
+enum Owned {
+    Institution,
+    Location,
+    Patient,
+    User,
+}
+
+impl Owned {
+    const fn owner_sql(self) -> &'static str {
+        match self {
+            Owned::Institution => "SELECT id FROM institutions WHERE id = ?1",
+            Owned::Location => "SELECT institution_id FROM locations WHERE id = ?1",
+            Owned::Patient => "SELECT institution_id FROM patients WHERE id = ?1",
+            Owned::User => "SELECT institution_id FROM users WHERE id = ?1",
+        }
+    }
+
+    const fn name(self) -> &'static str {
+        match self {
+            Owned::Institution => "institution",
+            Owned::Location => "location",
+            Owned::Patient => "patient",
+            Owned::User => "user",
+        }
+    }
+}
+
+/// The institution owning row `id` of `table`, if the row exists.
+fn owner(tx: &Transaction, table: Owned, id: i64) -> Result<Option<i64>, Refusal> {
     Ok(tx
-        .prepare_cached(sql)?
+        .prepare_cached(table.owner_sql())?
         .query_row([id], |r| r.get(0))
         .optional()?)
 }
 
 fn require_institution(tx: &Transaction, id: i64) -> Result<(), Refusal> {
-    match owner(tx, "institutions", id)? {
+    match owner(tx, Owned::Institution, id)? {
         Some(_) => Ok(()),
         None => refuse(format!("institution {id} does not exist")),
     }
 }
 
 /// A same-id record may be rewritten, but not moved to another institution.
-fn not_moved(tx: &Transaction, table: &str, what: &str, id: i64, inst: i64) -> Result<(), Refusal> {
+fn not_moved(tx: &Transaction, table: Owned, id: i64, inst: i64) -> Result<(), Refusal> {
     match owner(tx, table, id)? {
         Some(existing) if existing != inst => refuse(format!(
-            "{what} {id} already belongs to institution {existing}"
+            "{} {id} already belongs to institution {existing}",
+            table.name()
         )),
         _ => Ok(()),
     }
@@ -124,118 +146,137 @@ fn apply(
     summary: &mut ImportSummary,
 ) -> Result<(), Refusal> {
     match record {
-        Record::Institution(r) => {
-            if r.subdomain.trim().is_empty() {
-                return refuse("subdomain may not be empty");
-            }
-            let taken: Option<i64> = tx
-                .prepare_cached("SELECT id FROM institutions WHERE subdomain = ?1 COLLATE NOCASE")?
-                .query_row([&r.subdomain], |row| row.get(0))
-                .optional()?;
-            if let Some(other) = taken.filter(|&o| o != r.id) {
-                return refuse(format!(
-                    "subdomain `{}` is already used by institution {other}",
-                    r.subdomain
-                ));
-            }
-            tx.prepare_cached(
-                "INSERT INTO institutions (id, subdomain, name) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (id) DO UPDATE SET subdomain = excluded.subdomain, name = excluded.name",
-            )?
-            .execute(params![r.id, r.subdomain, r.name])?;
-            summary.institutions += 1;
-        }
-        Record::Location(r) => {
-            require_institution(tx, r.institution_id)?;
-            if Zone::get(&r.tz).is_none() {
-                return refuse(format!("tz `{}` is not an IANA time zone", r.tz));
-            }
-            not_moved(tx, "locations", "location", r.id, r.institution_id)?;
-            tx.prepare_cached(
-                "INSERT INTO locations (id, institution_id, name, tz, phone_number)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, tz = excluded.tz,
-                    phone_number = excluded.phone_number",
-            )?
-            .execute(params![
-                r.id,
-                r.institution_id,
-                r.name,
-                r.tz,
-                r.phone_number
-            ])?;
-            migrations::set_location_phone(tx, r.id, r.phone_number.as_deref())?;
-            summary.locations += 1;
-        }
-        Record::Patient(r) => {
-            require_institution(tx, r.institution_id)?;
-            not_moved(tx, "patients", "patient", r.id, r.institution_id)?;
-            // Absent timestamps mean "the import time", but only the first time: a re-import
-            // keeps what the first one stored, so importing twice changes nothing.
-            tx.prepare_cached(
-                "INSERT INTO patients (id, institution_id, email, first_name, middle_name,
-                    last_name, foreign_id, foreign_id_type, bio, inactive, last_sync_time,
-                    guarantor_id, unsubscribe_sms, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
-                    coalesce(?14, ?16), coalesce(?15, ?16))
-                 ON CONFLICT (id) DO UPDATE SET email = excluded.email,
-                    first_name = excluded.first_name, middle_name = excluded.middle_name,
-                    last_name = excluded.last_name, foreign_id = excluded.foreign_id,
-                    foreign_id_type = excluded.foreign_id_type, bio = excluded.bio,
-                    inactive = excluded.inactive, last_sync_time = excluded.last_sync_time,
-                    guarantor_id = excluded.guarantor_id,
-                    unsubscribe_sms = excluded.unsubscribe_sms,
-                    created_at = coalesce(?14, patients.created_at),
-                    updated_at = coalesce(?15, patients.updated_at)",
-            )?
-            .execute(params![
-                r.id,
-                r.institution_id,
-                r.email,
-                r.first_name,
-                r.middle_name,
-                r.last_name,
-                r.foreign_id,
-                r.foreign_id_type,
-                r.bio.as_deref().unwrap_or("{}"),
-                r.inactive,
-                r.last_sync_time.map(|t| t.0.0),
-                r.guarantor_id,
-                r.unsubscribe_sms,
-                r.created_at.map(|t| t.0.0),
-                r.updated_at.map(|t| t.0.0),
-                now.0,
-            ])?;
-            migrations::set_patient_phones(
-                tx,
-                r.id,
-                r.institution_id,
-                r.bio.as_deref().unwrap_or("{}"),
-            )?;
-            summary.patients += 1;
-        }
-        Record::User(r) => {
-            require_institution(tx, r.institution_id)?;
-            not_moved(tx, "users", "user", r.id, r.institution_id)?;
-            tx.prepare_cached(
-                "INSERT INTO users (id, institution_id, first_name, last_name, email, image)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (id) DO UPDATE SET first_name = excluded.first_name,
-                    last_name = excluded.last_name, email = excluded.email, image = excluded.image",
-            )?
-            .execute(params![
-                r.id,
-                r.institution_id,
-                r.first_name,
-                r.last_name,
-                r.email,
-                r.image
-            ])?;
-            summary.users += 1;
-        }
-        Record::Conversation(r) => conversation(tx, r, summary)?,
-        Record::Message(r) => message(tx, r, summary)?,
+        Record::Institution(r) => institution(tx, r, summary),
+        Record::Location(r) => location(tx, r, summary),
+        Record::Patient(r) => patient(tx, r, now, summary),
+        Record::User(r) => user(tx, r, summary),
+        Record::Conversation(r) => conversation(tx, r, summary),
+        Record::Message(r) => message(tx, r, summary),
     }
+}
+
+fn institution(
+    tx: &Transaction,
+    r: import::Institution,
+    summary: &mut ImportSummary,
+) -> Result<(), Refusal> {
+    if r.subdomain.trim().is_empty() {
+        return refuse("subdomain may not be empty");
+    }
+    let taken: Option<i64> = tx
+        .prepare_cached("SELECT id FROM institutions WHERE subdomain = ?1 COLLATE NOCASE")?
+        .query_row([&r.subdomain], |row| row.get(0))
+        .optional()?;
+    if let Some(other) = taken.filter(|&o| o != r.id) {
+        return refuse(format!(
+            "subdomain `{}` is already used by institution {other}",
+            r.subdomain
+        ));
+    }
+    tx.prepare_cached(
+        "INSERT INTO institutions (id, subdomain, name) VALUES (?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET subdomain = excluded.subdomain, name = excluded.name",
+    )?
+    .execute(params![r.id, r.subdomain, r.name])?;
+    summary.institutions += 1;
+    Ok(())
+}
+
+fn location(
+    tx: &Transaction,
+    r: import::Location,
+    summary: &mut ImportSummary,
+) -> Result<(), Refusal> {
+    require_institution(tx, r.institution_id)?;
+    if Zone::get(&r.tz).is_none() {
+        return refuse(format!("tz `{}` is not an IANA time zone", r.tz));
+    }
+    not_moved(tx, Owned::Location, r.id, r.institution_id)?;
+    tx.prepare_cached(
+        "INSERT INTO locations (id, institution_id, name, tz, phone_number)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, tz = excluded.tz,
+                phone_number = excluded.phone_number",
+    )?
+    .execute(params![
+        r.id,
+        r.institution_id,
+        r.name,
+        r.tz,
+        r.phone_number
+    ])?;
+    phones::set_location_phone(tx, r.id, r.phone_number.as_deref())?;
+    summary.locations += 1;
+    Ok(())
+}
+
+fn patient(
+    tx: &Transaction,
+    r: import::Patient,
+    now: Millis,
+    summary: &mut ImportSummary,
+) -> Result<(), Refusal> {
+    require_institution(tx, r.institution_id)?;
+    not_moved(tx, Owned::Patient, r.id, r.institution_id)?;
+    // Absent timestamps mean "the import time", but only the first time: a re-import
+    // keeps what the first one stored, so importing twice changes nothing.
+    tx.prepare_cached(
+        "INSERT INTO patients (id, institution_id, email, first_name, middle_name,
+                last_name, foreign_id, foreign_id_type, bio, inactive, last_sync_time,
+                guarantor_id, unsubscribe_sms, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+                coalesce(?14, ?16), coalesce(?15, ?16))
+             ON CONFLICT (id) DO UPDATE SET email = excluded.email,
+                first_name = excluded.first_name, middle_name = excluded.middle_name,
+                last_name = excluded.last_name, foreign_id = excluded.foreign_id,
+                foreign_id_type = excluded.foreign_id_type, bio = excluded.bio,
+                inactive = excluded.inactive, last_sync_time = excluded.last_sync_time,
+                guarantor_id = excluded.guarantor_id,
+                unsubscribe_sms = excluded.unsubscribe_sms,
+                created_at = coalesce(?14, patients.created_at),
+                updated_at = coalesce(?15, patients.updated_at)",
+    )?
+    .execute(params![
+        r.id,
+        r.institution_id,
+        r.email,
+        r.first_name,
+        r.middle_name,
+        r.last_name,
+        r.foreign_id,
+        r.foreign_id_type,
+        r.bio.as_deref().unwrap_or("{}"),
+        r.inactive,
+        r.last_sync_time.map(|t| t.0.0),
+        r.guarantor_id,
+        r.unsubscribe_sms,
+        r.created_at.map(|t| t.0.0),
+        r.updated_at.map(|t| t.0.0),
+        now.0,
+    ])?;
+    phones::set_patient_phones(tx, r.id, r.institution_id, r.bio.as_deref().unwrap_or("{}"))?;
+    summary.patients += 1;
+    Ok(())
+}
+
+fn user(tx: &Transaction, r: import::User, summary: &mut ImportSummary) -> Result<(), Refusal> {
+    require_institution(tx, r.institution_id)?;
+    not_moved(tx, Owned::User, r.id, r.institution_id)?;
+    tx.prepare_cached(
+        "INSERT INTO users (id, institution_id, first_name, last_name, email, image)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (id) DO UPDATE SET first_name = excluded.first_name,
+                last_name = excluded.last_name, email = excluded.email, image = excluded.image",
+    )?
+    .execute(params![
+        r.id,
+        r.institution_id,
+        r.first_name,
+        r.last_name,
+        r.email,
+        r.image
+    ])?;
+    summary.users += 1;
     Ok(())
 }
 
@@ -244,10 +285,10 @@ fn conversation(
     r: import::Conversation,
     summary: &mut ImportSummary,
 ) -> Result<(), Refusal> {
-    let Some(loc_inst) = owner(tx, "locations", r.location_id)? else {
+    let Some(loc_inst) = owner(tx, Owned::Location, r.location_id)? else {
         return refuse(format!("location {} does not exist", r.location_id));
     };
-    let Some(pat_inst) = owner(tx, "patients", r.patient_id)? else {
+    let Some(pat_inst) = owner(tx, Owned::Patient, r.patient_id)? else {
         return refuse(format!("patient {} does not exist", r.patient_id));
     };
     if loc_inst != pat_inst {
@@ -307,7 +348,7 @@ fn message(
         return refuse(format!("conversation {} does not exist", r.conversation_id));
     };
     let user_of_institution = |id: i64, role: &str| -> Result<(), Refusal> {
-        match owner(tx, "users", id)? {
+        match owner(tx, Owned::User, id)? {
             Some(i) if i == inst => Ok(()),
             Some(i) => refuse(format!(
                 "{role} user {id} belongs to institution {i}, not {inst}"

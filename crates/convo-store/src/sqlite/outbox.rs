@@ -1,9 +1,9 @@
 //! The outbox: deliveries the worker claims, attempts, and provider status callbacks.
 
-use super::Db;
+use super::{Db, immediate};
 use convo_core::outbox::{Attempt, Delivery, DeliveryRecord, DeliveryStatus, OutboxStats};
 use convo_core::{Millis, Missing, Refusal, StoreError};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 /// Rows a worker may claim: due, and free or held by an owner that stopped heartbeating.
 /// (`?1` now, `?3` the oldest heartbeat still alive.)
@@ -18,9 +18,7 @@ macro_rules! claimable {
 /// A new claim owner. One process owns a SQLite database (the caller holds the file's lock),
 /// so every claim of an earlier owner is its to take back: a restart resends at once.
 pub(crate) fn register_worker(conn: &mut Connection, now: Millis) -> Result<i64, StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .db()?;
+    let tx = immediate(conn)?;
     let taken = tx
         .execute(
             "UPDATE deliveries SET claimed_by = NULL, claimed_at = NULL
@@ -64,9 +62,7 @@ pub(crate) fn heartbeat(conn: &mut Connection, worker: i64, now: Millis) -> Resu
 }
 
 pub(crate) fn retire(conn: &mut Connection, worker: i64) -> Result<(), StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .db()?;
+    let tx = immediate(conn)?;
     tx.execute(
         "UPDATE deliveries SET claimed_by = NULL, claimed_at = NULL WHERE claimed_by = ?1",
         [worker],
@@ -84,9 +80,7 @@ pub(crate) fn claim(
     stale_ms: i64,
     limit: i64,
 ) -> Result<Vec<Delivery>, StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .db()?;
+    let tx = immediate(conn)?;
     let alive_since = now.0.saturating_sub(stale_ms);
     // A patient who texted STOP while a send waited (a provider outage, a backoff) must not
     // get it: carriers and the law treat a text after an opt-out as a violation.
@@ -287,9 +281,7 @@ pub(crate) fn list(
 }
 
 pub(crate) fn retry(conn: &mut Connection, id: i64, now: Millis) -> Result<(), StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .db()?;
+    let tx = immediate(conn)?;
     let found: Option<(String, bool)> = tx
         .prepare_cached(
             "SELECT d.status, p.unsubscribe_sms FROM deliveries d

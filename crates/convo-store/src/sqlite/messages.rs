@@ -1,74 +1,55 @@
-//! The write side (CONTRACT §6): staff sends, seen, inbound SMS. Each is one IMMEDIATE
-//! transaction on the writer connection that also moves the conversation's `updated_at` (the
-//! activity slices and counts follow by trigger), so a polling client sees the write at once.
+//! Staff sends and seen (CONTRACT §6), and the steps every message write shares. Each write is
+//! one IMMEDIATE transaction on the writer connection that also moves the conversation's
+//! `updated_at` (the activity slices and counts follow by trigger), so a polling client sees the
+//! write at once.
 
-use super::list::{
-    ONE_CONVERSATION_SQL, ONE_MESSAGE_SQL, attach_messages, conversation_from, message_from,
-};
-use super::{Db, migrations};
-use convo_core::phone::{bio_phones, e164};
-use convo_core::write::{
-    IdempotencyKey, InboundOutcome, InboundSms, Keyword, NewAttachment, NewMessage, keyword,
-};
-use convo_core::{
-    Conversation, Message, MessageQuery, Millis, Missing, Refusal, StoreError, TenantCtx,
-};
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use super::rows::{ONE_MESSAGE_SQL, message_from};
+use super::{Db, immediate};
+use convo_core::phone::bio_phones;
+use convo_core::write::{IdempotencyKey, NewAttachment, NewMessage};
+use convo_core::{Message, Millis, Missing, Refusal, StoreError, TenantCtx};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-fn refuse<T>(refusal: Refusal) -> Result<T, StoreError> {
+pub(crate) fn refuse<T>(refusal: Refusal) -> Result<T, StoreError> {
     Err(StoreError::Refused(refusal))
 }
 
-pub(crate) fn get_conversation(
-    conn: &mut Connection,
-    tenant: &TenantCtx,
-    id: i64,
-    messages: Option<&MessageQuery>,
-) -> Result<Option<Conversation>, StoreError> {
-    let tx = conn.transaction().db()?;
-    let found = tx
-        .prepare_cached(ONE_CONVERSATION_SQL)
-        .db()?
-        .query_row(
-            params![tenant.institution_id(), tenant.location_id(), id],
-            conversation_from,
-        )
-        .optional()
-        .db()?;
-    let Some(conversation) = found else {
-        return Ok(None);
-    };
-    let mut one = [conversation];
-    if let Some(q) = messages {
-        attach_messages(&tx, &mut one, q)?;
-    }
-    tx.commit().db()?;
-    let [conversation] = one;
-    Ok(Some(conversation))
-}
-
-fn load_message(tx: &Transaction, id: i64) -> Result<Message, StoreError> {
+pub(crate) fn load_message(tx: &Transaction, id: i64) -> Result<Message, StoreError> {
     tx.prepare_cached(ONE_MESSAGE_SQL)
         .db()?
         .query_row([id], message_from)
         .db()
 }
 
-/// The next free id of a table keyed by integer ids that clients also import.
-fn next_id(tx: &Transaction, table: &str) -> Result<i64, StoreError> {
-    let sql = match table {
-        "messages" => "SELECT coalesce(max(id), 0) + 1 FROM messages",
-        "conversations" => "SELECT coalesce(max(id), 0) + 1 FROM conversations",
-        _ => "SELECT coalesce(max(id), 0) + 1 FROM patients",
-    };
-    tx.prepare_cached(sql)
+/// The tables whose integer ids clients also import: new rows take the next id after every
+/// imported one, so imports and writes share one id space.
+#[derive(Clone, Copy)]
+pub(crate) enum IdTable {
+    Messages,
+    Conversations,
+    Patients,
+}
+
+impl IdTable {
+    const fn next_sql(self) -> &'static str {
+        match self {
+            IdTable::Messages => "SELECT coalesce(max(id), 0) + 1 FROM messages",
+            IdTable::Conversations => "SELECT coalesce(max(id), 0) + 1 FROM conversations",
+            IdTable::Patients => "SELECT coalesce(max(id), 0) + 1 FROM patients",
+        }
+    }
+}
+
+/// The next free id of `table` (the writer is the only one, so it stays free until commit).
+pub(crate) fn next_id(tx: &Transaction, table: IdTable) -> Result<i64, StoreError> {
+    tx.prepare_cached(table.next_sql())
         .db()?
         .query_row([], |r| r.get(0))
         .db()
 }
 
 /// The conversation of (location, patient), created at `now` if there is none yet.
-fn conversation_for(
+pub(crate) fn conversation_for(
     tx: &Transaction,
     tenant: (i64, i64),
     patient_id: i64,
@@ -84,7 +65,7 @@ fn conversation_for(
     if let Some(id) = existing {
         return Ok(id);
     }
-    let id = next_id(tx, "conversations")?;
+    let id = next_id(tx, IdTable::Conversations)?;
     tx.prepare_cached(
         "INSERT INTO conversations (id, institution_id, location_id, patient_id, created_at,
             updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
@@ -96,7 +77,7 @@ fn conversation_for(
 }
 
 /// Last activity moves forward only: an out-of-order write never hides newer activity.
-fn touch(tx: &Transaction, conversation_id: i64, at: Millis) -> Result<(), StoreError> {
+pub(crate) fn touch(tx: &Transaction, conversation_id: i64, at: Millis) -> Result<(), StoreError> {
     tx.prepare_cached("UPDATE conversations SET updated_at = max(updated_at, ?2) WHERE id = ?1")
         .db()?
         .execute(params![conversation_id, at.0])
@@ -104,18 +85,20 @@ fn touch(tx: &Transaction, conversation_id: i64, at: Millis) -> Result<(), Store
     Ok(())
 }
 
-struct Row<'a> {
-    id: i64,
-    conversation_id: i64,
-    body: &'a str,
-    at: Millis,
-    sender: (&'static str, Option<i64>),
-    attachment: Option<&'a NewAttachment>,
-    sms_msg_id: Option<i64>,
-    is_custom_reminder_response: bool,
+/// A new message row: what a send or an inbound SMS writes.
+pub(crate) struct MessageRow<'a> {
+    pub id: i64,
+    pub conversation_id: i64,
+    pub body: &'a str,
+    pub at: Millis,
+    /// `sender_type` and `sender_id`.
+    pub sender: (&'static str, Option<i64>),
+    pub attachment: Option<&'a NewAttachment>,
+    pub sms_msg_id: Option<i64>,
+    pub is_custom_reminder_response: bool,
 }
 
-fn insert_message(tx: &Transaction, m: &Row) -> Result<(), StoreError> {
+pub(crate) fn insert_message(tx: &Transaction, m: &MessageRow) -> Result<(), StoreError> {
     let a = m.attachment;
     tx.prepare_cached(
         "INSERT INTO messages (id, conversation_id, body, created_at, updated_at, sender_type,
@@ -165,9 +148,7 @@ pub(crate) fn send(
     now: Millis,
 ) -> Result<Message, StoreError> {
     let (inst, loc) = (tenant.institution_id(), tenant.location_id());
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .db()?;
+    let tx = immediate(conn)?;
     if let Some(key) = &m.idempotency
         && let Some(first) = replay(&tx, (inst, loc), &m, key)?
     {
@@ -201,7 +182,7 @@ pub(crate) fn send(
         return refuse(Refusal::NoLocationPhone);
     };
     let conversation_id = conversation_for(&tx, (inst, loc), m.patient_id, now)?;
-    let id = next_id(&tx, "messages")?;
+    let id = next_id(&tx, IdTable::Messages)?;
     let media_url = m.attachment.as_ref().and_then(|a| a.url.clone());
     tx.prepare_cached(
         "INSERT INTO deliveries (message_id, institution_id, location_id, to_number, from_number,
@@ -214,7 +195,7 @@ pub(crate) fn send(
     let delivery_id = tx.last_insert_rowid();
     insert_message(
         &tx,
-        &Row {
+        &MessageRow {
             id,
             conversation_id,
             body: &m.body,
@@ -240,7 +221,7 @@ pub(crate) fn send(
     Ok(message)
 }
 
-/// The message a key already sent, when this is the same send again; `Invalid` when the key
+/// The message a key already sent, when this is the same send again; refused when the key
 /// was used for a different one (a client bug that must not pass silently).
 fn replay(
     tx: &Transaction,
@@ -257,8 +238,10 @@ fn replay(
     let Some(id) = sent else {
         return Ok(None);
     };
-    type Sent = (i64, i64, i64, Option<i64>, String, Option<String>);
-    let first: Sent = tx
+    // Institution, location, patient, sender, body and attachment URL: what makes it the same
+    // send.
+    type SameSend = (i64, i64, i64, Option<i64>, String, Option<String>);
+    let first: SameSend = tx
         .prepare_cached(
             "SELECT c.institution_id, c.location_id, c.patient_id, m.sender_id, m.body,
                     m.attachment_url
@@ -278,7 +261,7 @@ fn replay(
             ))
         })
         .db()?;
-    let again: Sent = (
+    let again: SameSend = (
         inst,
         loc,
         m.patient_id,
@@ -300,9 +283,7 @@ pub(crate) fn seen(
     now: Millis,
 ) -> Result<Message, StoreError> {
     let (inst, loc) = (tenant.institution_id(), tenant.location_id());
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .db()?;
+    let tx = immediate(conn)?;
     let found: Option<(i64, String, i64)> = tx
         .prepare_cached(
             "SELECT m.conversation_id, m.seen_by, m.created_at
@@ -337,157 +318,4 @@ pub(crate) fn seen(
     let message = load_message(&tx, message_id)?;
     tx.commit().db()?;
     Ok(message)
-}
-
-/// Among patients sharing a number, the family's guarantor, else the lowest id.
-fn pick_patient(matches: &[(i64, Option<i64>)]) -> Option<i64> {
-    let guarantor = matches.iter().map(|&(id, _)| id).find(|id| {
-        matches
-            .iter()
-            .any(|&(other, g)| other != *id && g == Some(*id))
-    });
-    guarantor.or_else(|| matches.iter().map(|&(id, _)| id).min())
-}
-
-pub(crate) fn receive(
-    conn: &mut Connection,
-    sms: InboundSms,
-    now: Millis,
-) -> Result<InboundOutcome, StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .db()?;
-    let word = keyword(&sms.body);
-    let seen: Option<(i64, i64)> = tx
-        .prepare_cached(
-            "SELECT s.message_id, m.conversation_id FROM inbound_sids s
-               JOIN messages m INDEXED BY messages_id ON m.id = s.message_id
-              WHERE s.sid = ?1",
-        )
-        .db()?
-        .query_row([&sms.sid], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()
-        .db()?;
-    if let Some((message_id, conversation_id)) = seen {
-        return Ok(InboundOutcome {
-            message_id,
-            conversation_id,
-            duplicate: true,
-            keyword: word,
-        });
-    }
-    let location: Option<(i64, i64)> = match e164(&sms.to) {
-        Some(to) => tx
-            .prepare_cached(
-                "SELECT id, institution_id FROM locations WHERE phone_e164 = ?1
-                 ORDER BY id LIMIT 1",
-            )
-            .db()?
-            .query_row([to], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()
-            .db()?,
-        None => None,
-    };
-    let Some((loc, inst)) = location else {
-        return Err(Missing::LocationNumber.into());
-    };
-    let Some(from) = e164(&sms.from) else {
-        return refuse(Refusal::FromNotAPhone);
-    };
-    let matches: Vec<(i64, Option<i64>)> = tx
-        .prepare_cached(
-            "SELECT p.id, p.guarantor_id FROM patient_phones pp
-               JOIN patients p ON p.id = pp.patient_id
-              WHERE pp.institution_id = ?1 AND pp.phone = ?2",
-        )
-        .db()?
-        .query_map(params![inst, from], |r| Ok((r.get(0)?, r.get(1)?)))
-        .db()?
-        .collect::<Result<_, _>>()
-        .db()?;
-    let patient_id = match pick_patient(&matches) {
-        Some(id) => id,
-        None => {
-            let id = next_id(&tx, "patients")?;
-            let bio =
-                serde_json::json!({"cell_phone_number": sms.from.trim(), "non_patient": true})
-                    .to_string();
-            tx.prepare_cached(
-                "INSERT INTO patients (id, institution_id, bio, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?4)",
-            )
-            .db()?
-            .execute(params![id, inst, bio, now.0])
-            .db()?;
-            migrations::set_patient_phones(&tx, id, inst, &bio).db()?;
-            id
-        }
-    };
-    if let Some(word) = word {
-        // Every patient of the institution texting from this number: a family shares one.
-        tx.prepare_cached(
-            "UPDATE patients SET unsubscribe_sms = ?3, updated_at = ?4
-              WHERE id IN (SELECT patient_id FROM patient_phones
-                            WHERE institution_id = ?1 AND phone = ?2)
-                AND unsubscribe_sms IS NOT ?3",
-        )
-        .db()?
-        .execute(params![inst, from, word == Keyword::OptOut, now.0])
-        .db()?;
-    }
-    let conversation_id = conversation_for(&tx, (inst, loc), patient_id, now)?;
-    let previous: Option<String> = tx
-        .prepare_cached(
-            "SELECT sender_type FROM messages NOT INDEXED WHERE conversation_id = ?1
-             ORDER BY created_at DESC, id DESC LIMIT 1",
-        )
-        .db()?
-        .query_row([conversation_id], |r| r.get(0))
-        .optional()
-        .db()?;
-    let id = next_id(&tx, "messages")?;
-    insert_message(
-        &tx,
-        &Row {
-            id,
-            conversation_id,
-            body: &sms.body,
-            at: now,
-            sender: ("Patient", Some(patient_id)),
-            attachment: sms.media.as_ref(),
-            sms_msg_id: None,
-            is_custom_reminder_response: previous.as_deref() == Some("System"),
-        },
-    )?;
-    tx.prepare_cached("INSERT INTO inbound_sids (sid, message_id) VALUES (?1, ?2)")
-        .db()?
-        .execute(params![sms.sid, id])
-        .db()?;
-    touch(&tx, conversation_id, now)?;
-    tx.commit().db()?;
-    Ok(InboundOutcome {
-        message_id: id,
-        conversation_id,
-        duplicate: false,
-        keyword: word,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::pick_patient;
-
-    #[test]
-    fn a_shared_number_goes_to_the_guarantor_else_the_lowest_id() {
-        assert_eq!(pick_patient(&[]), None);
-        assert_eq!(pick_patient(&[(7, None)]), Some(7));
-        assert_eq!(pick_patient(&[(9, None), (4, None)]), Some(4));
-        // 9 is the guarantor of 4 and 12.
-        assert_eq!(
-            pick_patient(&[(4, Some(9)), (9, None), (12, Some(9))]),
-            Some(9)
-        );
-        // A guarantor outside the matches does not count.
-        assert_eq!(pick_patient(&[(5, Some(1)), (6, Some(1))]), Some(5));
-    }
 }

@@ -1,9 +1,9 @@
 use super::*;
 use crate::{SqliteOptions, SqliteStore};
-use convo_core::Maintenance;
 use convo_core::cursor::CursorPaging;
 use convo_core::dataset::{Plan, Spec};
 use convo_core::tz::Zone;
+use convo_core::{Maintenance, Millis};
 use rusqlite::StatementStatus;
 
 /// A generated practice group with planner statistics, and a reader opened exactly as the
@@ -146,4 +146,32 @@ async fn a_backward_page_walks_only_its_own_rows() {
     for (name, n) in counted {
         assert!(n < 2_000, "{name}: {n} steps ({counted:?})");
     }
+}
+
+/// The slice width is written out in SQL (the ranged count, the 0002 migration's triggers):
+/// every copy must be `SLICE_BITS`, or counts drift from the slices silently.
+#[test]
+fn every_copy_of_the_slice_width_agrees() {
+    let shifts = |sql: &str| -> Vec<u32> {
+        sql.split(">>")
+            .skip(1)
+            .chain(sql.split("<<").skip(1))
+            .map(|rest| {
+                let digits: String = rest
+                    .trim_start()
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                digits.parse().expect("a shift by a number")
+            })
+            .collect()
+    };
+    let triggers = include_str!("../schema/0002_activity_buckets.sql");
+    for sql in [COUNT_SINCE_SQL, triggers] {
+        let found = shifts(sql);
+        assert!(!found.is_empty());
+        assert!(found.iter().all(|&s| s == SLICE_BITS), "{found:?}");
+    }
+    let mask = (1_i64 << SLICE_BITS) - 1;
+    assert!(COUNT_SINCE_SQL.contains(&mask.to_string()));
 }

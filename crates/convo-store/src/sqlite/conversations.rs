@@ -1,0 +1,298 @@
+//! `GET /conversations`: a constant number of statements whatever the page size.
+//!
+//! 1. the page: activity slices skip whole stretches of the order by their counts, then
+//!    OFFSET/LIMIT walks the covering list index only inside the slice where the page begins,
+//!    then the patient join;
+//! 2. the newest N messages of every conversation on the page, in one statement that runs an
+//!    `ORDER BY … LIMIT` range scan per conversation;
+//! 3. the count: kept on the location row, or a range count when `updated_since` filters.
+
+use super::Db;
+use super::cursors::{AFTER_SQL, BEFORE_SQL, NEWER_SQL, OLDER_SQL, cursor_page};
+use super::rows::{
+    ONE_CONVERSATION_SQL, ONE_MESSAGE_SQL, conversation_columns, conversation_from,
+    message_columns, message_from, sender_joins,
+};
+use convo_core::{
+    Conversation, ConversationPage, ListQuery, MessageQuery, Paging, StoreError, TenantCtx,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+macro_rules! page_sql {
+    ($filter:literal) => {
+        concat!(
+            conversation_columns!(),
+            "
+             FROM (SELECT id FROM conversations
+                   WHERE institution_id = ?1 AND location_id = ?2 ",
+            $filter,
+            "
+                   ORDER BY updated_at DESC, id DESC LIMIT ?3 OFFSET ?4) AS pg
+             JOIN conversations c ON c.id = pg.id
+             JOIN patients p ON p.id = c.patient_id AND p.institution_id = ?1
+             ORDER BY c.updated_at DESC, c.id DESC"
+        )
+    };
+}
+
+// ?6 is the newest `updated_at` the page can start at (the end of its first slice).
+pub(crate) const PAGE_SQL: &str = page_sql!("AND ?5 IS NULL AND updated_at <= ?6");
+pub(crate) const PAGE_SINCE_SQL: &str = page_sql!("AND updated_at >= ?5 AND updated_at <= ?6");
+
+/// The width of an activity slice is 2^SLICE_BITS ms (must match the 0002 migration).
+const SLICE_BITS: u32 = 25;
+
+pub(crate) const SLICES_SQL: &str = "SELECT slice, n FROM conversation_activity
+     WHERE institution_id = ?1 AND location_id = ?2 ORDER BY slice DESC";
+
+// Newest N per conversation without a window over whole threads: for each conversation of the
+// page, a correlated subquery finds the N-th newest message's `created_at` (walking N entries of
+// the thread), once, in a materialised CTE; the join then reads the range from there. (Left
+// inline in the join's ON, SQLite re-ran the subquery for every candidate row whenever the
+// range could not start from it — polling spent 0.8 ms there per page.) Rows that tie with the
+// boundary millisecond may exceed N; `attach_messages` cuts them.
+macro_rules! messages_sql {
+    ($access:literal, $outer:literal, $inner:literal) => {
+        concat!(
+            "WITH cv AS MATERIALIZED (
+                SELECT j.key AS pos, j.value AS id, coalesce(
+                    (SELECT created_at FROM messages ",
+            $access,
+            "
+                      WHERE conversation_id = j.value AND created_at >= ?2 ",
+            $inner,
+            "
+                      ORDER BY created_at DESC, id DESC LIMIT 1 OFFSET ?3 - 1),
+                    ?2) AS lo
+                FROM json_each(?1) AS j)
+             ",
+            message_columns!(),
+            "
+             FROM cv
+             CROSS JOIN messages m ",
+            $access,
+            "
+                ON m.conversation_id = cv.id ",
+            $outer,
+            " AND m.created_at >= cv.lo",
+            sender_joins!(),
+            "
+             ORDER BY cv.pos, m.created_at DESC, m.id DESC"
+        )
+    };
+}
+
+/// Newest N per conversation, from the newest end of each thread (NOT INDEXED: the table's own
+/// key is the thread order).
+pub(crate) const MESSAGES_SQL: &str = messages_sql!("NOT INDEXED", "AND ?4 IS NULL", "");
+
+/// Polling (`updated_since`): only the messages updated since then are candidates, found
+/// through the updated index, so the work is what changed rather than the thread's length.
+pub(crate) const MESSAGES_UPDATED_SQL: &str = messages_sql!(
+    "INDEXED BY messages_updated",
+    "AND m.updated_at >= ?4",
+    "AND updated_at >= ?4"
+);
+
+const COUNT_SQL: &str =
+    "SELECT conversation_count FROM locations WHERE id = ?2 AND institution_id = ?1";
+/// Whole slices newer than `since`'s own, plus a range count inside that one slice.
+pub(crate) const COUNT_SINCE_SQL: &str = "SELECT coalesce((SELECT sum(n) FROM conversation_activity
+        WHERE institution_id = ?1 AND location_id = ?2 AND slice > ?3 >> 25), 0)
+     + (SELECT count(*) FROM conversations
+        WHERE institution_id = ?1 AND location_id = ?2
+          AND updated_at >= ?3 AND updated_at <= ((?3 >> 25) << 25) | 33554431)";
+
+/// The statements one list request runs, for query-plan checks.
+pub fn hot_statements() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("page", PAGE_SQL),
+        ("page updated_since", PAGE_SINCE_SQL),
+        ("cursor after", AFTER_SQL),
+        ("cursor before", BEFORE_SQL),
+        ("cursor newer", NEWER_SQL),
+        ("cursor older", OLDER_SQL),
+        ("messages", MESSAGES_SQL),
+        ("messages updated_since", MESSAGES_UPDATED_SQL),
+        ("count", COUNT_SQL),
+        ("count updated_since", COUNT_SINCE_SQL),
+        ("slices", SLICES_SQL),
+        ("one conversation", ONE_CONVERSATION_SQL),
+        ("one message", ONE_MESSAGE_SQL),
+        ("access", super::keys::ACCESS_SQL),
+    ]
+}
+
+/// Fills `conversations[..].messages` with one statement for the whole page.
+pub(crate) fn attach_messages(
+    conn: &Connection,
+    conversations: &mut [Conversation],
+    q: &MessageQuery,
+) -> Result<(), StoreError> {
+    if conversations.is_empty() || q.limit == 0 {
+        return Ok(());
+    }
+    let ids = format!(
+        "[{}]",
+        conversations
+            .iter()
+            .map(|c| c.id.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let sql = if q.updated_since.is_some() {
+        MESSAGES_UPDATED_SQL
+    } else {
+        MESSAGES_SQL
+    };
+    let mut stmt = conn.prepare_cached(sql).db()?;
+    let created_since = q.created_since.map_or(i64::MIN, |m| m.0);
+    let mut rows = stmt
+        .query(params![
+            ids,
+            created_since,
+            q.limit,
+            q.updated_since.map(|m| m.0)
+        ])
+        .db()?;
+    // Rows come grouped by page position, so one forward walk places them.
+    let limit = usize::try_from(q.limit).unwrap_or(usize::MAX);
+    let mut slot = 0;
+    while let Some(row) = rows.next().db()? {
+        let message = message_from(row).db()?;
+        while slot < conversations.len() && conversations[slot].id != message.conversation_id {
+            slot += 1;
+        }
+        match conversations.get_mut(slot) {
+            Some(c) if c.messages.len() < limit => c.messages.push(message),
+            Some(_) => {}
+            None => {
+                return Err(StoreError::broken("message rows out of page order"));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn page(
+    conn: &mut Connection,
+    tenant: &TenantCtx,
+    q: &ListQuery,
+) -> Result<ConversationPage, StoreError> {
+    // One read transaction: the page, its messages and the count see the same snapshot.
+    let tx = conn.transaction().db()?;
+    let (inst, loc) = (tenant.institution_id(), tenant.location_id());
+    if let Some(paging) = q.cursor {
+        let (mut conversations, info) = cursor_page(&tx, (inst, loc), q, paging)?;
+        if let Some(mq) = &q.messages {
+            attach_messages(&tx, &mut conversations, mq)?;
+        }
+        tx.commit().db()?;
+        return Ok(ConversationPage {
+            conversations,
+            paging: Paging::Cursors(info),
+        });
+    }
+    let since = q.updated_since.map(|m| m.0);
+    let start = page_start(&tx, inst, loc, q.offset)?;
+    let mut conversations = if let Some((newest, offset)) = start {
+        let sql = if since.is_some() {
+            PAGE_SINCE_SQL
+        } else {
+            PAGE_SQL
+        };
+        let mut stmt = tx.prepare_cached(sql).db()?;
+        let rows = stmt
+            .query_map(
+                params![inst, loc, q.limit, offset, since, newest],
+                conversation_from,
+            )
+            .db()?;
+        rows.collect::<Result<Vec<_>, _>>().db()?
+    } else {
+        Vec::new()
+    };
+    if let Some(mq) = &q.messages {
+        attach_messages(&tx, &mut conversations, mq)?;
+    }
+    let count: i64 = match since {
+        // No row: the location is not the institution's, so nothing of it is listed.
+        None => tx
+            .prepare_cached(COUNT_SQL)
+            .db()?
+            .query_row(params![inst, loc], |r| r.get(0))
+            .optional()
+            .db()?
+            .unwrap_or(0),
+        Some(s) => tx
+            .prepare_cached(COUNT_SINCE_SQL)
+            .db()?
+            .query_row(params![inst, loc, s], |r| r.get(0))
+            .db()?,
+    };
+    tx.commit().db()?;
+    Ok(ConversationPage {
+        conversations,
+        paging: Paging::Count(count),
+    })
+}
+
+/// One conversation of the tenant's location (`GET /conversations/{id}`), with messages when
+/// asked.
+pub(crate) fn one(
+    conn: &mut Connection,
+    tenant: &TenantCtx,
+    id: i64,
+    messages: Option<&MessageQuery>,
+) -> Result<Option<Conversation>, StoreError> {
+    let tx = conn.transaction().db()?;
+    let found = tx
+        .prepare_cached(ONE_CONVERSATION_SQL)
+        .db()?
+        .query_row(
+            params![tenant.institution_id(), tenant.location_id(), id],
+            conversation_from,
+        )
+        .optional()
+        .db()?;
+    let Some(conversation) = found else {
+        return Ok(None);
+    };
+    let mut one = [conversation];
+    if let Some(q) = messages {
+        attach_messages(&tx, &mut one, q)?;
+    }
+    tx.commit().db()?;
+    let [conversation] = one;
+    Ok(Some(conversation))
+}
+
+/// Where a page at `offset` begins (`None`: past the end): the newest `updated_at` it can hold and how many index
+/// entries to skip from there. Walks the location's activity slices, newest first, until the
+/// one holding the offset. Filtering by `updated_since` keeps a prefix of the same order, so
+/// the same start serves both.
+fn page_start(
+    conn: &Connection,
+    inst: i64,
+    loc: i64,
+    offset: i64,
+) -> Result<Option<(i64, i64)>, StoreError> {
+    if offset <= 0 {
+        return Ok(Some((i64::MAX, 0)));
+    }
+    let mut stmt = conn.prepare_cached(SLICES_SQL).db()?;
+    let mut rows = stmt.query(params![inst, loc]).db()?;
+    let mut skipped = 0i64;
+    while let Some(row) = rows.next().db()? {
+        let (slice, n): (i64, i64) = (row.get(0).db()?, row.get(1).db()?);
+        if skipped + n > offset {
+            let slice_end = (slice << SLICE_BITS) | ((1i64 << SLICE_BITS) - 1);
+            return Ok(Some((slice_end, offset - skipped)));
+        }
+        skipped += n;
+    }
+    // Past the last conversation: an empty page.
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests;
