@@ -1,7 +1,7 @@
 //! `--database-url` to a store: the one place that knows which engines exist.
 
 use convo_core::{Store, StoreError};
-use convo_store::{SqliteOptions, SqliteStore, sqlite_path};
+use convo_store_sqlite::{SqliteOptions, SqliteStore, sqlite_path};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,7 @@
 //! The engine the suite runs on: `CONVO_TEST_ENGINE` names it (`sqlite`, the default). The one
 //! place in the HTTP suite that knows which engines exist.
 
-use convo_store::{SqliteOptions, SqliteStore};
+use convo_store_sqlite::{SqliteOptions, SqliteStore};
 use convo_store_tests::{Db, Engine};
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
 //! The conformance suite (`convo-store-tests`) on SQLite: each case on its own database file.
 
-use convo_store::{SqliteOptions, SqliteStore};
+use convo_store_sqlite::{SqliteOptions, SqliteStore};
 use convo_store_tests::{Db, Engine, run_all};
 use std::sync::Arc;
 

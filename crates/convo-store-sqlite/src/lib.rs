@@ -1,4 +1,4 @@
-//! Storage engines for `convo`, each behind `convo_core::Store`. SQLite is the embedded default.
+//! The SQLite engine of `convo`, behind `convo_core`'s store traits: the embedded default.
 
 pub mod sqlite;
 

@@ -6,7 +6,7 @@
 use convo_core::params::ListParams;
 use convo_core::store::prelude::*;
 use convo_core::store::{import_records, import_text};
-use convo_store::{SqliteOptions, SqliteStore};
+use convo_store_sqlite::{SqliteOptions, SqliteStore};
 use convo_store_tests::fixture::{generated, later_activity};
 use rusqlite::Connection;
 use std::path::PathBuf;
@@ -73,7 +73,7 @@ async fn slices_and_counts_follow_every_write() {
 /// No hot statement scans a table: a SCAN of anything but the page's own id list (json_each, a
 /// CTE or a subquery over it) or a constant row walks a whole table or index.
 async fn assert_on_indexes(store: &SqliteStore) {
-    for (name, sql) in convo_store::sqlite::hot_statements() {
+    for (name, sql) in convo_store_sqlite::sqlite::hot_statements() {
         let plan = store.query_plan(sql).await.expect("plan");
         for line in &plan {
             let allowed = line.starts_with("SCAN cv")

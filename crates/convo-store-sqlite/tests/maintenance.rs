@@ -3,7 +3,7 @@
 
 use convo_core::store::prelude::*;
 use convo_core::{Refusal, StoreError};
-use convo_store::{SqliteOptions, SqliteStore};
+use convo_store_sqlite::{SqliteOptions, SqliteStore};
 
 async fn open() -> (SqliteStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");

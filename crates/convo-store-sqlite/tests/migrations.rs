@@ -3,7 +3,7 @@
 use convo_core::store::prelude::*;
 use convo_core::tz::Zone;
 use convo_core::{ListQuery, MessageQuery, TenantCtx};
-use convo_store::{SqliteOptions, SqliteStore};
+use convo_store_sqlite::{SqliteOptions, SqliteStore};
 use rusqlite::Connection;
 
 #[tokio::test]
