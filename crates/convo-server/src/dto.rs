@@ -35,6 +35,14 @@ impl<'a, T: Serialize> Envelope<'a, T> {
     }
 }
 
+/// A 200 with one object, the request's notes as the description (`Success` without any).
+pub fn ok_one<T: Serialize>(notes: &[String], data: T) -> axum::response::Response {
+    crate::error::json_response(
+        axum::http::StatusCode::OK,
+        &Envelope::new(&convo_core::params::description(notes), data, None),
+    )
+}
+
 /// `page_info` of the cursor variant (CONTRACT §4); cursors are null on an empty page.
 #[derive(Serialize)]
 pub struct PageInfoDto {

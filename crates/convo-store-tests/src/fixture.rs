@@ -128,3 +128,34 @@ pub fn later_activity() -> String {
         later(3)
     )
 }
+
+/// The whole of a small location's list in one page: every conversation, each with up to 100
+/// of its newest messages.
+pub fn whole_list() -> convo_core::ListQuery {
+    convo_core::ListQuery {
+        limit: 1_000,
+        offset: 0,
+        cursor: None,
+        updated_since: None,
+        messages: Some(MessageQuery {
+            limit: 100,
+            created_since: None,
+            updated_since: None,
+        }),
+    }
+}
+
+/// The delivery record `matching` picks, read through the operators' view (`convo deliveries
+/// list`); it must exist.
+pub async fn delivery_where(
+    store: &dyn convo_core::OutboxStore,
+    matching: impl Fn(&convo_core::outbox::DeliveryRecord) -> bool,
+) -> convo_core::outbox::DeliveryRecord {
+    store
+        .list_deliveries(None, 10_000)
+        .await
+        .expect("deliveries")
+        .into_iter()
+        .find(|d| matching(d))
+        .expect("a delivery that matches")
+}

@@ -4,6 +4,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 pub use convo_core::Secret;
+use convo_core::outbox::DeliveryStatus;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -113,7 +114,7 @@ pub enum DeliveriesCommand {
     /// Newest first: id (= the message's sms_msg_id), message, institution, location, status,
     /// attempts, next attempt, provider id, error. Never a body or a number.
     List {
-        #[arg(long, value_enum)]
+        #[arg(long, value_parser = delivery_status())]
         status: Option<DeliveryStatus>,
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
         limit: i64,
@@ -126,26 +127,11 @@ pub enum DeliveriesCommand {
     },
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeliveryStatus {
-    Queued,
-    Sent,
-    Delivered,
-    Undelivered,
-    Failed,
-}
-
-impl From<DeliveryStatus> for convo_core::outbox::DeliveryStatus {
-    fn from(s: DeliveryStatus) -> Self {
-        use convo_core::outbox::DeliveryStatus as Core;
-        match s {
-            DeliveryStatus::Queued => Core::Queued,
-            DeliveryStatus::Sent => Core::Sent,
-            DeliveryStatus::Delivered => Core::Delivered,
-            DeliveryStatus::Undelivered => Core::Undelivered,
-            DeliveryStatus::Failed => Core::Failed,
-        }
-    }
+/// `--status`: one of core's stored names, listed in `--help`.
+fn delivery_status() -> impl clap::builder::TypedValueParser<Value = DeliveryStatus> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(DeliveryStatus::ALL.map(DeliveryStatus::as_str))
+        .try_map(|s| DeliveryStatus::parse(&s).ok_or("not a delivery status"))
 }
 
 #[derive(Args, Debug, Clone)]

@@ -68,6 +68,16 @@ impl Builder {
         });
         self.messages.len() - 1
     }
+
+    /// One of the five front-desk staff.
+    fn staff(&mut self) -> i64 {
+        1 + i64::try_from(self.rng.below(5)).unwrap_or(0)
+    }
+
+    /// A stock staff line for the patient called `first`.
+    fn staff_line(&mut self, first: &str) -> String {
+        STAFF_LINES[self.rng.below(STAFF_LINES.len() as u64) as usize].replace("{name}", first)
+    }
 }
 
 /// Every record of the demo practice, in an order the import accepts.
@@ -258,25 +268,15 @@ fn thread(
                     });
                 }
                 seen(b, i, at);
-                let staff = 1 + i64::try_from(b.rng.below(5)).unwrap_or(0);
+                let staff = b.staff();
                 at += i64::try_from(b.rng.below(4 * 3_600_000)).unwrap_or(0) + 120_000;
-                let line = STAFF_LINES[b.rng.below(STAFF_LINES.len() as u64) as usize];
-                b.message(
-                    conv,
-                    at,
-                    (SenderKind::User, Some(staff)),
-                    line.replace("{name}", first),
-                );
+                let line = b.staff_line(first);
+                b.message(conv, at, (SenderKind::User, Some(staff)), line);
             }
             _ => {
-                let staff = 1 + i64::try_from(b.rng.below(5)).unwrap_or(0);
-                let line = STAFF_LINES[b.rng.below(STAFF_LINES.len() as u64) as usize];
-                b.message(
-                    conv,
-                    at,
-                    (SenderKind::User, Some(staff)),
-                    line.replace("{name}", first),
-                );
+                let staff = b.staff();
+                let line = b.staff_line(first);
+                b.message(conv, at, (SenderKind::User, Some(staff)), line);
             }
         }
     }

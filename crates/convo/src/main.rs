@@ -135,7 +135,7 @@ async fn api_key(store: &dyn KeyStore, cmd: ApiKeyCommand) -> Result<(), CliErro
 async fn deliveries(store: &dyn OutboxStore, cmd: DeliveriesCommand) -> Result<(), CliError> {
     match cmd {
         DeliveriesCommand::List { status, limit } => {
-            let records = store.list_deliveries(status.map(Into::into), limit).await?;
+            let records = store.list_deliveries(status, limit).await?;
             println!(
                 "id\tmessage_id\tinstitution_id\tlocation_id\tstatus\tattempts\tnext_attempt_at\tprovider_id\terror"
             );

@@ -161,16 +161,7 @@ fn a_second_server_on_the_same_sqlite_file_is_refused() {
     let db = dir.path().join("one.db");
     practice(&db, "");
     let (server, _addr, drain) = start_server(&db, &[]);
-    let second = Command::new(env!("CARGO_BIN_EXE_convo"))
-        .args([
-            "--database-url",
-            db.to_str().expect("path"),
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .output()
-        .expect("run");
+    let second = common::serve_command(&db).output().expect("run");
     assert!(!second.status.success());
     assert!(
         text(&second.stderr).contains("another `convo serve` is running on"),

@@ -1,8 +1,8 @@
 //! `GET /conversations` and `GET /conversations/{id}` (CONTRACT §3 and §4).
 
 use crate::AppState;
-use crate::dto::{ConversationDto, Envelope, encode_list};
-use crate::error::{ApiError, json_bytes, json_response};
+use crate::dto::{ConversationDto, encode_list, ok_one};
+use crate::error::{ApiError, json_bytes};
 use crate::extract::{ApiVersion, BAD_TOKEN, BearerKey, Scoped};
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
@@ -62,12 +62,8 @@ pub async fn one(
         .get_conversation(&tenant, conversation_id, params.messages.as_ref())
         .await?
         .ok_or_else(missing)?;
-    Ok(json_response(
-        StatusCode::OK,
-        &Envelope::new(
-            &description(&params.notes),
-            ConversationDto::new(&conversation, tenant.zone()),
-            None,
-        ),
+    Ok(ok_one(
+        &params.notes,
+        ConversationDto::new(&conversation, tenant.zone()),
     ))
 }

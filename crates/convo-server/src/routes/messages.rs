@@ -1,7 +1,7 @@
 //! `POST /messages` and `POST /messages/{id}/seen` (CONTRACT §6).
 
 use crate::AppState;
-use crate::dto::{Envelope, MessageDto};
+use crate::dto::{Envelope, MessageDto, ok_one};
 use crate::error::{ApiError, json_response};
 use crate::extract::{ApiVersion, Checked, ScopedJson};
 use axum::extract::{Path, State};
@@ -154,12 +154,8 @@ pub async fn seen(
         )));
     };
     let message = state.store.mark_seen(&tenant, message_id, user_id).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &Envelope::new(
-            &description(&params.notes),
-            MessageDto::new(&message, tenant.zone()),
-            None,
-        ),
+    Ok(ok_one(
+        &params.notes,
+        MessageDto::new(&message, tenant.zone()),
     ))
 }

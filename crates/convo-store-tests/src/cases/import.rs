@@ -3,7 +3,7 @@
 
 use super::listing::query;
 use crate::Db;
-use crate::fixture::tenant;
+use crate::fixture::{tenant, whole_list};
 use convo_core::import::{ImportError, ImportItem, ImportSummary, Record};
 use convo_core::store::import_text;
 use convo_core::store::prelude::*;
@@ -28,14 +28,8 @@ const BASE: &str = r#"{"type":"institution","id":1,"subdomain":"acme","name":"Ac
 async fn snapshot(store: &dyn Store) -> String {
     let mut out = String::new();
     for (inst, loc) in [(1, 10), (2, 20)] {
-        let mut q = query(1_000, 0, None);
-        q.messages = Some(MessageQuery {
-            limit: 100,
-            created_since: None,
-            updated_since: None,
-        });
         let page = store
-            .list_conversations(&tenant(inst, loc), &q)
+            .list_conversations(&tenant(inst, loc), &whole_list())
             .await
             .expect("list");
         out.push_str(&format!("{page:?}\n"));

@@ -3,7 +3,7 @@
 
 use super::sends::{DEE, text};
 use crate::Db;
-use crate::fixture::{ANA_NUMBER, LOCATION_NUMBER, practice, tenant};
+use crate::fixture::{ANA_NUMBER, LOCATION_NUMBER, practice, tenant, thread};
 use convo_core::store::import_text;
 use convo_core::store::prelude::*;
 use convo_core::write::{InboundOutcome, InboundSms, Keyword};
@@ -24,15 +24,19 @@ const FAMILY: &str = r#"{"type":"patient","id":106,"institution_id":1,"first_nam
 {"type":"patient","id":105,"institution_id":1,"first_name":"Parent","bio":{"cell_phone_number":"+15165550105"}}"#;
 const FAMILY_NUMBER: &str = "+15165550105";
 
+async fn with_family(db: &Db) {
+    practice(db.store.as_ref()).await;
+    import_text(db.store.as_ref(), FAMILY)
+        .await
+        .expect("family");
+}
+
 async fn receive(store: &dyn ConversationStore, sms: InboundSms) -> InboundOutcome {
     store.receive_sms(sms).await.expect("received")
 }
 
 pub async fn a_patient_sms_is_routed_by_both_numbers(db: Db) {
-    practice(db.store.as_ref()).await;
-    import_text(db.store.as_ref(), FAMILY)
-        .await
-        .expect("family");
+    with_family(&db).await;
     let store = db.store.as_ref();
     let here = tenant(1, 10);
     let got = receive(store, sms(ANA_NUMBER, "Running late", "SM1")).await;
@@ -40,20 +44,8 @@ pub async fn a_patient_sms_is_routed_by_both_numbers(db: Db) {
         (got.conversation_id, got.duplicate, got.keyword),
         (1000, false, None)
     );
-    let thread = store
-        .get_conversation(
-            &here,
-            1000,
-            Some(&convo_core::MessageQuery {
-                limit: 1,
-                created_since: None,
-                updated_since: None,
-            }),
-        )
-        .await
-        .expect("get")
-        .expect("1000");
-    let m = &thread.messages[0];
+    let ana = thread(store, &here, 1000, 1).await;
+    let m = &ana.messages[0];
     assert_eq!(
         (m.id, m.body.as_str(), m.sender.kind, m.sender.id),
         (
@@ -63,7 +55,7 @@ pub async fn a_patient_sms_is_routed_by_both_numbers(db: Db) {
             Some(100)
         )
     );
-    assert_eq!(thread.updated_at, m.created_at);
+    assert_eq!(ana.updated_at, m.created_at);
     // The same provider id again is the same message, written once.
     let again = receive(store, sms(ANA_NUMBER, "Running late", "SM1")).await;
     assert_eq!(
@@ -72,19 +64,12 @@ pub async fn a_patient_sms_is_routed_by_both_numbers(db: Db) {
     );
     // A shared number goes to the family's guarantor, in a conversation made for it.
     let family = receive(store, sms(FAMILY_NUMBER, "Hi, it's us", "SM2")).await;
-    let c = store
-        .get_conversation(&here, family.conversation_id, None)
-        .await
-        .expect("get")
-        .expect("the family's conversation");
+    let c = thread(store, &here, family.conversation_id, 0).await;
     assert_eq!(c.patient.id, 105);
 }
 
 pub async fn keywords_opt_a_number_out_and_in(db: Db) {
-    practice(db.store.as_ref()).await;
-    import_text(db.store.as_ref(), FAMILY)
-        .await
-        .expect("family");
+    with_family(&db).await;
     let store = db.store.as_ref();
     let here = tenant(1, 10);
     let stop = receive(store, sms(ANA_NUMBER, " stop\n", "SM1")).await;
@@ -126,21 +111,7 @@ pub async fn unknown_numbers_and_replies_to_reminders(db: Db) {
         .expect("reminder");
     let store = db.store.as_ref();
     let here = &tenant(1, 10);
-    let newest = |id: i64| async move {
-        store
-            .get_conversation(
-                here,
-                id,
-                Some(&convo_core::MessageQuery {
-                    limit: 1,
-                    created_since: None,
-                    updated_since: None,
-                }),
-            )
-            .await
-            .expect("get")
-            .expect("conversation")
-    };
+    let newest = |id: i64| thread(store, here, id, 1);
     let reply = receive(store, sms("+15165550104", "C", "SM1")).await;
     assert_eq!(reply.conversation_id, 1005);
     assert!(newest(1005).await.messages[0].is_custom_reminder_response);

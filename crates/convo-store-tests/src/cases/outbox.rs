@@ -4,7 +4,7 @@
 use super::inbound::sms;
 use super::sends::text;
 use crate::Db;
-use crate::fixture::{ANA_NUMBER, LOCATION_NUMBER, practice, tenant};
+use crate::fixture::{ANA_NUMBER, LOCATION_NUMBER, delivery_where, practice, tenant};
 use convo_core::outbox::{Attempt, DeliveryRecord, DeliveryStatus};
 use convo_core::store::prelude::*;
 use convo_core::{Millis, Missing, Refusal, StoreError};
@@ -22,14 +22,15 @@ async fn queue(store: &dyn Store, n: usize) -> Vec<i64> {
     ids
 }
 
-async fn record(store: &dyn Store, id: i64) -> DeliveryRecord {
+async fn finish(store: &dyn Store, worker: i64, id: i64, attempt: Attempt) {
     store
-        .list_deliveries(None, 1_000)
+        .finish_delivery(worker, id, attempt)
         .await
-        .expect("list")
-        .into_iter()
-        .find(|d| d.id == id)
-        .expect("the delivery")
+        .expect("finish");
+}
+
+async fn record(store: &dyn Store, id: i64) -> DeliveryRecord {
+    delivery_where(store, |d| d.id == id).await
 }
 
 /// Two owners that both renew: registering the second must not end the first (an engine that
@@ -92,17 +93,16 @@ pub async fn claims_belong_to_live_owners(db: Db) {
     assert_eq!(taken_ids, first_ids);
     assert!(taken.iter().all(|d| d.attempts == 2));
     // The old owner, back, records what it saw but does not release the new owner's claim.
-    store
-        .finish_delivery(
-            w1,
-            first_ids[0],
-            Attempt::Retry {
-                error: "timeout".into(),
-                at: Millis::now(),
-            },
-        )
-        .await
-        .expect("finish");
+    finish(
+        store,
+        w1,
+        first_ids[0],
+        Attempt::Retry {
+            error: "timeout".into(),
+            at: Millis::now(),
+        },
+    )
+    .await;
     store.heartbeat_worker(w2).await.expect("heartbeat");
     let stats = store
         .outbox_stats(Millis::now(), stale)
@@ -135,16 +135,15 @@ pub async fn attempts_and_callbacks_settle_a_delivery(db: Db) {
         .expect("claim");
     assert_eq!(claimed.len(), 3);
     // Accepted, then delivered; a late `sent` never replaces a final status.
-    store
-        .finish_delivery(
-            w,
-            ids[0],
-            Attempt::Accepted {
-                provider_id: "SM-a".into(),
-            },
-        )
-        .await
-        .expect("finish");
+    finish(
+        store,
+        w,
+        ids[0],
+        Attempt::Accepted {
+            provider_id: "SM-a".into(),
+        },
+    )
+    .await;
     let r = record(store, ids[0]).await;
     assert_eq!(
         (r.status, r.provider_id.as_deref()),
@@ -172,17 +171,16 @@ pub async fn attempts_and_callbacks_settle_a_delivery(db: Db) {
     // A retry is scheduled; a callback naming the delivery (the provider had it after all)
     // ends the pending resend.
     let at = Millis(Millis::now().0 + 60_000);
-    store
-        .finish_delivery(
-            w,
-            ids[1],
-            Attempt::Retry {
-                error: "provider 503".into(),
-                at,
-            },
-        )
-        .await
-        .expect("finish");
+    finish(
+        store,
+        w,
+        ids[1],
+        Attempt::Retry {
+            error: "provider 503".into(),
+            at,
+        },
+    )
+    .await;
     let r = record(store, ids[1]).await;
     assert_eq!(
         (r.status, r.next_attempt_at),
@@ -201,16 +199,15 @@ pub async fn attempts_and_callbacks_settle_a_delivery(db: Db) {
     assert_eq!(r.provider_id.as_deref(), Some("SM-b"));
     assert_eq!(store.next_delivery_at().await.expect("next"), None);
     // Refused for good.
-    store
-        .finish_delivery(
-            w,
-            ids[2],
-            Attempt::Failed {
-                error: "provider 400".into(),
-            },
-        )
-        .await
-        .expect("finish");
+    finish(
+        store,
+        w,
+        ids[2],
+        Attempt::Failed {
+            error: "provider 400".into(),
+        },
+    )
+    .await;
     let r = record(store, ids[2]).await;
     assert_eq!(
         (r.status, r.next_attempt_at),
@@ -235,16 +232,15 @@ pub async fn operators_retry_only_what_failed(db: Db) {
             .await
             .expect("claim");
         assert_eq!(claimed.len(), 1);
-        store
-            .finish_delivery(
-                w,
-                id,
-                Attempt::Failed {
-                    error: "provider 400".into(),
-                },
-            )
-            .await
-            .expect("finish");
+        finish(
+            store,
+            w,
+            id,
+            Attempt::Failed {
+                error: "provider 400".into(),
+            },
+        )
+        .await;
     };
     fail(w).await;
     store.retry_delivery(id).await.expect("retry");

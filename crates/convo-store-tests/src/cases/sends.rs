@@ -63,11 +63,7 @@ pub async fn a_send_writes_message_thread_and_outbox(db: Db) {
         .await
         .expect("send");
     assert_ne!(first.conversation_id, 1000);
-    let fresh = store
-        .get_conversation(&here, first.conversation_id, None)
-        .await
-        .expect("get")
-        .expect("the new conversation");
+    let fresh = thread(store, &here, first.conversation_id, 0).await;
     assert_eq!(fresh.patient.id, 104);
     let grown = store
         .list_conversations(&here, &query(1, 0, None))

@@ -25,20 +25,16 @@ pub async fn no_store_call_crosses_an_institution(db: Db) {
     let mut ids: Vec<i64> = mine.conversations.iter().map(|c| c.id).collect();
     ids.sort_unstable();
     assert_eq!(ids, [1000, 1001, 1002, 1004]);
-    assert!(
-        store
-            .get_conversation(&tenant(1, 10), 2000, None)
+    for (institution, location, id) in [(1, 10, 2000), (2, 20, 1000)] {
+        let found = store
+            .get_conversation(&tenant(institution, location), id, None)
             .await
-            .expect("get")
-            .is_none()
-    );
-    assert!(
-        store
-            .get_conversation(&tenant(2, 20), 1000, None)
-            .await
-            .expect("get")
-            .is_none()
-    );
+            .expect("get");
+        assert!(
+            found.is_none(),
+            "{institution}/{location} reads conversation {id}"
+        );
+    }
     assert!(matches!(
         store.mark_seen(&tenant(1, 10), 50030, 5).await,
         Err(StoreError::NotFound(Missing::Message(50030)))

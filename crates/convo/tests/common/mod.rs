@@ -4,9 +4,9 @@
 
 pub mod fake_twilio;
 
+use convo_core::TenantCtx;
 use convo_core::outbox::DeliveryRecord;
 use convo_core::tz::Zone;
-use convo_core::{ListQuery, MessageQuery, TenantCtx};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -38,6 +38,19 @@ pub fn http(addr: &str, request: &str) -> String {
     out
 }
 
+/// `convo serve --listen 127.0.0.1:0` on `db`, not yet started.
+pub fn serve_command(db: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_convo"));
+    command.args([
+        "--database-url",
+        db.to_str().expect("path"),
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    command
+}
+
 /// `convo serve` on a free port with extra environment; returns the child, its address and a
 /// thread draining its logs (joined, it returns them).
 pub fn start_server(
@@ -53,14 +66,7 @@ pub fn start_server_with(
     env: &[(&str, &str)],
     args: &[&str],
 ) -> (std::process::Child, String, std::thread::JoinHandle<String>) {
-    let mut server = Command::new(env!("CARGO_BIN_EXE_convo"))
-        .args([
-            "--database-url",
-            db.to_str().expect("path"),
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-        ])
+    let mut server = serve_command(db)
         .args(args)
         .env_remove("CONVO_JWT_SECRET")
         .env("RUST_LOG", "info")
@@ -176,19 +182,11 @@ pub fn delivery_of(db: &Path, body: &str) -> DeliveryRecord {
         .expect("runtime");
     runtime.block_on(async move {
         let store = convo::db::connect(&url).await.expect("connect");
-        let query = ListQuery {
-            limit: 1_000,
-            offset: 0,
-            cursor: None,
-            updated_since: None,
-            messages: Some(MessageQuery {
-                limit: 100,
-                created_since: None,
-                updated_since: None,
-            }),
-        };
         let here = TenantCtx::resolved(1, 10, Zone::utc());
-        let page = store.list_conversations(&here, &query).await.expect("list");
+        let page = store
+            .list_conversations(&here, &convo_store_tests::fixture::whole_list())
+            .await
+            .expect("list");
         let message = page
             .conversations
             .iter()
@@ -196,12 +194,7 @@ pub fn delivery_of(db: &Path, body: &str) -> DeliveryRecord {
             .find(|m| m.body == body)
             .unwrap_or_else(|| panic!("no message `{body}`"))
             .id;
-        store
-            .list_deliveries(None, 10_000)
+        convo_store_tests::fixture::delivery_where(store.as_ref(), |d| d.message_id == message)
             .await
-            .expect("deliveries")
-            .into_iter()
-            .find(|d| d.message_id == message)
-            .unwrap_or_else(|| panic!("no delivery for `{body}`"))
     })
 }

@@ -51,147 +51,69 @@ pub fn wrap(db: Db) -> (Db, Arc<Faults>) {
     (Db::new(store, db), faults)
 }
 
-#[async_trait]
-impl KeyStore for Faulty {
-    async fn key_is_live(&self, key_id: i64) -> Result<bool, StoreError> {
-        self.inner.key_is_live(key_id).await
-    }
-    async fn access(
-        &self,
-        key_id: i64,
-        subdomain: &str,
-        location_id: i64,
-    ) -> Result<Result<TenantCtx, Denied>, StoreError> {
-        self.inner.access(key_id, subdomain, location_id).await
-    }
-    async fn authenticate_key(&self, raw_key: &str) -> Result<Option<i64>, StoreError> {
-        self.inner.authenticate_key(raw_key).await
-    }
-    async fn jwt_secret(&self) -> Result<Vec<u8>, StoreError> {
-        self.inner.jwt_secret().await
-    }
-    async fn create_api_key(&self, subdomains: &[String]) -> Result<NewApiKey, StoreError> {
-        self.inner.create_api_key(subdomains).await
-    }
-    async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
-        self.inner.list_api_keys().await
-    }
-    async fn revoke_api_key(&self, key_id: i64) -> Result<bool, StoreError> {
-        self.inner.revoke_api_key(key_id).await
-    }
+/// Impls of a store trait for `Faulty` whose listed methods hand the call to the wrapped store;
+/// methods written out after the list are the ones that can fail on command.
+macro_rules! delegate {
+    ($trait:ident { $(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)* } $($own:tt)*) => {
+        #[async_trait]
+        impl $trait for Faulty {
+            $(async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                self.inner.$name($($arg),*).await
+            })*
+            $($own)*
+        }
+    };
 }
 
-#[async_trait]
-impl ConversationStore for Faulty {
-    async fn list_conversations(
-        &self,
-        tenant: &TenantCtx,
-        query: &ListQuery,
-    ) -> Result<ConversationPage, StoreError> {
-        self.inner.list_conversations(tenant, query).await
-    }
-    async fn get_conversation(
-        &self,
-        tenant: &TenantCtx,
-        id: i64,
-        messages: Option<&MessageQuery>,
-    ) -> Result<Option<Conversation>, StoreError> {
-        self.inner.get_conversation(tenant, id, messages).await
-    }
-    async fn send_message(
-        &self,
-        tenant: &TenantCtx,
-        message: NewMessage,
-    ) -> Result<Message, StoreError> {
-        self.inner.send_message(tenant, message).await
-    }
-    async fn mark_seen(
-        &self,
-        tenant: &TenantCtx,
-        message_id: i64,
-        user_id: i64,
-    ) -> Result<Message, StoreError> {
-        self.inner.mark_seen(tenant, message_id, user_id).await
-    }
-    async fn receive_sms(&self, sms: InboundSms) -> Result<InboundOutcome, StoreError> {
-        self.inner.receive_sms(sms).await
-    }
-}
+delegate!(KeyStore {
+    fn key_is_live(&self, key_id: i64) -> Result<bool, StoreError>;
+    fn access(&self, key_id: i64, subdomain: &str, location_id: i64)
+        -> Result<Result<TenantCtx, Denied>, StoreError>;
+    fn authenticate_key(&self, raw_key: &str) -> Result<Option<i64>, StoreError>;
+    fn jwt_secret(&self) -> Result<Vec<u8>, StoreError>;
+    fn create_api_key(&self, subdomains: &[String]) -> Result<NewApiKey, StoreError>;
+    fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError>;
+    fn revoke_api_key(&self, key_id: i64) -> Result<bool, StoreError>;
+});
 
-#[async_trait]
-impl OutboxStore for Faulty {
-    async fn update_delivery(
-        &self,
-        delivery_id: Option<i64>,
-        provider_id: &str,
-        status: DeliveryStatus,
-        error: Option<String>,
-    ) -> Result<bool, StoreError> {
-        self.inner
-            .update_delivery(delivery_id, provider_id, status, error)
-            .await
-    }
-    async fn register_worker(&self) -> Result<i64, StoreError> {
-        self.inner.register_worker().await
-    }
-    async fn heartbeat_worker(&self, worker: i64) -> Result<(), StoreError> {
-        self.inner.heartbeat_worker(worker).await
-    }
-    async fn retire_worker(&self, worker: i64) -> Result<(), StoreError> {
-        self.inner.retire_worker(worker).await
-    }
-    async fn claim_deliveries(
-        &self,
-        worker: i64,
-        now: Millis,
-        stale_ms: i64,
-        limit: i64,
-    ) -> Result<Vec<Delivery>, StoreError> {
-        self.inner
-            .claim_deliveries(worker, now, stale_ms, limit)
-            .await
-    }
-    async fn finish_delivery(
-        &self,
-        worker: i64,
-        id: i64,
-        attempt: Attempt,
-    ) -> Result<(), StoreError> {
+delegate!(ConversationStore {
+    fn list_conversations(&self, tenant: &TenantCtx, query: &ListQuery)
+        -> Result<ConversationPage, StoreError>;
+    fn get_conversation(&self, tenant: &TenantCtx, id: i64, messages: Option<&MessageQuery>)
+        -> Result<Option<Conversation>, StoreError>;
+    fn send_message(&self, tenant: &TenantCtx, message: NewMessage) -> Result<Message, StoreError>;
+    fn mark_seen(&self, tenant: &TenantCtx, message_id: i64, user_id: i64)
+        -> Result<Message, StoreError>;
+    fn receive_sms(&self, sms: InboundSms) -> Result<InboundOutcome, StoreError>;
+});
+
+delegate!(ImportSink {
+    fn import(&self, items: mpsc::Receiver<ImportBatch>) -> Result<ImportSummary, ImportError>;
+    fn is_empty(&self) -> Result<bool, StoreError>;
+});
+
+delegate!(OutboxStore {
+    fn update_delivery(&self, delivery_id: Option<i64>, provider_id: &str,
+        status: DeliveryStatus, error: Option<String>) -> Result<bool, StoreError>;
+    fn register_worker(&self) -> Result<i64, StoreError>;
+    fn heartbeat_worker(&self, worker: i64) -> Result<(), StoreError>;
+    fn retire_worker(&self, worker: i64) -> Result<(), StoreError>;
+    fn claim_deliveries(&self, worker: i64, now: Millis, stale_ms: i64, limit: i64)
+        -> Result<Vec<Delivery>, StoreError>;
+    fn next_delivery_at(&self) -> Result<Option<Millis>, StoreError>;
+    fn outbox_stats(&self, now: Millis, stale_ms: i64) -> Result<OutboxStats, StoreError>;
+    fn list_deliveries(&self, status: Option<DeliveryStatus>, limit: i64)
+        -> Result<Vec<DeliveryRecord>, StoreError>;
+    fn retry_delivery(&self, id: i64) -> Result<(), StoreError>;
+}
+    // Recording an attempt can be made to fail.
+    async fn finish_delivery(&self, worker: i64, id: i64, attempt: Attempt) -> Result<(), StoreError> {
         if self.faults.finish.load(Ordering::SeqCst) {
             return Err(StoreError::broken("disk full"));
         }
         self.inner.finish_delivery(worker, id, attempt).await
     }
-    async fn next_delivery_at(&self) -> Result<Option<Millis>, StoreError> {
-        self.inner.next_delivery_at().await
-    }
-    async fn outbox_stats(&self, now: Millis, stale_ms: i64) -> Result<OutboxStats, StoreError> {
-        self.inner.outbox_stats(now, stale_ms).await
-    }
-    async fn list_deliveries(
-        &self,
-        status: Option<DeliveryStatus>,
-        limit: i64,
-    ) -> Result<Vec<DeliveryRecord>, StoreError> {
-        self.inner.list_deliveries(status, limit).await
-    }
-    async fn retry_delivery(&self, id: i64) -> Result<(), StoreError> {
-        self.inner.retry_delivery(id).await
-    }
-}
-
-#[async_trait]
-impl ImportSink for Faulty {
-    async fn import(
-        &self,
-        items: mpsc::Receiver<ImportBatch>,
-    ) -> Result<ImportSummary, ImportError> {
-        self.inner.import(items).await
-    }
-    async fn is_empty(&self) -> Result<bool, StoreError> {
-        self.inner.is_empty().await
-    }
-}
+);
 
 #[async_trait]
 impl Maintenance for Faulty {

@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use convo_core::outbox::{Delivery, DeliveryRecord};
 use convo_core::store::prelude::*;
-use convo_core::{Conversation, ListQuery, MessageQuery, Millis};
+use convo_core::{Conversation, Millis};
 use convo_server::{ApiConfig, AppState, app};
 use convo_store_tests::{Db, Engine};
 use serde_json::Value;
@@ -21,7 +21,7 @@ use tower::ServiceExt;
 pub use convo_core::store::import_text;
 /// The practice every HTTP test starts from: the conformance suite's, so both suites speak of
 /// the same records.
-pub use convo_store_tests::fixture::{PRACTICE as FIXTURE, tenant};
+pub use convo_store_tests::fixture::{PRACTICE as FIXTURE, delivery_where, tenant, whole_list};
 pub use engine::engine;
 
 pub struct TestApp {
@@ -74,13 +74,7 @@ impl TestApp {
 
     /// A delivery record, as `convo deliveries list` shows it.
     pub async fn delivery(&self, id: i64) -> DeliveryRecord {
-        self.store
-            .list_deliveries(None, 10_000)
-            .await
-            .expect("deliveries")
-            .into_iter()
-            .find(|d| d.id == id)
-            .unwrap_or_else(|| panic!("no delivery {id}"))
+        delivery_where(self.store.as_ref(), |d| d.id == id).await
     }
 
     /// What the worker would hand the provider now (a worker of its own claims it all).
@@ -94,19 +88,8 @@ impl TestApp {
 
     /// Every conversation of a location with every message (up to 100 each).
     pub async fn conversations(&self, institution: i64, location: i64) -> Vec<Conversation> {
-        let q = ListQuery {
-            limit: 1_000,
-            offset: 0,
-            cursor: None,
-            updated_since: None,
-            messages: Some(MessageQuery {
-                limit: 100,
-                created_since: None,
-                updated_since: None,
-            }),
-        };
         self.store
-            .list_conversations(&tenant(institution, location), &q)
+            .list_conversations(&tenant(institution, location), &whole_list())
             .await
             .expect("list")
             .conversations
