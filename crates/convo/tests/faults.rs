@@ -10,6 +10,7 @@ mod common;
 
 use common::fake_twilio::FakeTwilio;
 use common::{practice, start_server, terminate, token_for, twilio_env};
+use convo_core::write::InboundSms;
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -63,8 +64,24 @@ impl Lcg {
 
 #[derive(Default)]
 struct Acknowledged {
+    /// Bodies, as the provider receives them.
     sends: Vec<String>,
-    inbound: Vec<String>,
+    /// The delivery id (`sms_msg_id`) each 201 named.
+    deliveries: Vec<i64>,
+    /// `(MessageSid, From, Body)` of each webhook answered 200.
+    inbound: Vec<(String, String, String)>,
+    /// How many of `inbound` an earlier check found stored (a committed write stays committed).
+    inbound_checked: usize,
+}
+
+/// The `sms_msg_id` of a 201 answer to `POST /messages`.
+fn delivery_id(response: &str) -> i64 {
+    let at = response.find("\"sms_msg_id\":").expect("a delivery id") + "\"sms_msg_id\":".len();
+    let digits: String = response[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().expect("a delivery id")
 }
 
 fn load(
@@ -97,7 +114,9 @@ fn load(
                 );
                 match try_http(&addr, &request) {
                     Some(r) if r.starts_with("HTTP/1.1 201") => {
-                        acked.lock().expect("lock").sends.push(body)
+                        let mut acked = acked.lock().expect("lock");
+                        acked.sends.push(body);
+                        acked.deliveries.push(delivery_id(&r));
                     }
                     Some(r) if r.starts_with("HTTP/1.1 ") && !r.is_empty() => {
                         panic!("a send was refused: {r}")
@@ -114,10 +133,11 @@ fn load(
             while !stop.load(Ordering::SeqCst) {
                 n += 1;
                 let sid = format!("SMt{trial}r{t}n{n}");
+                let (from, body) = (phone(1001 + (n % PATIENTS)), format!("reply {sid}"));
                 let params: Vec<(String, String)> = [
-                    ("From", phone(1001 + (n % PATIENTS))),
+                    ("From", from.clone()),
                     ("To", "+15551230000".to_string()),
-                    ("Body", format!("reply {sid}")),
+                    ("Body", body.clone()),
                     ("MessageSid", sid.clone()),
                 ]
                 .into_iter()
@@ -134,7 +154,7 @@ fn load(
                 );
                 match try_http(&addr, &request) {
                     Some(r) if r.starts_with("HTTP/1.1 200") => {
-                        acked.lock().expect("lock").inbound.push(sid)
+                        acked.lock().expect("lock").inbound.push((sid, from, body))
                     }
                     Some(r) if r.starts_with("HTTP/1.1 ") => {
                         panic!("a webhook was refused: {r}")
@@ -147,33 +167,40 @@ fn load(
     threads
 }
 
-/// Acknowledged writes missing from the database (must be none), and its integrity.
-fn lost(db: &Path, acked: &Acknowledged) -> usize {
-    let conn = rusqlite::Connection::open(db).expect("open");
-    let check: String = conn
-        .query_row("PRAGMA quick_check", [], |r| r.get(0))
-        .expect("check");
-    assert_eq!(check, "ok");
-    // One pass over each table: per-write lookups would scan the messages once per write.
-    let bodies: HashSet<String> = conn
-        .prepare("SELECT m.body FROM messages m JOIN deliveries d ON d.message_id = m.id")
-        .expect("prepare")
-        .query_map([], |r| r.get(0))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows");
-    let sids: HashSet<String> = conn
-        .prepare(
-            "SELECT s.sid FROM inbound_sids s JOIN messages m INDEXED BY messages_id
-                 ON m.id = s.message_id",
-        )
-        .expect("prepare")
-        .query_map([], |r| r.get(0))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows");
-    acked.sends.iter().filter(|b| !bodies.contains(*b)).count()
-        + acked.inbound.iter().filter(|s| !sids.contains(*s)).count()
+/// Acknowledged writes missing from the database (must be none), read through the store traits
+/// of whatever engine `db` is: every acknowledged send's delivery is listed, and every
+/// acknowledged SMS not yet checked is already stored (the provider's retry of it is a
+/// duplicate).
+fn lost(db: &Path, acked: &mut Acknowledged) -> usize {
+    common::on_store(db, |store| async move {
+        store.check_ready().await.expect("the database reads whole");
+        let listed: HashSet<i64> = store
+            .list_deliveries(None, i64::MAX)
+            .await
+            .expect("deliveries")
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
+        let mut missing = acked
+            .deliveries
+            .iter()
+            .filter(|id| !listed.contains(id))
+            .count();
+        for (sid, from, body) in &acked.inbound[acked.inbound_checked..] {
+            let retry = InboundSms {
+                to: "+15551230000".into(),
+                from: from.clone(),
+                body: body.clone(),
+                sid: sid.clone(),
+                media: None,
+            };
+            if !store.receive_sms(retry).await.expect("receive").duplicate {
+                missing += 1;
+            }
+        }
+        acked.inbound_checked = acked.inbound.len();
+        missing
+    })
 }
 
 /// How long until every acknowledged send has reached the provider (at least once).
@@ -230,7 +257,7 @@ fn acknowledged_writes_survive_sigkill_at_random_moments() {
         for t in threads {
             t.join().expect("load thread");
         }
-        let lost_now = lost(&db, &acked.lock().expect("lock"));
+        let lost_now = lost(&db, &mut acked.lock().expect("lock"));
         lost_total += lost_now;
         assert_eq!(lost_now, 0, "trial {trial}: acknowledged writes lost");
     }

@@ -206,30 +206,30 @@ fn a_backup_taken_during_writes_is_consistent_and_serves() {
     let (status, _) = terminate(server, drain);
     assert!(status.success());
 
-    let conn = rusqlite::Connection::open(&copy).expect("open copy");
-    let check: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .expect("check");
-    assert_eq!(check, "ok");
-    let copied: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM messages WHERE body LIKE 'during the backup %'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count");
+    // Read through the store traits: the copy opens, and it is one snapshot, so every message
+    // it holds has its delivery (written in one transaction each).
+    let (copied, orphans) = common::on_store(&copy, |store| async move {
+        store.check_ready().await.expect("the copy reads whole");
+        let deliveries: std::collections::HashSet<i64> = store
+            .list_deliveries(None, i64::MAX)
+            .await
+            .expect("deliveries")
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
+        let ours: Vec<_> = common::messages_of_location(store.as_ref())
+            .await
+            .into_iter()
+            .filter(|m| m.body.starts_with("during the backup "))
+            .collect();
+        let orphans = ours
+            .iter()
+            .filter(|m| !m.sms_msg_id.is_some_and(|d| deliveries.contains(&d)))
+            .count();
+        (deliveries.len(), orphans)
+    });
     assert!((0..=300).contains(&copied));
-    // A snapshot: every message it holds has its delivery (one transaction each).
-    let orphans: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM messages m WHERE m.body LIKE 'during the backup %'
-               AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id)",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count");
     assert_eq!(orphans, 0);
-    drop(conn);
     // The copy serves: the same key, the same conversation.
     let (server, addr, drain) = start_server(&copy, &[]);
     let token = token_for(&addr, &key);

@@ -171,26 +171,46 @@ pub fn read_address(server: &mut std::process::Child) -> (String, std::thread::J
     (addr, drain)
 }
 
-/// The delivery of the message with this body in location 10, read through the store traits
-/// from whatever database `db` names (as the server writes it, running or not).
-pub fn delivery_of(db: &Path, body: &str) -> DeliveryRecord {
+/// Runs `f` on the database `db` names, opened through `convo::db::connect`: a test sees what a
+/// server wrote through the store traits, whichever engine it is.
+pub fn on_store<T, Fut>(
+    db: &Path,
+    f: impl FnOnce(std::sync::Arc<dyn convo_core::Store>) -> Fut,
+) -> T
+where
+    Fut: std::future::Future<Output = T>,
+{
     let url = db.to_str().expect("path").to_string();
-    let body = body.to_string();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     runtime.block_on(async move {
         let store = convo::db::connect(&url).await.expect("connect");
-        let here = TenantCtx::resolved(1, 10, Zone::utc());
-        let page = store
-            .list_conversations(&here, &convo_store_tests::fixture::whole_list())
+        f(store).await
+    })
+}
+
+/// The messages of location 10 (each conversation's newest 100).
+pub async fn messages_of_location(store: &dyn convo_core::Store) -> Vec<convo_core::Message> {
+    let here = TenantCtx::resolved(1, 10, Zone::utc());
+    store
+        .list_conversations(&here, &convo_store_tests::fixture::whole_list())
+        .await
+        .expect("list")
+        .conversations
+        .into_iter()
+        .flat_map(|c| c.messages)
+        .collect()
+}
+
+/// The delivery of the message with this body in location 10, as the server wrote it.
+pub fn delivery_of(db: &Path, body: &str) -> DeliveryRecord {
+    let body = body.to_string();
+    on_store(db, |store| async move {
+        let message = messages_of_location(store.as_ref())
             .await
-            .expect("list");
-        let message = page
-            .conversations
-            .iter()
-            .flat_map(|c| c.messages.iter())
+            .into_iter()
             .find(|m| m.body == body)
             .unwrap_or_else(|| panic!("no message `{body}`"))
             .id;
