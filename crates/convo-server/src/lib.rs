@@ -1,5 +1,5 @@
-//! The HTTP face of `convo`: the axum router, its extractors and handlers, and the `serve` seam
-//! that the binary and the tests share.
+//! The HTTP face of `convo`: the axum router, its extractors and handlers, and the seams the
+//! binary and the tests share: `serve` (the API alone) and `run` (the API with the outbox worker).
 
 mod auth;
 mod dto;
