@@ -83,8 +83,6 @@ pub enum Refusal {
     BackupPathNotUtf8,
     #[error("cannot write the backup: {0}")]
     BackupFailed(String),
-    #[error("this database engine does not take backups itself; {0}")]
-    BackupUnsupported(&'static str),
 }
 
 /// What was not found, worded as the contract answers a 404.

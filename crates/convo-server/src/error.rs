@@ -21,7 +21,8 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("unsupported media type")]
     UnsupportedMediaType(String),
-    /// A write lost a race the store could not settle (CONTRACT: retry the same request).
+    /// A write lost a race the store could not settle; the same request again settles it. The
+    /// detail (which key conflicted) is for the log.
     #[error("conflict")]
     Conflict(String),
     /// Over a rate limit; the seconds to wait.
@@ -59,12 +60,14 @@ impl ApiError {
         match self {
             ApiError::NotFound(m)
             | ApiError::Forbidden(m)
-            | ApiError::Conflict(m)
             | ApiError::PayloadTooLarge(m)
             | ApiError::UnsupportedMediaType(m)
             | ApiError::RequestTimeout(m)
             | ApiError::Unavailable(m) => vec![m],
             ApiError::MethodNotAllowed => vec!["Method not allowed".into()],
+            ApiError::Conflict(_) => {
+                vec!["A concurrent write conflicted with this request; send it again".into()]
+            }
             ApiError::Unauthorized(m) => vec![m.into()],
             ApiError::BadRequest(list) => list,
             ApiError::TooManyRequests(secs) => {
@@ -113,6 +116,16 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl ApiError {
+    /// Details are for the operator; the client gets a generic message. Every answer built from
+    /// an `ApiError` (JSON or TwiML) logs through here.
+    pub fn log_detail(&self) {
+        match self {
+            ApiError::Internal(detail) => tracing::error!(detail = %detail, "request failed"),
+            ApiError::Conflict(detail) => tracing::warn!(detail = %detail, "write conflicted"),
+            _ => {}
+        }
+    }
+
     /// The sentence a client reads (TwiML answers carry it as a comment).
     pub fn client_message(self) -> String {
         self.messages().join("; ")
@@ -134,10 +147,7 @@ impl IntoResponse for ApiError {
             ApiError::TooManyRequests(secs) => Some(*secs),
             _ => None,
         };
-        if let ApiError::Internal(detail) = &self {
-            // Details are for the operator; the client gets a generic message.
-            tracing::error!(detail = %detail, "request failed");
-        }
+        self.log_detail();
         let body = ErrorEnvelope {
             code: false,
             description: None,

@@ -3,7 +3,6 @@
 //! §5 define them. The cases compare every engine's answers with this, so an engine can never
 //! be checked against its own SQL.
 
-use convo_core::Millis;
 use convo_core::import::Record;
 use std::collections::HashMap;
 
@@ -11,8 +10,6 @@ use std::collections::HashMap;
 struct Thread {
     location_id: i64,
     created_at: i64,
-    /// Raised by live writes (seen, sends) past what the messages say.
-    touched_at: i64,
 }
 
 #[derive(Clone, Debug)]
@@ -28,8 +25,8 @@ pub struct Oracle {
     conversations: HashMap<i64, Thread>,
     messages: HashMap<i64, MessageFacts>,
     /// Staff users by institution, and locations by id (their institution).
-    pub users: HashMap<i64, i64>,
-    pub locations: HashMap<i64, i64>,
+    users: HashMap<i64, i64>,
+    locations: HashMap<i64, i64>,
 }
 
 impl Oracle {
@@ -50,16 +47,11 @@ impl Oracle {
                     self.users.insert(u.id, u.institution_id);
                 }
                 Record::Conversation(c) => {
-                    let touched_at = self
-                        .conversations
-                        .get(&c.id)
-                        .map_or(i64::MIN, |t| t.touched_at);
                     self.conversations.insert(
                         c.id,
                         Thread {
                             location_id: c.location_id,
                             created_at: c.created_at.0.0,
-                            touched_at,
                         },
                     );
                 }
@@ -80,27 +72,6 @@ impl Oracle {
         }
     }
 
-    /// A live write moved a conversation's activity to `at` (it only moves forward).
-    pub fn touch(&mut self, conversation_id: i64, at: Millis) {
-        if let Some(t) = self.conversations.get_mut(&conversation_id) {
-            t.touched_at = t.touched_at.max(at.0);
-        }
-    }
-
-    /// A conversation's `updated_at`: its creation, its messages' latest update, or a later
-    /// live write, whichever is latest.
-    pub fn updated_at(&self, conversation_id: i64) -> Option<i64> {
-        let t = self.conversations.get(&conversation_id)?;
-        let newest = self
-            .messages
-            .values()
-            .filter(|m| m.conversation_id == conversation_id)
-            .map(|m| m.updated_at)
-            .max()
-            .unwrap_or(t.created_at);
-        Some(t.created_at.max(newest).max(t.touched_at))
-    }
-
     /// The list's order for a location: `updated_at` newest first, then id, optionally only
     /// `updated_at >= since`.
     pub fn order(&self, location_id: i64, since: Option<i64>) -> Vec<i64> {
@@ -116,8 +87,7 @@ impl Oracle {
             .map(|(&id, t)| {
                 let at = t
                     .created_at
-                    .max(newest.get(&id).copied().unwrap_or(i64::MIN))
-                    .max(t.touched_at);
+                    .max(newest.get(&id).copied().unwrap_or(i64::MIN));
                 (at, id)
             })
             .filter(|&(at, _)| since.is_none_or(|s| at >= s))
@@ -177,14 +147,5 @@ impl Oracle {
         let mut ids: Vec<i64> = self.locations.keys().copied().collect();
         ids.sort_unstable();
         ids
-    }
-
-    /// A staff user of the institution.
-    pub fn a_user_of(&self, institution_id: i64) -> Option<i64> {
-        self.users
-            .iter()
-            .filter(|(_, i)| **i == institution_id)
-            .map(|(&id, _)| id)
-            .min()
     }
 }

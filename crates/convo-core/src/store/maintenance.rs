@@ -14,7 +14,7 @@ pub trait Maintenance: Send + Sync + 'static {
     async fn optimize(&self) -> Result<(), StoreError>;
 
     /// Writes a consistent copy of the database to `dest`, which must not exist; the size in
-    /// bytes. An engine whose database has its own tools says so with `BackupUnsupported`.
+    /// bytes.
     async fn backup(&self, dest: &Path) -> Result<u64, StoreError>;
 
     /// A name for the database in messages (a file path; never a password).

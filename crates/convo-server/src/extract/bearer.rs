@@ -37,8 +37,9 @@ pub fn bearer_key(headers: &HeaderMap, state: &AppState) -> Result<i64, ApiError
     Ok(key_id)
 }
 
-/// The key id behind a valid bearer token (401 otherwise, 429 over its limit). Checked once
-/// per request: later extractors (`Scoped`, `ScopedJson`) find it in the request's extensions.
+/// The key id behind a valid bearer token (401 otherwise, 429 over its limit). `Scoped` and
+/// `ScopedJson` extract it themselves, so a handler takes exactly one of the three: each
+/// extraction spends one unit of the key's rate limit.
 #[derive(Clone, Copy, Debug)]
 pub struct BearerKey(pub i64);
 
@@ -46,11 +47,6 @@ impl FromRequestParts<AppState> for BearerKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if let Some(known) = parts.extensions.get::<BearerKey>() {
-            return Ok(*known);
-        }
-        let key = BearerKey(bearer_key(&parts.headers, state)?);
-        parts.extensions.insert(key);
-        Ok(key)
+        bearer_key(&parts.headers, state).map(BearerKey)
     }
 }

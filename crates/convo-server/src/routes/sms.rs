@@ -21,9 +21,7 @@ const OPTED_IN: &str = "You have been resubscribed and will receive messages fro
 /// A store outcome as TwiML, with the status and sentence the JSON API would give.
 fn store_problem(e: StoreError) -> Response {
     let e = ApiError::from(e);
-    if let ApiError::Internal(detail) = &e {
-        tracing::error!(detail = %detail, "webhook failed");
-    }
+    e.log_detail();
     problem(e.status(), &e.client_message())
 }
 

@@ -10,7 +10,7 @@ use convo_core::write::{IdempotencyKey, NewAttachment, NewMessage};
 use convo_core::{Message, Millis, Missing, Refusal, StoreError, TenantCtx};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-pub(crate) fn refuse<T>(refusal: Refusal) -> Result<T, StoreError> {
+fn refuse<T>(refusal: Refusal) -> Result<T, StoreError> {
     Err(StoreError::Refused(refusal))
 }
 
