@@ -83,6 +83,11 @@ pub enum Refusal {
     BackupPathNotUtf8,
     #[error("cannot write the backup: {0}")]
     BackupFailed(String),
+    /// An engine whose consistent copies are its own tools' job (PostgreSQL: `pg_dump`).
+    #[error(
+        "`convo backup` copies SQLite databases; back this database up with {0} (README: Backups)"
+    )]
+    BackupByEngineTools(&'static str),
 }
 
 /// What was not found, worded as the contract answers a 404.

@@ -1,0 +1,251 @@
+//! `GET /conversations` in one statement, one round trip: the page (activity slices skip whole
+//! stretches of the order by their counts, then OFFSET walks the covering list index only
+//! inside the slice where the page begins), the patients, each conversation's newest messages
+//! (a LATERAL range scan per conversation) and the count, all from one snapshot.
+//!
+//! Every list statement numbers its parameters alike: `$1` institution, `$2` location, `$3`
+//! messages created since (or i64::MIN), `$4` messages per conversation (0: none); then its
+//! own; then, in the polling variant only, the messages' `updated_since` as the last one.
+//!
+//! Activity slices are 2^25 ms wide (`>> 25`, `| 33554431` below), as on SQLite.
+
+use crate::Db;
+use crate::cursors::cursor_page;
+use crate::rows::{conversation_columns, conversations_from, message_columns, sender_joins};
+use convo_core::{
+    Conversation, ConversationPage, ListQuery, MessageQuery, Paging, StoreError, TenantCtx,
+};
+use deadpool_postgres::GenericClient;
+use std::sync::LazyLock;
+
+/// Newest `$4` messages of conversation `pg.id`, created since `$3`, and with `$poll` when
+/// polling: the thread index walked from its newest end (or the updated index, when polling).
+/// The sender's name columns are renamed so that `lm.*` has no duplicate names.
+pub(crate) fn lateral_messages(poll: Option<&str>) -> String {
+    let poll = poll.map_or(String::new(), |p| {
+        format!(" AND m.updated_at >= {p}::bigint")
+    });
+    let columns = message_columns!()
+        .replace("u.first_name,", "u.first_name AS user_first,")
+        .replace("u.last_name,", "u.last_name AS user_last,")
+        .replace("u.image,", "u.image AS user_image,")
+        .replace("sp.first_name,", "sp.first_name AS patient_first,")
+        .replace("sp.middle_name,", "sp.middle_name AS patient_middle,")
+        .replace("sp.last_name", "sp.last_name AS patient_last");
+    format!(
+        "LEFT JOIN LATERAL (
+            SELECT {columns}
+              FROM messages m {joins}
+             WHERE m.institution_id = $1 AND m.conversation_id = pg.id
+               AND m.created_at >= $3::bigint{poll}
+             ORDER BY m.created_at DESC, m.id DESC
+             LIMIT $4::bigint) lm ON true",
+        joins = sender_joins!()
+    )
+}
+
+/// A list statement: `ctes` define `pg` (the page's conversations, `id, created_at,
+/// updated_at, patient_id`); `scalar` is one value every row carries (the count, a cursor
+/// probe), even when the page is empty; rows come in `order` of the page, each conversation's
+/// messages newest first.
+pub(crate) fn list_sql(ctes: &str, scalar: &str, order: &str, poll: Option<&str>) -> String {
+    format!(
+        "WITH {ctes}
+         SELECT {conversation}, lm.*, x.v
+           FROM (SELECT {scalar} AS v) x
+           LEFT JOIN (pg JOIN patients p ON p.institution_id = $1 AND p.id = pg.patient_id)
+                  ON true
+           {lateral}
+          ORDER BY {order}, lm.created_at DESC, lm.id DESC",
+        conversation = conversation_columns!(),
+        lateral = lateral_messages(poll),
+    )
+}
+
+/// Page-number paging: `$5` page size, `$6` offset, `$7` conversations updated since (or
+/// i64::MIN), `$8` whether `updated_since` was given. The first page needs no slices; a deeper
+/// one starts at the end of the slice holding its offset (`st`), and skips from there only the
+/// conversations of that slice.
+const PAGE_CTES: &str = "
+    st AS (
+        SELECT slice, cum - n AS skipped
+          FROM (SELECT slice, n, (sum(n) OVER (ORDER BY slice DESC))::bigint AS cum
+                  FROM conversation_activity
+                 WHERE institution_id = $1 AND location_id = $2) s
+         WHERE cum > $6::bigint
+         ORDER BY slice DESC LIMIT 1),
+    pg AS MATERIALIZED (
+        SELECT c.id, c.created_at, c.updated_at, c.patient_id
+          FROM conversations c
+         WHERE c.institution_id = $1 AND c.location_id = $2 AND c.updated_at >= $7::bigint
+           AND c.updated_at <= CASE WHEN $6::bigint = 0 THEN 9223372036854775807
+                                    ELSE (SELECT (slice << 25) | 33554431 FROM st) END
+         ORDER BY c.updated_at DESC, c.id DESC
+         LIMIT $5::bigint
+        OFFSET CASE WHEN $6::bigint = 0 THEN 0 ELSE (SELECT $6::bigint - skipped FROM st) END)";
+
+/// The count: kept on the location row; with `updated_since`, whole slices newer than the
+/// one holding it plus a range count inside that one slice.
+const COUNT_SCALAR: &str = "CASE WHEN NOT $8::boolean
+        THEN coalesce((SELECT conversation_count FROM locations
+                        WHERE institution_id = $1 AND id = $2), 0)
+        ELSE coalesce((SELECT sum(n) FROM conversation_activity
+                        WHERE institution_id = $1 AND location_id = $2
+                          AND slice > ($7::bigint >> 25)), 0)::bigint
+           + (SELECT count(*) FROM conversations
+               WHERE institution_id = $1 AND location_id = $2 AND updated_at >= $7::bigint
+                 AND updated_at <= ((($7::bigint >> 25) << 25) | 33554431))
+        END";
+
+const PAGE_ORDER: &str = "pg.updated_at DESC, pg.id DESC";
+
+pub(crate) static PAGE_SQL: LazyLock<String> =
+    LazyLock::new(|| list_sql(PAGE_CTES, COUNT_SCALAR, PAGE_ORDER, None));
+pub(crate) static PAGE_POLL_SQL: LazyLock<String> =
+    LazyLock::new(|| list_sql(PAGE_CTES, COUNT_SCALAR, PAGE_ORDER, Some("$9")));
+
+/// One conversation of the location: `$5` its id.
+const ONE_CTES: &str = "pg AS (
+        SELECT id, created_at, updated_at, patient_id FROM conversations
+         WHERE institution_id = $1 AND location_id = $2 AND id = $5::bigint)";
+
+pub(crate) static ONE_SQL: LazyLock<String> =
+    LazyLock::new(|| list_sql(ONE_CTES, "NULL::bigint", "pg.id", None));
+pub(crate) static ONE_POLL_SQL: LazyLock<String> =
+    LazyLock::new(|| list_sql(ONE_CTES, "NULL::bigint", "pg.id", Some("$6")));
+
+/// The statements the API's reads run, by name, for plan checks.
+pub fn hot_statements() -> Vec<(&'static str, String)> {
+    let mut out = vec![
+        ("page", PAGE_SQL.clone()),
+        ("page polling", PAGE_POLL_SQL.clone()),
+        ("one conversation", ONE_SQL.clone()),
+        ("one conversation polling", ONE_POLL_SQL.clone()),
+        ("one message", crate::rows::ONE_MESSAGE_SQL.to_string()),
+        ("access", crate::keys::ACCESS_SQL.to_string()),
+    ];
+    out.extend(crate::cursors::statements());
+    out
+}
+
+/// The message parameters every list statement takes: `$3`, `$4` and the polling bound.
+pub(crate) struct MessageParams {
+    pub created_since: i64,
+    pub limit: i64,
+    pub updated_since: Option<i64>,
+}
+
+impl MessageParams {
+    pub(crate) fn of(q: Option<&MessageQuery>) -> Self {
+        match q {
+            Some(q) => Self {
+                created_since: q.created_since.map_or(i64::MIN, |m| m.0),
+                limit: q.limit,
+                updated_since: q.updated_since.map(|m| m.0),
+            },
+            None => Self {
+                created_since: i64::MIN,
+                limit: 0,
+                updated_since: None,
+            },
+        }
+    }
+}
+
+pub(crate) async fn page(
+    client: &impl GenericClient,
+    tenant: &TenantCtx,
+    q: &ListQuery,
+) -> Result<ConversationPage, StoreError> {
+    let (inst, loc) = (tenant.institution_id(), tenant.location_id());
+    let mp = MessageParams::of(q.messages.as_ref());
+    if let Some(paging) = q.cursor {
+        let (conversations, info) = cursor_page(client, (inst, loc), q, paging, &mp).await?;
+        return Ok(ConversationPage {
+            conversations,
+            paging: Paging::Cursors(info),
+        });
+    }
+    let since = q.updated_since.map_or(i64::MIN, |m| m.0);
+    let given = q.updated_since.is_some();
+    let offset = q.offset.max(0);
+    let rows = match mp.updated_since {
+        None => {
+            let stmt = client.prepare_cached(&PAGE_SQL).await.db()?;
+            client
+                .query(
+                    &stmt,
+                    &[
+                        &inst,
+                        &loc,
+                        &mp.created_since,
+                        &mp.limit,
+                        &q.limit,
+                        &offset,
+                        &since,
+                        &given,
+                    ],
+                )
+                .await
+        }
+        Some(poll) => {
+            let stmt = client.prepare_cached(&PAGE_POLL_SQL).await.db()?;
+            client
+                .query(
+                    &stmt,
+                    &[
+                        &inst,
+                        &loc,
+                        &mp.created_since,
+                        &mp.limit,
+                        &q.limit,
+                        &offset,
+                        &since,
+                        &given,
+                        &poll,
+                    ],
+                )
+                .await
+        }
+    }
+    .db()?;
+    let count: i64 = match rows.first() {
+        Some(row) => row.try_get(40).map_err(StoreError::fault)?,
+        None => 0,
+    };
+    Ok(ConversationPage {
+        conversations: conversations_from(&rows)?,
+        paging: Paging::Count(count),
+    })
+}
+
+/// One conversation of the tenant's location (`GET /conversations/{id}`), with messages when
+/// asked.
+pub(crate) async fn one(
+    client: &impl GenericClient,
+    tenant: &TenantCtx,
+    id: i64,
+    messages: Option<&MessageQuery>,
+) -> Result<Option<Conversation>, StoreError> {
+    let (inst, loc) = (tenant.institution_id(), tenant.location_id());
+    let mp = MessageParams::of(messages);
+    let rows = match mp.updated_since {
+        None => {
+            let stmt = client.prepare_cached(&ONE_SQL).await.db()?;
+            client
+                .query(&stmt, &[&inst, &loc, &mp.created_since, &mp.limit, &id])
+                .await
+        }
+        Some(poll) => {
+            let stmt = client.prepare_cached(&ONE_POLL_SQL).await.db()?;
+            client
+                .query(
+                    &stmt,
+                    &[&inst, &loc, &mp.created_since, &mp.limit, &id, &poll],
+                )
+                .await
+        }
+    }
+    .db()?;
+    Ok(conversations_from(&rows)?.into_iter().next())
+}

@@ -1,0 +1,565 @@
+//! `convo import`: every record of the file in one transaction, checked as it goes, with the
+//! same rules and messages as on SQLite (record by record, so a record may refer only to what
+//! came before it).
+//!
+//! Records upsert by id, so importing the same file twice changes nothing. Conversation
+//! `updated_at` is derived, so it is recomputed at the end for what the file touched; then the
+//! kept counts and activity slices of the locations it touched are rebuilt (there are no
+//! triggers to keep them), and each id sequence moves past the largest id in its table.
+
+use crate::{Db, phones};
+use convo_core::import::{self, ImportBatch, ImportItem, Record};
+use convo_core::import::{ImportError, ImportSummary};
+use convo_core::tz::Zone;
+use convo_core::{Millis, SenderKind, StoreError};
+use deadpool_postgres::Transaction;
+use tokio::sync::mpsc;
+
+/// One import at a time per database (an advisory lock held to commit): the id checks below
+/// read across institutions, which only holds if no other import writes meanwhile.
+const IMPORT_LOCK: i64 = 0x636f_6e76_6f69_6d70;
+
+pub(crate) async fn apply_all(
+    tx: &Transaction<'_>,
+    items: &mut mpsc::Receiver<ImportBatch>,
+) -> Result<ImportSummary, ImportError> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&IMPORT_LOCK])
+        .await
+        .db()?;
+    tx.batch_execute(
+        "CREATE TEMP TABLE import_touched (
+            institution_id bigint NOT NULL, id bigint NOT NULL,
+            PRIMARY KEY (institution_id, id)) ON COMMIT DROP",
+    )
+    .await
+    .db()?;
+    let now = Millis::now();
+    let mut summary = ImportSummary::default();
+    'read: loop {
+        // The reader stopped before the end (a bad line or a read error): write nothing.
+        let batch = items.recv().await.ok_or(ImportError::Aborted)?;
+        for item in batch {
+            match item {
+                ImportItem::Record { line, record } => {
+                    apply(tx, record, now, &mut summary)
+                        .await
+                        .map_err(|e| match e {
+                            Refusal::Reason(reason) => ImportError::Line { line, reason },
+                            Refusal::Store(e) => ImportError::Store(e),
+                        })?;
+                }
+                ImportItem::Commit => break 'read,
+            }
+        }
+    }
+    derive(tx).await?;
+    Ok(summary)
+}
+
+/// What the records imply: conversation activity, then counts and slices of the locations
+/// touched, then the id sequences.
+async fn derive(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.batch_execute(
+        "UPDATE conversations c
+            SET updated_at = greatest(c.created_at, coalesce(
+                (SELECT max(m.updated_at) FROM messages m
+                  WHERE m.institution_id = c.institution_id AND m.conversation_id = c.id),
+                c.created_at))
+           FROM import_touched t
+          WHERE c.institution_id = t.institution_id AND c.id = t.id;
+         -- Writers running meanwhile move counts by deltas of what they change; with the
+         -- table locked, a write this rebuild does not see adds its delta after it.
+         LOCK TABLE conversation_activity IN EXCLUSIVE MODE;
+         CREATE TEMP TABLE import_locations ON COMMIT DROP AS
+             SELECT DISTINCT c.institution_id, c.location_id
+               FROM import_touched t
+               JOIN conversations c ON c.institution_id = t.institution_id AND c.id = t.id;
+         DELETE FROM conversation_activity a USING import_locations l
+          WHERE a.institution_id = l.institution_id AND a.location_id = l.location_id;
+         INSERT INTO conversation_activity (institution_id, location_id, slice, n)
+             SELECT c.institution_id, c.location_id, c.updated_at >> 25, count(*)
+               FROM conversations c
+               JOIN import_locations l
+                 ON c.institution_id = l.institution_id AND c.location_id = l.location_id
+              GROUP BY 1, 2, 3;
+         UPDATE locations SET conversation_count =
+                (SELECT count(*) FROM conversations c
+                  WHERE c.institution_id = locations.institution_id
+                    AND c.location_id = locations.id)
+           FROM import_locations l
+          WHERE locations.institution_id = l.institution_id AND locations.id = l.location_id;",
+    )
+    .await
+    .db()?;
+    for table in ["patients", "conversations", "messages"] {
+        // Never backwards: another process may have taken ids past the imported ones.
+        tx.execute(
+            &format!(
+                "SELECT setval(s::regclass, greatest(
+                        (SELECT coalesce(max(id), 0) FROM {table}),
+                        coalesce(pg_sequence_last_value(s::regclass), 0), 1))
+                   FROM pg_get_serial_sequence('{table}', 'id') AS s"
+            ),
+            &[],
+        )
+        .await
+        .db()?;
+    }
+    Ok(())
+}
+
+enum Refusal {
+    Reason(String),
+    Store(StoreError),
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Self {
+        Refusal::Store(e)
+    }
+}
+
+impl From<tokio_postgres::Error> for Refusal {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Refusal::Store(crate::db_error(e))
+    }
+}
+
+fn refuse<T>(reason: impl Into<String>) -> Result<T, Refusal> {
+    Err(Refusal::Reason(reason.into()))
+}
+
+/// The tables whose rows belong to an institution (an institution to itself).
+#[derive(Clone, Copy)]
+enum Owned {
+    Institution,
+    Location,
+    Patient,
+    User,
+}
+
+impl Owned {
+    const fn owner_sql(self) -> &'static str {
+        match self {
+            Owned::Institution => "SELECT id FROM institutions WHERE id = $1",
+            Owned::Location => "SELECT institution_id FROM locations WHERE id = $1",
+            Owned::Patient => "SELECT institution_id FROM patients WHERE id = $1",
+            Owned::User => "SELECT institution_id FROM users WHERE id = $1",
+        }
+    }
+
+    const fn name(self) -> &'static str {
+        match self {
+            Owned::Institution => "institution",
+            Owned::Location => "location",
+            Owned::Patient => "patient",
+            Owned::User => "user",
+        }
+    }
+}
+
+/// The institution owning row `id` of `table`, if the row exists (ids are unique across
+/// institutions, as on SQLite).
+async fn owner(tx: &Transaction<'_>, table: Owned, id: i64) -> Result<Option<i64>, Refusal> {
+    let stmt = tx.prepare_cached(table.owner_sql()).await?;
+    Ok(tx.query_opt(&stmt, &[&id]).await?.map(|r| r.get(0)))
+}
+
+async fn require_institution(tx: &Transaction<'_>, id: i64) -> Result<(), Refusal> {
+    match owner(tx, Owned::Institution, id).await? {
+        Some(_) => Ok(()),
+        None => refuse(format!("institution {id} does not exist")),
+    }
+}
+
+/// A same-id record may be rewritten, but not moved to another institution.
+async fn not_moved(tx: &Transaction<'_>, table: Owned, id: i64, inst: i64) -> Result<(), Refusal> {
+    match owner(tx, table, id).await? {
+        Some(existing) if existing != inst => refuse(format!(
+            "{} {id} already belongs to institution {existing}",
+            table.name()
+        )),
+        _ => Ok(()),
+    }
+}
+
+async fn apply(
+    tx: &Transaction<'_>,
+    record: Record,
+    now: Millis,
+    summary: &mut ImportSummary,
+) -> Result<(), Refusal> {
+    match record {
+        Record::Institution(r) => institution(tx, r, summary).await,
+        Record::Location(r) => location(tx, r, summary).await,
+        Record::Patient(r) => patient(tx, r, now, summary).await,
+        Record::User(r) => user(tx, r, summary).await,
+        Record::Conversation(r) => conversation(tx, r, summary).await,
+        Record::Message(r) => message(tx, r, summary).await,
+    }
+}
+
+async fn institution(
+    tx: &Transaction<'_>,
+    r: import::Institution,
+    summary: &mut ImportSummary,
+) -> Result<(), Refusal> {
+    if r.subdomain.trim().is_empty() {
+        return refuse("subdomain may not be empty");
+    }
+    let taken = tx
+        .prepare_cached("SELECT id FROM institutions WHERE lower(subdomain) = lower($1)")
+        .await?;
+    let taken: Option<i64> = tx
+        .query_opt(&taken, &[&r.subdomain])
+        .await?
+        .map(|row| row.get(0));
+    if let Some(other) = taken.filter(|&o| o != r.id) {
+        return refuse(format!(
+            "subdomain `{}` is already used by institution {other}",
+            r.subdomain
+        ));
+    }
+    let upsert = tx
+        .prepare_cached(
+            "INSERT INTO institutions (id, subdomain, name) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET subdomain = excluded.subdomain, name = excluded.name",
+        )
+        .await?;
+    tx.execute(&upsert, &[&r.id, &r.subdomain, &r.name]).await?;
+    summary.institutions += 1;
+    Ok(())
+}
+
+async fn location(
+    tx: &Transaction<'_>,
+    r: import::Location,
+    summary: &mut ImportSummary,
+) -> Result<(), Refusal> {
+    require_institution(tx, r.institution_id).await?;
+    if Zone::get(&r.tz).is_none() {
+        return refuse(format!("tz `{}` is not an IANA time zone", r.tz));
+    }
+    not_moved(tx, Owned::Location, r.id, r.institution_id).await?;
+    let upsert = tx
+        .prepare_cached(
+            "INSERT INTO locations (institution_id, id, name, tz, phone_number)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (institution_id, id) DO UPDATE SET name = excluded.name,
+                tz = excluded.tz, phone_number = excluded.phone_number",
+        )
+        .await?;
+    tx.execute(
+        &upsert,
+        &[&r.institution_id, &r.id, &r.name, &r.tz, &r.phone_number],
+    )
+    .await?;
+    phones::set_location_phone(tx, r.institution_id, r.id, r.phone_number.as_deref()).await?;
+    summary.locations += 1;
+    Ok(())
+}
+
+async fn patient(
+    tx: &Transaction<'_>,
+    r: import::Patient,
+    now: Millis,
+    summary: &mut ImportSummary,
+) -> Result<(), Refusal> {
+    require_institution(tx, r.institution_id).await?;
+    not_moved(tx, Owned::Patient, r.id, r.institution_id).await?;
+    // Absent timestamps mean "the import time", but only the first time: a re-import keeps
+    // what the first one stored, so importing twice changes nothing.
+    let upsert = tx
+        .prepare_cached(
+            "INSERT INTO patients (institution_id, id, email, first_name, middle_name,
+                last_name, foreign_id, foreign_id_type, bio, inactive, last_sync_time,
+                guarantor_id, unsubscribe_sms, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+                coalesce($14::bigint, $16::bigint), coalesce($15::bigint, $16::bigint))
+             ON CONFLICT (institution_id, id) DO UPDATE SET email = excluded.email,
+                first_name = excluded.first_name, middle_name = excluded.middle_name,
+                last_name = excluded.last_name, foreign_id = excluded.foreign_id,
+                foreign_id_type = excluded.foreign_id_type, bio = excluded.bio,
+                inactive = excluded.inactive, last_sync_time = excluded.last_sync_time,
+                guarantor_id = excluded.guarantor_id,
+                unsubscribe_sms = excluded.unsubscribe_sms,
+                created_at = coalesce($14::bigint, patients.created_at),
+                updated_at = coalesce($15::bigint, patients.updated_at)",
+        )
+        .await?;
+    let bio = r.bio.as_deref().unwrap_or("{}");
+    tx.execute(
+        &upsert,
+        &[
+            &r.institution_id,
+            &r.id,
+            &r.email,
+            &r.first_name,
+            &r.middle_name,
+            &r.last_name,
+            &r.foreign_id,
+            &r.foreign_id_type,
+            &bio,
+            &r.inactive,
+            &r.last_sync_time.map(|t| t.0.0),
+            &r.guarantor_id,
+            &r.unsubscribe_sms,
+            &r.created_at.map(|t| t.0.0),
+            &r.updated_at.map(|t| t.0.0),
+            &now.0,
+        ],
+    )
+    .await?;
+    phones::set_patient_phones(tx, r.id, r.institution_id, bio).await?;
+    summary.patients += 1;
+    Ok(())
+}
+
+async fn user(
+    tx: &Transaction<'_>,
+    r: import::User,
+    summary: &mut ImportSummary,
+) -> Result<(), Refusal> {
+    require_institution(tx, r.institution_id).await?;
+    not_moved(tx, Owned::User, r.id, r.institution_id).await?;
+    let upsert = tx
+        .prepare_cached(
+            "INSERT INTO users (institution_id, id, first_name, last_name, email, image)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (institution_id, id) DO UPDATE SET first_name = excluded.first_name,
+                last_name = excluded.last_name, email = excluded.email, image = excluded.image",
+        )
+        .await?;
+    tx.execute(
+        &upsert,
+        &[
+            &r.institution_id,
+            &r.id,
+            &r.first_name,
+            &r.last_name,
+            &r.email,
+            &r.image,
+        ],
+    )
+    .await?;
+    summary.users += 1;
+    Ok(())
+}
+
+async fn conversation(
+    tx: &Transaction<'_>,
+    r: import::Conversation,
+    summary: &mut ImportSummary,
+) -> Result<(), Refusal> {
+    let Some(loc_inst) = owner(tx, Owned::Location, r.location_id).await? else {
+        return refuse(format!("location {} does not exist", r.location_id));
+    };
+    let Some(pat_inst) = owner(tx, Owned::Patient, r.patient_id).await? else {
+        return refuse(format!("patient {} does not exist", r.patient_id));
+    };
+    if loc_inst != pat_inst {
+        return refuse(format!(
+            "patient {} (institution {pat_inst}) and location {} (institution {loc_inst}) \
+             belong to different institutions",
+            r.patient_id, r.location_id
+        ));
+    }
+    let pair = tx
+        .prepare_cached(
+            "SELECT id FROM conversations
+              WHERE institution_id = $1 AND location_id = $2 AND patient_id = $3",
+        )
+        .await?;
+    let same_pair: Option<i64> = tx
+        .query_opt(&pair, &[&loc_inst, &r.location_id, &r.patient_id])
+        .await?
+        .map(|row| row.get(0));
+    if let Some(other) = same_pair.filter(|&o| o != r.id) {
+        return refuse(format!(
+            "location {} already has conversation {other} with patient {}",
+            r.location_id, r.patient_id
+        ));
+    }
+    let by_id = tx
+        .prepare_cached("SELECT location_id, patient_id FROM conversations WHERE id = $1")
+        .await?;
+    let existing: Option<(i64, i64)> = tx
+        .query_opt(&by_id, &[&r.id])
+        .await?
+        .map(|row| (row.get(0), row.get(1)));
+    if existing.is_some_and(|e| e != (r.location_id, r.patient_id)) {
+        return refuse(format!(
+            "conversation {} already exists with another location or patient",
+            r.id
+        ));
+    }
+    let upsert = tx
+        .prepare_cached(
+            "INSERT INTO conversations (institution_id, id, location_id, patient_id, created_at,
+                updated_at)
+             VALUES ($1, $2, $3, $4, $5, $5)
+             ON CONFLICT (institution_id, id) DO UPDATE SET created_at = excluded.created_at",
+        )
+        .await?;
+    tx.execute(
+        &upsert,
+        &[
+            &loc_inst,
+            &r.id,
+            &r.location_id,
+            &r.patient_id,
+            &r.created_at.0.0,
+        ],
+    )
+    .await?;
+    touch(tx, loc_inst, r.id).await?;
+    summary.conversations += 1;
+    Ok(())
+}
+
+async fn touch(tx: &Transaction<'_>, inst: i64, conversation_id: i64) -> Result<(), Refusal> {
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO import_touched (institution_id, id) VALUES ($1, $2)
+             ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    tx.execute(&stmt, &[&inst, &conversation_id]).await?;
+    Ok(())
+}
+
+async fn message(
+    tx: &Transaction<'_>,
+    r: import::Message,
+    summary: &mut ImportSummary,
+) -> Result<(), Refusal> {
+    let conv = tx
+        .prepare_cached("SELECT institution_id, patient_id FROM conversations WHERE id = $1")
+        .await?;
+    let Some((inst, patient)) = tx
+        .query_opt(&conv, &[&r.conversation_id])
+        .await?
+        .map(|row| (row.get::<_, i64>(0), row.get::<_, i64>(1)))
+    else {
+        return refuse(format!("conversation {} does not exist", r.conversation_id));
+    };
+    match (r.sender.kind, r.sender.id) {
+        (SenderKind::Patient, Some(id)) if id != patient => {
+            return refuse(format!(
+                "sender patient {id} is not conversation {}'s patient ({patient})",
+                r.conversation_id
+            ));
+        }
+        (SenderKind::User, Some(id)) => user_of_institution(tx, inst, id, "sender").await?,
+        _ => {}
+    }
+    let mut seen: Vec<i64> = Vec::with_capacity(r.seen_by.len());
+    for id in r.seen_by {
+        user_of_institution(tx, inst, id, "seen_by").await?;
+        if !seen.contains(&id) {
+            seen.push(id);
+        }
+    }
+    let created = r.created_at.0;
+    let updated = r.updated_at.map_or(created, |t| t.0);
+    if updated < created {
+        return refuse(format!(
+            "updated_at {} is before created_at {}",
+            updated.to_utc_string(),
+            created.to_utc_string()
+        ));
+    }
+    let seen_json = format!(
+        "[{}]",
+        seen.iter()
+            .map(|id| format!("\"{id}\""))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let prev = tx
+        .prepare_cached("SELECT institution_id, conversation_id FROM messages WHERE id = $1")
+        .await?;
+    let previous: Option<(i64, i64)> = tx
+        .query_opt(&prev, &[&r.id])
+        .await?
+        .map(|row| (row.get(0), row.get(1)));
+    if let Some((prev_inst, prev_conv)) = previous
+        && (prev_inst, prev_conv) != (inst, r.conversation_id)
+    {
+        touch(tx, prev_inst, prev_conv).await?;
+        if prev_inst != inst {
+            // Keyed by institution: a message moved to another institution's conversation is
+            // a new row there.
+            tx.execute(
+                "DELETE FROM messages WHERE institution_id = $1 AND id = $2",
+                &[&prev_inst, &r.id],
+            )
+            .await?;
+        }
+    }
+    let a = r.attachment.as_ref();
+    let upsert = tx
+        .prepare_cached(
+            "INSERT INTO messages (institution_id, id, conversation_id, body, created_at,
+                updated_at, sender_type, sender_id, seen_by, has_attachment,
+                attachment_file_name, attachment_content_type, attachment_file_size,
+                attachment_url, attachment_updated_at, sms_msg_id, is_custom_reminder_response)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+             ON CONFLICT (institution_id, id) DO UPDATE SET
+                conversation_id = excluded.conversation_id, body = excluded.body,
+                created_at = excluded.created_at, updated_at = excluded.updated_at,
+                sender_type = excluded.sender_type, sender_id = excluded.sender_id,
+                seen_by = excluded.seen_by, has_attachment = excluded.has_attachment,
+                attachment_file_name = excluded.attachment_file_name,
+                attachment_content_type = excluded.attachment_content_type,
+                attachment_file_size = excluded.attachment_file_size,
+                attachment_url = excluded.attachment_url,
+                attachment_updated_at = excluded.attachment_updated_at,
+                sms_msg_id = excluded.sms_msg_id,
+                is_custom_reminder_response = excluded.is_custom_reminder_response",
+        )
+        .await?;
+    // An attachment without its own time was attached when the message was written.
+    let attached_at = a.map(|a| a.updated_at.map_or(created.0, |t| t.0.0));
+    tx.execute(
+        &upsert,
+        &[
+            &inst,
+            &r.id,
+            &r.conversation_id,
+            &r.body,
+            &created.0,
+            &updated.0,
+            &r.sender.kind.as_str(),
+            &r.sender.id,
+            &seen_json,
+            &a.is_some(),
+            &a.and_then(|a| a.file_name.as_deref()),
+            &a.and_then(|a| a.content_type.as_deref()),
+            &a.and_then(|a| a.file_size),
+            &a.and_then(|a| a.url.as_deref()),
+            &attached_at,
+            &r.sms_msg_id,
+            &r.is_custom_reminder_response,
+        ],
+    )
+    .await?;
+    touch(tx, inst, r.conversation_id).await?;
+    summary.messages += 1;
+    Ok(())
+}
+
+async fn user_of_institution(
+    tx: &Transaction<'_>,
+    inst: i64,
+    id: i64,
+    role: &str,
+) -> Result<(), Refusal> {
+    match owner(tx, Owned::User, id).await? {
+        Some(i) if i == inst => Ok(()),
+        Some(i) => refuse(format!(
+            "{role} user {id} belongs to institution {i}, not {inst}"
+        )),
+        None => refuse(format!("{role} user {id} does not exist")),
+    }
+}

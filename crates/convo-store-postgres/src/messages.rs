@@ -1,0 +1,388 @@
+//! Staff sends and seen (CONTRACT §6), and the steps every message write shares. Each write is
+//! one transaction that also moves the conversation's `updated_at`, its activity slice and the
+//! location's count (in the store's own statements: no triggers), so a polling client sees the
+//! write at once. Nothing here relies on being the only writer: find-or-create is
+//! `INSERT … ON CONFLICT`, read-modify-write locks its row first.
+
+use crate::Db;
+use crate::rows::{ONE_MESSAGE_SQL, message_from};
+use convo_core::phone::bio_phones;
+use convo_core::write::{IdempotencyKey, NewAttachment, NewMessage};
+use convo_core::{Message, Millis, Missing, Refusal, StoreError, TenantCtx};
+use deadpool_postgres::Transaction;
+
+fn refuse<T>(refusal: Refusal) -> Result<T, StoreError> {
+    Err(StoreError::Refused(refusal))
+}
+
+pub(crate) async fn load_message(
+    tx: &Transaction<'_>,
+    inst: i64,
+    id: i64,
+) -> Result<Message, StoreError> {
+    let stmt = tx.prepare_cached(ONE_MESSAGE_SQL).await.db()?;
+    let row = tx.query_one(&stmt, &[&inst, &id]).await.db()?;
+    message_from(&row, 0)?.ok_or_else(|| StoreError::broken(format!("message {id} vanished")))
+}
+
+/// The next id of a table's identity sequence (ids are taken before the row is written when
+/// another row must name it first).
+pub(crate) async fn next_id(tx: &Transaction<'_>, table: &str) -> Result<i64, StoreError> {
+    let sql = match table {
+        "messages" => "SELECT nextval(pg_get_serial_sequence('messages', 'id'))",
+        "patients" => "SELECT nextval(pg_get_serial_sequence('patients', 'id'))",
+        _ => return Err(StoreError::broken(format!("no id sequence for {table}"))),
+    };
+    let stmt = tx.prepare_cached(sql).await.db()?;
+    Ok(tx.query_one(&stmt, &[]).await.db()?.get(0))
+}
+
+/// Creates the conversation of (location, patient) when there is none, counting it in its
+/// location and activity slice in the same statement; the id either way. A concurrent creator
+/// of the same conversation makes the insert wait for it, then find its row.
+const NEW_CONVERSATION_SQL: &str = "
+WITH ins AS (
+    INSERT INTO conversations (institution_id, location_id, patient_id, created_at, updated_at)
+    VALUES ($1, $2, $3, $4, $4)
+    ON CONFLICT (institution_id, location_id, patient_id) DO NOTHING
+    RETURNING id, updated_at),
+act AS (
+    INSERT INTO conversation_activity (institution_id, location_id, slice, n)
+    SELECT $1, $2, updated_at >> 25, 1 FROM ins
+    ON CONFLICT (institution_id, location_id, slice)
+    DO UPDATE SET n = conversation_activity.n + 1
+    RETURNING 1),
+cnt AS (
+    UPDATE locations SET conversation_count = conversation_count + 1
+     WHERE institution_id = $1 AND id = $2 AND EXISTS (SELECT 1 FROM ins)
+    RETURNING 1)
+SELECT id FROM ins";
+
+pub(crate) async fn conversation_for(
+    tx: &Transaction<'_>,
+    (inst, loc): (i64, i64),
+    patient_id: i64,
+    now: Millis,
+) -> Result<i64, StoreError> {
+    let stmt = tx.prepare_cached(NEW_CONVERSATION_SQL).await.db()?;
+    if let Some(row) = tx
+        .query_opt(&stmt, &[&inst, &loc, &patient_id, &now.0])
+        .await
+        .db()?
+    {
+        return Ok(row.get(0));
+    }
+    let existing = tx
+        .prepare_cached(
+            "SELECT id FROM conversations
+              WHERE institution_id = $1 AND location_id = $2 AND patient_id = $3",
+        )
+        .await
+        .db()?;
+    Ok(tx
+        .query_one(&existing, &[&inst, &loc, &patient_id])
+        .await
+        .db()?
+        .get(0))
+}
+
+/// Moves a conversation's last activity forward (never back: an out-of-order write never hides
+/// newer activity), and its count from the old activity slice to the new one when it crosses
+/// one. `old` reads the row before the update (every part of one statement sees one snapshot),
+/// locked, so two touches of one conversation queue rather than both move it.
+const TOUCH_SQL: &str = "
+WITH old AS (
+    SELECT location_id, updated_at FROM conversations
+     WHERE institution_id = $1 AND id = $2 FOR UPDATE),
+upd AS (
+    UPDATE conversations c SET updated_at = greatest(c.updated_at, $3)
+      FROM old
+     WHERE c.institution_id = $1 AND c.id = $2
+    RETURNING c.location_id, old.updated_at >> 25 AS was, c.updated_at >> 25 AS now),
+dec AS (
+    UPDATE conversation_activity a SET n = a.n - 1
+      FROM upd
+     WHERE a.institution_id = $1 AND a.location_id = upd.location_id AND a.slice = upd.was
+       AND upd.was <> upd.now
+    RETURNING 1),
+inc AS (
+    INSERT INTO conversation_activity (institution_id, location_id, slice, n)
+    SELECT $1, location_id, now, 1 FROM upd WHERE was <> now
+    ON CONFLICT (institution_id, location_id, slice)
+    DO UPDATE SET n = conversation_activity.n + 1
+    RETURNING 1)
+SELECT (SELECT count(*) FROM dec) + (SELECT count(*) FROM inc)";
+
+pub(crate) async fn touch(
+    tx: &Transaction<'_>,
+    inst: i64,
+    conversation_id: i64,
+    at: Millis,
+) -> Result<(), StoreError> {
+    let stmt = tx.prepare_cached(TOUCH_SQL).await.db()?;
+    tx.query_one(&stmt, &[&inst, &conversation_id, &at.0])
+        .await
+        .db()?;
+    Ok(())
+}
+
+/// A new message row: what a send or an inbound SMS writes.
+pub(crate) struct MessageRow<'a> {
+    pub institution_id: i64,
+    pub id: i64,
+    pub conversation_id: i64,
+    pub body: &'a str,
+    pub at: Millis,
+    /// `sender_type` and `sender_id`.
+    pub sender: (&'static str, Option<i64>),
+    pub attachment: Option<&'a NewAttachment>,
+    pub sms_msg_id: Option<i64>,
+    pub is_custom_reminder_response: bool,
+}
+
+pub(crate) async fn insert_message(
+    tx: &Transaction<'_>,
+    m: &MessageRow<'_>,
+) -> Result<(), StoreError> {
+    let a = m.attachment;
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO messages (institution_id, id, conversation_id, body, created_at,
+                updated_at, sender_type, sender_id, seen_by, has_attachment,
+                attachment_file_name, attachment_content_type, attachment_file_size,
+                attachment_url, attachment_updated_at, sms_msg_id, is_custom_reminder_response)
+             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, '[]', $8, $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .await
+        .db()?;
+    let attached_at = a.map(|_| m.at.0);
+    tx.execute(
+        &stmt,
+        &[
+            &m.institution_id,
+            &m.id,
+            &m.conversation_id,
+            &m.body,
+            &m.at.0,
+            &m.sender.0,
+            &m.sender.1,
+            &a.is_some(),
+            &a.and_then(|a| a.file_name.as_deref()),
+            &a.and_then(|a| a.content_type.as_deref()),
+            &a.and_then(|a| a.file_size),
+            &a.and_then(|a| a.url.as_deref()),
+            &attached_at,
+            &m.sms_msg_id,
+            &m.is_custom_reminder_response,
+        ],
+    )
+    .await
+    .db()?;
+    Ok(())
+}
+
+async fn user_of(tx: &Transaction<'_>, inst: i64, user_id: i64) -> Result<bool, StoreError> {
+    let stmt = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM users WHERE institution_id = $1 AND id = $2)")
+        .await
+        .db()?;
+    Ok(tx.query_one(&stmt, &[&inst, &user_id]).await.db()?.get(0))
+}
+
+pub(crate) async fn send(
+    tx: &Transaction<'_>,
+    tenant: &TenantCtx,
+    m: &NewMessage,
+    now: Millis,
+) -> Result<Message, StoreError> {
+    let (inst, loc) = (tenant.institution_id(), tenant.location_id());
+    // The key is claimed first: a retry racing the first send waits here for it to commit,
+    // then answers with its message instead of texting twice.
+    let id = next_id(tx, "messages").await?;
+    if let Some(key) = &m.idempotency
+        && let Some(first) = claim_key(tx, (inst, loc), m, key, id, now).await?
+    {
+        return Ok(first);
+    }
+    // Independent reads, pipelined on the connection.
+    let patient_sql = tx
+        .prepare_cached(
+            "SELECT unsubscribe_sms, bio FROM patients WHERE institution_id = $1 AND id = $2",
+        )
+        .await
+        .db()?;
+    let from_sql = tx
+        .prepare_cached("SELECT phone_e164 FROM locations WHERE institution_id = $1 AND id = $2")
+        .await
+        .db()?;
+    let (patient, is_staff, from) = tokio::try_join!(
+        async {
+            tx.query_opt(&patient_sql, &[&inst, &m.patient_id])
+                .await
+                .db()
+        },
+        user_of(tx, inst, m.user_id),
+        async { tx.query_opt(&from_sql, &[&inst, &loc]).await.db() },
+    )?;
+    let Some(patient) = patient else {
+        return refuse(Refusal::PatientNotInInstitution(m.patient_id));
+    };
+    if !is_staff {
+        return refuse(Refusal::UserNotStaff(m.user_id));
+    }
+    let (unsubscribed, bio): (bool, String) = (patient.get(0), patient.get(1));
+    if unsubscribed {
+        return refuse(Refusal::Unsubscribed);
+    }
+    let Some(to) = bio_phones(&bio).into_iter().next() else {
+        return refuse(Refusal::NoPatientPhone);
+    };
+    let Some(from) = from.and_then(|r| r.get::<_, Option<String>>(0)) else {
+        return refuse(Refusal::NoLocationPhone);
+    };
+    let conversation_id = conversation_for(tx, (inst, loc), m.patient_id, now).await?;
+    let media_url = m.attachment.as_ref().and_then(|a| a.url.clone());
+    let delivery_sql = tx
+        .prepare_cached(
+            "INSERT INTO deliveries (institution_id, message_id, location_id, to_number,
+                from_number, body, media_url, status, attempts, next_attempt_at, created_at,
+                updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, $8, $8, $8) RETURNING id",
+        )
+        .await
+        .db()?;
+    let delivery_id: i64 = tx
+        .query_one(
+            &delivery_sql,
+            &[&inst, &id, &loc, &to, &from, &m.body, &media_url, &now.0],
+        )
+        .await
+        .db()?
+        .get(0);
+    insert_message(
+        tx,
+        &MessageRow {
+            institution_id: inst,
+            id,
+            conversation_id,
+            body: &m.body,
+            at: now,
+            sender: ("User", Some(m.user_id)),
+            attachment: m.attachment.as_ref(),
+            sms_msg_id: Some(delivery_id),
+            is_custom_reminder_response: false,
+        },
+    )
+    .await?;
+    touch(tx, inst, conversation_id, now).await?;
+    load_message(tx, inst, id).await
+}
+
+/// Claims `key` for message `id`. `None`: the key is new, the send goes on. `Some`: the key
+/// already sent this message, which answers again; refused when the key was used for a
+/// different one (a client bug that must not pass silently).
+async fn claim_key(
+    tx: &Transaction<'_>,
+    (inst, loc): (i64, i64),
+    m: &NewMessage,
+    key: &IdempotencyKey,
+    id: i64,
+    now: Millis,
+) -> Result<Option<Message>, StoreError> {
+    let claim = tx
+        .prepare_cached(
+            "INSERT INTO send_keys (institution_id, api_key_id, key, message_id, created_at)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .await
+        .db()?;
+    let claimed = tx
+        .execute(&claim, &[&inst, &key.api_key_id, &key.key, &id, &now.0])
+        .await
+        .db()?;
+    if claimed == 1 {
+        return Ok(None);
+    }
+    let first_sql = tx
+        .prepare_cached(
+            "SELECT c.location_id, c.patient_id, m.sender_id, m.body, m.attachment_url, m.id
+               FROM send_keys s
+               JOIN messages m ON m.institution_id = s.institution_id AND m.id = s.message_id
+               JOIN conversations c
+                 ON c.institution_id = m.institution_id AND c.id = m.conversation_id
+              WHERE s.institution_id = $1 AND s.api_key_id = $2 AND s.key = $3",
+        )
+        .await
+        .db()?;
+    let row = tx
+        .query_one(&first_sql, &[&inst, &key.api_key_id, &key.key])
+        .await
+        .db()?;
+    // Location, patient, sender, body and attachment URL: what makes it the same send.
+    type SameSend = (i64, i64, Option<i64>, String, Option<String>);
+    let first: SameSend = (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+    let again: SameSend = (
+        loc,
+        m.patient_id,
+        Some(m.user_id),
+        m.body.clone(),
+        m.attachment.as_ref().and_then(|a| a.url.clone()),
+    );
+    if first != again {
+        return refuse(Refusal::IdempotencyKeyReused);
+    }
+    load_message(tx, inst, row.get(5)).await.map(Some)
+}
+
+pub(crate) async fn seen(
+    tx: &Transaction<'_>,
+    tenant: &TenantCtx,
+    message_id: i64,
+    user_id: i64,
+    now: Millis,
+) -> Result<Message, StoreError> {
+    let (inst, loc) = (tenant.institution_id(), tenant.location_id());
+    // Locked: two staff marking one message at once must both be kept.
+    let found_sql = tx
+        .prepare_cached(
+            "SELECT m.conversation_id, m.seen_by, m.created_at
+               FROM messages m
+               JOIN conversations c
+                 ON c.institution_id = m.institution_id AND c.id = m.conversation_id
+              WHERE m.institution_id = $1 AND m.id = $2 AND c.location_id = $3
+                FOR UPDATE OF m",
+        )
+        .await
+        .db()?;
+    let Some(found) = tx
+        .query_opt(&found_sql, &[&inst, &message_id, &loc])
+        .await
+        .db()?
+    else {
+        return Err(Missing::Message(message_id).into());
+    };
+    if !user_of(tx, inst, user_id).await? {
+        return refuse(Refusal::UserNotStaff(user_id));
+    }
+    let (conversation_id, seen_by, created_at): (i64, String, i64) =
+        (found.get(0), found.get(1), found.get(2));
+    let mut ids: Vec<String> = serde_json::from_str(&seen_by).unwrap_or_default();
+    let user = user_id.to_string();
+    if !ids.contains(&user) {
+        ids.push(user);
+        let text = serde_json::to_string(&ids).map_err(StoreError::fault)?;
+        let at = Millis(now.0.max(created_at));
+        let update = tx
+            .prepare_cached(
+                "UPDATE messages SET seen_by = $3, updated_at = greatest(updated_at, $4)
+                  WHERE institution_id = $1 AND id = $2",
+            )
+            .await
+            .db()?;
+        tx.execute(&update, &[&inst, &message_id, &text, &at.0])
+            .await
+            .db()?;
+        touch(tx, inst, conversation_id, at).await?;
+    }
+    load_message(tx, inst, message_id).await
+}

@@ -1,0 +1,262 @@
+//! The store traits on PostgreSQL: a read is one statement on a pooled connection (one
+//! snapshot); a write is one transaction, run again when PostgreSQL aborts it to keep
+//! concurrent ones apart.
+
+use crate::store::in_transaction;
+use crate::{Db, PgStore, conversations, import, inbound, keys, messages, outbox, schema};
+use async_trait::async_trait;
+use convo_core::import::{ImportBatch, ImportError, ImportSummary};
+use convo_core::outbox::{Attempt, Delivery, DeliveryRecord, DeliveryStatus, OutboxStats};
+use convo_core::write::{InboundOutcome, InboundSms, NewMessage};
+use convo_core::{
+    ApiKeyInfo, Conversation, ConversationPage, ConversationStore, Denied, ImportSink, KeyStore,
+    ListQuery, Maintenance, Message, MessageQuery, Millis, NewApiKey, OutboxStore, Refusal,
+    StoreError, TenantCtx,
+};
+use std::path::Path;
+use tokio::sync::mpsc;
+
+#[async_trait]
+impl KeyStore for PgStore {
+    async fn key_is_live(&self, key_id: i64) -> Result<bool, StoreError> {
+        keys::key_is_live(&self.client().await?, key_id).await
+    }
+
+    async fn access(
+        &self,
+        key_id: i64,
+        subdomain: &str,
+        location_id: i64,
+    ) -> Result<Result<TenantCtx, Denied>, StoreError> {
+        keys::access(&self.client().await?, key_id, subdomain, location_id).await
+    }
+
+    async fn authenticate_key(&self, raw_key: &str) -> Result<Option<i64>, StoreError> {
+        keys::authenticate(&self.client().await?, &keys::hash_key(raw_key)).await
+    }
+
+    async fn jwt_secret(&self) -> Result<Vec<u8>, StoreError> {
+        keys::jwt_secret(&self.client().await?).await
+    }
+
+    async fn create_api_key(&self, subdomains: &[String]) -> Result<NewApiKey, StoreError> {
+        in_transaction!(self, |tx| keys::create(&tx, subdomains).await?)
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
+        keys::list(&self.client().await?).await
+    }
+
+    async fn revoke_api_key(&self, key_id: i64) -> Result<bool, StoreError> {
+        keys::revoke(&self.client().await?, key_id).await
+    }
+}
+
+#[async_trait]
+impl ConversationStore for PgStore {
+    async fn list_conversations(
+        &self,
+        tenant: &TenantCtx,
+        query: &ListQuery,
+    ) -> Result<ConversationPage, StoreError> {
+        conversations::page(&self.client().await?, tenant, query).await
+    }
+
+    async fn list_for_key(
+        &self,
+        key_id: i64,
+        scope: (&str, i64),
+        query: &ListQuery,
+    ) -> Result<Result<(TenantCtx, ConversationPage), Denied>, StoreError> {
+        // One checkout for both statements.
+        let client = self.client().await?;
+        let tenant = match keys::access(&client, key_id, scope.0, scope.1).await? {
+            Ok(tenant) => tenant,
+            Err(denied) => return Ok(Err(denied)),
+        };
+        let page = conversations::page(&client, &tenant, query).await?;
+        Ok(Ok((tenant, page)))
+    }
+
+    async fn get_conversation(
+        &self,
+        tenant: &TenantCtx,
+        id: i64,
+        messages: Option<&MessageQuery>,
+    ) -> Result<Option<Conversation>, StoreError> {
+        conversations::one(&self.client().await?, tenant, id, messages).await
+    }
+
+    async fn send_message(
+        &self,
+        tenant: &TenantCtx,
+        message: NewMessage,
+    ) -> Result<Message, StoreError> {
+        in_transaction!(self, |tx| messages::send(
+            &tx,
+            tenant,
+            &message,
+            Millis::now()
+        )
+        .await?)
+    }
+
+    async fn mark_seen(
+        &self,
+        tenant: &TenantCtx,
+        message_id: i64,
+        user_id: i64,
+    ) -> Result<Message, StoreError> {
+        in_transaction!(self, |tx| messages::seen(
+            &tx,
+            tenant,
+            message_id,
+            user_id,
+            Millis::now()
+        )
+        .await?)
+    }
+
+    async fn receive_sms(&self, sms: InboundSms) -> Result<InboundOutcome, StoreError> {
+        in_transaction!(self, |tx| inbound::receive(&tx, &sms, Millis::now())
+            .await?)
+    }
+}
+
+#[async_trait]
+impl OutboxStore for PgStore {
+    async fn update_delivery(
+        &self,
+        delivery_id: Option<i64>,
+        provider_id: &str,
+        status: DeliveryStatus,
+        error: Option<String>,
+    ) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        outbox::update_status(
+            &client,
+            delivery_id,
+            provider_id,
+            status,
+            error,
+            Millis::now(),
+        )
+        .await
+    }
+
+    async fn register_worker(&self) -> Result<i64, StoreError> {
+        in_transaction!(self, |tx| outbox::register_worker(&tx, Millis::now())
+            .await?)
+    }
+
+    async fn heartbeat_worker(&self, worker: i64) -> Result<(), StoreError> {
+        outbox::heartbeat(&self.client().await?, worker, Millis::now()).await
+    }
+
+    async fn retire_worker(&self, worker: i64) -> Result<(), StoreError> {
+        in_transaction!(self, |tx| outbox::retire(&tx, worker).await?)
+    }
+
+    async fn claim_deliveries(
+        &self,
+        worker: i64,
+        now: Millis,
+        stale_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        in_transaction!(self, |tx| outbox::claim(&tx, worker, now, stale_ms, limit)
+            .await?)
+    }
+
+    async fn finish_delivery(
+        &self,
+        worker: i64,
+        id: i64,
+        attempt: Attempt,
+    ) -> Result<(), StoreError> {
+        outbox::finish(&self.client().await?, worker, id, attempt, Millis::now()).await
+    }
+
+    async fn next_delivery_at(&self) -> Result<Option<Millis>, StoreError> {
+        outbox::next_due(&self.client().await?).await
+    }
+
+    async fn outbox_stats(&self, now: Millis, stale_ms: i64) -> Result<OutboxStats, StoreError> {
+        outbox::stats(&self.client().await?, now, stale_ms).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        status: Option<DeliveryStatus>,
+        limit: i64,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        outbox::list(&self.client().await?, status, limit).await
+    }
+
+    async fn retry_delivery(&self, id: i64) -> Result<(), StoreError> {
+        in_transaction!(self, |tx| outbox::retry(&tx, id, Millis::now()).await?)
+    }
+}
+
+#[async_trait]
+impl ImportSink for PgStore {
+    /// One transaction, never rerun (the records come once); then fresh planner statistics
+    /// and visibility maps, so the list stays an index-only scan after a bulk load.
+    async fn import(
+        &self,
+        mut items: mpsc::Receiver<ImportBatch>,
+    ) -> Result<ImportSummary, ImportError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.db()?;
+        let summary = import::apply_all(&tx, &mut items).await?;
+        tx.commit().await.db()?;
+        client
+            .batch_execute(
+                "VACUUM (ANALYZE) conversations, conversation_activity, messages, patients,
+                 locations",
+            )
+            .await
+            .db()?;
+        Ok(summary)
+    }
+
+    async fn is_empty(&self) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT NOT EXISTS (SELECT 1 FROM institutions)", &[])
+            .await
+            .db()?;
+        Ok(row.get(0))
+    }
+}
+
+#[async_trait]
+impl Maintenance for PgStore {
+    async fn check_ready(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let found = schema::version(&client).await?;
+        let expected = schema::SCHEMA_VERSION;
+        if found == expected {
+            Ok(())
+        } else {
+            Err(Refusal::SchemaMismatch { found, expected }.into())
+        }
+    }
+
+    /// Fresh planner statistics, and activity slices that count nothing dropped.
+    async fn optimize(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .batch_execute("DELETE FROM conversation_activity WHERE n <= 0; ANALYZE;")
+            .await
+            .db()
+    }
+
+    async fn backup(&self, _dest: &Path) -> Result<u64, StoreError> {
+        Err(Refusal::BackupByEngineTools("pg_dump --format=custom").into())
+    }
+
+    fn describe(&self) -> String {
+        self.described().to_string()
+    }
+}
