@@ -2,7 +2,9 @@
 //! the number it was sent to and to a patient by the number it came from, carrier keywords
 //! applied, stored once per provider message id however retries race between processes.
 
-use crate::messages::{MessageRow, conversation_for, insert_message, next_id, touch};
+use crate::messages::{
+    MessageRow, conversation_for, insert_message, lock_and_stamp, next_id, touch,
+};
 use crate::{Db, phones};
 use convo_core::phone::e164;
 use convo_core::write::{InboundOutcome, InboundSms, Keyword, keyword};
@@ -16,10 +18,9 @@ pub(crate) async fn receive(
 ) -> Result<InboundOutcome, StoreError> {
     let word = keyword(&sms.body);
     let (loc, inst) = route_inbound(tx, &sms.to).await?;
-    let message_id = next_id(tx, "messages").await?;
     // The provider's id is claimed first: a retry racing the first webhook (in this process or
     // another) waits here for it to commit, then finds the message stored.
-    if let Some((message_id, conversation_id)) = claim_sid(tx, inst, &sms.sid, message_id).await? {
+    if let Some((message_id, conversation_id)) = claim_sid(tx, inst, &sms.sid).await? {
         return Ok(InboundOutcome {
             message_id,
             conversation_id,
@@ -33,8 +34,12 @@ pub(crate) async fn receive(
         apply_keyword(tx, inst, &from, word, now).await?;
     }
     let conversation_id = conversation_for(tx, (inst, loc), patient_id, now).await?;
-    insert_inbound(tx, inst, message_id, conversation_id, patient_id, sms, now).await?;
-    touch(tx, inst, conversation_id, now).await?;
+    let (message_id, at) = lock_and_stamp(tx, inst, conversation_id).await?;
+    insert_inbound(tx, inst, message_id, conversation_id, patient_id, sms, at).await?;
+    tokio::try_join!(
+        touch(tx, inst, conversation_id, at),
+        sid_stored(tx, inst, &sms.sid, message_id)
+    )?;
     Ok(InboundOutcome {
         message_id,
         conversation_id,
@@ -62,22 +67,21 @@ async fn route_inbound(tx: &Transaction<'_>, to: &str) -> Result<(i64, i64), Sto
     }
 }
 
-/// `None` when this webhook is the first with its provider id (now claimed for `message_id`);
-/// else the message and conversation the first one stored.
+/// `None` when this webhook is the first with its provider id (now claimed, for a message
+/// `sid_stored` names); else the message and conversation the first one stored.
 async fn claim_sid(
     tx: &Transaction<'_>,
     inst: i64,
     sid: &str,
-    message_id: i64,
 ) -> Result<Option<(i64, i64)>, StoreError> {
     let claim = tx
         .prepare_cached(
-            "INSERT INTO inbound_sids (institution_id, sid, message_id) VALUES ($1, $2, $3)
+            "INSERT INTO inbound_sids (institution_id, sid, message_id) VALUES ($1, $2, 0)
              ON CONFLICT DO NOTHING",
         )
         .await
         .db()?;
-    if tx.execute(&claim, &[&inst, &sid, &message_id]).await.db()? == 1 {
+    if tx.execute(&claim, &[&inst, &sid]).await.db()? == 1 {
         return Ok(None);
     }
     let first = tx
@@ -90,6 +94,22 @@ async fn claim_sid(
         .db()?;
     let row = tx.query_one(&first, &[&inst, &sid]).await.db()?;
     Ok(Some((row.get(0), row.get(1))))
+}
+
+async fn sid_stored(
+    tx: &Transaction<'_>,
+    inst: i64,
+    sid: &str,
+    message_id: i64,
+) -> Result<(), StoreError> {
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE inbound_sids SET message_id = $3 WHERE institution_id = $1 AND sid = $2",
+        )
+        .await
+        .db()?;
+    tx.execute(&stmt, &[&inst, &sid, &message_id]).await.db()?;
+    Ok(())
 }
 
 /// The institution's patient texting from `from` (normalised), or a new non-patient with the

@@ -29,12 +29,41 @@ pub(crate) async fn load_message(
 /// another row must name it first).
 pub(crate) async fn next_id(tx: &Transaction<'_>, table: &str) -> Result<i64, StoreError> {
     let sql = match table {
-        "messages" => "SELECT nextval(pg_get_serial_sequence('messages', 'id'))",
         "patients" => "SELECT nextval(pg_get_serial_sequence('patients', 'id'))",
         _ => return Err(StoreError::broken(format!("no id sequence for {table}"))),
     };
     let stmt = tx.prepare_cached(sql).await.db()?;
     Ok(tx.query_one(&stmt, &[]).await.db()?.get(0))
+}
+
+/// Locks the conversation a message is about to join, then takes the message's id and time:
+/// in that order, so that within a thread ids and times follow the order writers got the
+/// lock, whichever process they run in (the time is the database's clock, one for all). The
+/// two statements are pipelined: one round trip, run in order.
+pub(crate) async fn lock_and_stamp(
+    tx: &Transaction<'_>,
+    inst: i64,
+    conversation_id: i64,
+) -> Result<(i64, Millis), StoreError> {
+    let lock = tx
+        .prepare_cached(
+            "SELECT 1 FROM conversations WHERE institution_id = $1 AND id = $2
+                FOR NO KEY UPDATE",
+        )
+        .await
+        .db()?;
+    let stamp = tx
+        .prepare_cached(
+            "SELECT nextval(pg_get_serial_sequence('messages', 'id')),
+                    (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+        )
+        .await
+        .db()?;
+    let (_, row) = tokio::try_join!(
+        async { tx.query_one(&lock, &[&inst, &conversation_id]).await.db() },
+        async { tx.query_one(&stamp, &[]).await.db() },
+    )?;
+    Ok((row.get(0), Millis(row.get(1))))
 }
 
 /// Creates the conversation of (location, patient) when there is none, counting it in its
@@ -89,11 +118,14 @@ pub(crate) async fn conversation_for(
 /// Moves a conversation's last activity forward (never back: an out-of-order write never hides
 /// newer activity), and its count from the old activity slice to the new one when it crosses
 /// one. `old` reads the row before the update (every part of one statement sees one snapshot),
-/// locked, so two touches of one conversation queue rather than both move it.
+/// locked, so two touches of one conversation queue rather than both move it. The lock is
+/// `NO KEY UPDATE`, as the update's own: `FOR UPDATE` would conflict with the key-share locks
+/// that inserting a message (its foreign key) takes on the conversation, and two writers of
+/// one thread deadlocked on each other's (a second each, until the detector broke it).
 const TOUCH_SQL: &str = "
 WITH old AS (
     SELECT location_id, updated_at FROM conversations
-     WHERE institution_id = $1 AND id = $2 FOR UPDATE),
+     WHERE institution_id = $1 AND id = $2 FOR NO KEY UPDATE),
 upd AS (
     UPDATE conversations c SET updated_at = greatest(c.updated_at, $3)
       FROM old
@@ -198,9 +230,8 @@ pub(crate) async fn send(
     let (inst, loc) = (tenant.institution_id(), tenant.location_id());
     // The key is claimed first: a retry racing the first send waits here for it to commit,
     // then answers with its message instead of texting twice.
-    let id = next_id(tx, "messages").await?;
     if let Some(key) = &m.idempotency
-        && let Some(first) = claim_key(tx, (inst, loc), m, key, id, now).await?
+        && let Some(first) = claim_key(tx, (inst, loc), m, key, now).await?
     {
         return Ok(first);
     }
@@ -241,6 +272,7 @@ pub(crate) async fn send(
         return refuse(Refusal::NoLocationPhone);
     };
     let conversation_id = conversation_for(tx, (inst, loc), m.patient_id, now).await?;
+    let (id, at) = lock_and_stamp(tx, inst, conversation_id).await?;
     let media_url = m.attachment.as_ref().and_then(|a| a.url.clone());
     let delivery_sql = tx
         .prepare_cached(
@@ -254,7 +286,7 @@ pub(crate) async fn send(
     let delivery_id: i64 = tx
         .query_one(
             &delivery_sql,
-            &[&inst, &id, &loc, &to, &from, &m.body, &media_url, &now.0],
+            &[&inst, &id, &loc, &to, &from, &m.body, &media_url, &at.0],
         )
         .await
         .db()?
@@ -266,7 +298,7 @@ pub(crate) async fn send(
             id,
             conversation_id,
             body: &m.body,
-            at: now,
+            at,
             sender: ("User", Some(m.user_id)),
             attachment: m.attachment.as_ref(),
             sms_msg_id: Some(delivery_id),
@@ -274,30 +306,59 @@ pub(crate) async fn send(
         },
     )
     .await?;
-    touch(tx, inst, conversation_id, now).await?;
-    load_message(tx, inst, id).await
+    let keyed = async {
+        match &m.idempotency {
+            Some(key) => key_sent(tx, inst, key, id).await,
+            None => Ok(()),
+        }
+    };
+    let (_, _, message) = tokio::try_join!(
+        touch(tx, inst, conversation_id, at),
+        keyed,
+        load_message(tx, inst, id)
+    )?;
+    Ok(message)
 }
 
-/// Claims `key` for message `id`. `None`: the key is new, the send goes on. `Some`: the key
-/// already sent this message, which answers again; refused when the key was used for a
-/// different one (a client bug that must not pass silently).
+/// Records which message a claimed key sent (the claim held a placeholder until now).
+async fn key_sent(
+    tx: &Transaction<'_>,
+    inst: i64,
+    key: &IdempotencyKey,
+    id: i64,
+) -> Result<(), StoreError> {
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE send_keys SET message_id = $4
+              WHERE institution_id = $1 AND api_key_id = $2 AND key = $3",
+        )
+        .await
+        .db()?;
+    tx.execute(&stmt, &[&inst, &key.api_key_id, &key.key, &id])
+        .await
+        .db()?;
+    Ok(())
+}
+
+/// Claims `key` (for a message not written yet: `key_sent` names it). `None`: the key is new,
+/// the send goes on. `Some`: the key already sent this message, which answers again; refused
+/// when the key was used for a different one (a client bug that must not pass silently).
 async fn claim_key(
     tx: &Transaction<'_>,
     (inst, loc): (i64, i64),
     m: &NewMessage,
     key: &IdempotencyKey,
-    id: i64,
     now: Millis,
 ) -> Result<Option<Message>, StoreError> {
     let claim = tx
         .prepare_cached(
             "INSERT INTO send_keys (institution_id, api_key_id, key, message_id, created_at)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+             VALUES ($1, $2, $3, 0, $4) ON CONFLICT DO NOTHING",
         )
         .await
         .db()?;
     let claimed = tx
-        .execute(&claim, &[&inst, &key.api_key_id, &key.key, &id, &now.0])
+        .execute(&claim, &[&inst, &key.api_key_id, &key.key, &now.0])
         .await
         .db()?;
     if claimed == 1 {
@@ -350,7 +411,7 @@ pub(crate) async fn seen(
                JOIN conversations c
                  ON c.institution_id = m.institution_id AND c.id = m.conversation_id
               WHERE m.institution_id = $1 AND m.id = $2 AND c.location_id = $3
-                FOR UPDATE OF m",
+                FOR NO KEY UPDATE OF m",
         )
         .await
         .db()?;

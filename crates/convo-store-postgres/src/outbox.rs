@@ -99,7 +99,7 @@ pub(crate) async fn claim(
                                 ON p.institution_id = c.institution_id AND p.id = c.patient_id
                              WHERE m.institution_id = d.institution_id AND m.id = d.message_id
                                AND p.unsubscribe_sms)
-                   FOR UPDATE OF d SKIP LOCKED)
+                   FOR NO KEY UPDATE OF d SKIP LOCKED)
              UPDATE deliveries d SET status = 'failed', next_attempt_at = NULL, updated_at = $1,
                     claimed_by = NULL, claimed_at = NULL,
                     error = 'the patient unsubscribed from SMS before it was sent'
@@ -115,7 +115,7 @@ pub(crate) async fn claim(
                 SELECT institution_id, id FROM deliveries WHERE ",
             claimable!(),
             " ORDER BY next_attempt_at, id LIMIT $4
-                FOR UPDATE SKIP LOCKED)
+                FOR NO KEY UPDATE SKIP LOCKED)
              UPDATE deliveries d SET attempts = d.attempts + 1, claimed_by = $3, claimed_at = $1,
                     updated_at = $1
                FROM due
@@ -321,7 +321,7 @@ pub(crate) async fn retry(tx: &Transaction<'_>, id: i64, now: Millis) -> Result<
                  ON c.institution_id = m.institution_id AND c.id = m.conversation_id
                JOIN patients p ON p.institution_id = c.institution_id AND p.id = c.patient_id
               WHERE d.id = $1
-                FOR UPDATE OF d",
+                FOR NO KEY UPDATE OF d",
             &[&id],
         )
         .await

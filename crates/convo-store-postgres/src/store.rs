@@ -24,7 +24,7 @@ impl Default for PgOptions {
     fn default() -> Self {
         Self {
             pool_size: 0,
-            acquire_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(10),
             statement_timeout: Some(Duration::from_secs(30)),
         }
     }

@@ -14,7 +14,8 @@ use convo_core::outbox::DeliveryStatus;
 )]
 pub struct Cli {
     /// Database: `sqlite://PATH`, `sqlite:PATH` or a plain file path (created and migrated on
-    /// first use).
+    /// first use), or `postgres://USER:PASSWORD@HOST:PORT/DB` (also `postgresql://`; the
+    /// schema is created on first use, once however many processes start together).
     #[arg(
         long,
         env = "CONVO_DATABASE_URL",
@@ -23,12 +24,53 @@ pub struct Cli {
     )]
     pub database_url: String,
 
+    /// PostgreSQL: connections per process (0: four per core). Every process opens its own
+    /// pool, so processes × pool size must stay below the server's `max_connections`.
+    #[arg(
+        long,
+        env = "CONVO_DATABASE_POOL_SIZE",
+        default_value_t = 0,
+        global = true
+    )]
+    pub database_pool_size: usize,
+
+    /// PostgreSQL: seconds a request waits for a free connection before it fails (503).
+    #[arg(
+        long,
+        env = "CONVO_DATABASE_ACQUIRE_TIMEOUT",
+        default_value_t = 5,
+        global = true
+    )]
+    pub database_acquire_timeout: u64,
+
+    /// PostgreSQL: the longest one statement may run, in seconds (0: the server's setting).
+    #[arg(
+        long,
+        env = "CONVO_DATABASE_STATEMENT_TIMEOUT",
+        default_value_t = 30,
+        global = true
+    )]
+    pub database_statement_timeout: u64,
+
     /// Log format on stderr.
     #[arg(long, env = "CONVO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The database flags, for `convo::db::connect_with`.
+    pub fn database(&self) -> convo::db::DbOptions {
+        use std::time::Duration;
+        convo::db::DbOptions {
+            pool_size: self.database_pool_size,
+            acquire_timeout: Duration::from_secs(self.database_acquire_timeout.max(1)),
+            statement_timeout: (self.database_statement_timeout > 0)
+                .then(|| Duration::from_secs(self.database_statement_timeout)),
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]

@@ -10,7 +10,7 @@ mod sms_cmd;
 
 use clap::Parser;
 use cli::{ApiKeyCommand, Cli, Command, DeliveriesCommand, LogFormat};
-use convo::db::{ConnectError, connect};
+use convo::db::{ConnectError, connect_with};
 use convo_core::StoreError;
 use convo_core::store::prelude::*;
 use std::process::ExitCode;
@@ -59,28 +59,29 @@ fn init_tracing(format: LogFormat) {
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
+    let database = cli.database();
     match cli.command {
-        Command::Serve(args) => serve::run(&cli.database_url, args).await,
+        Command::Serve(args) => serve::run(&cli.database_url, &database, args).await,
         Command::Demo(args) => {
-            let store = connect(&cli.database_url).await?;
+            let store = connect_with(&cli.database_url, &database).await?;
             demo::seed_and_print(store, &args.listen, &args.tokens).await
         }
         Command::Import { file } => {
-            let store = connect(&cli.database_url).await?;
+            let store = connect_with(&cli.database_url, &database).await?;
             import_cmd::run(store, &file).await
         }
         Command::Generate(args) => generate::run(&args),
         Command::Sms(cli::SmsCommand::Inbound(args)) => sms_cmd::inbound(&args).await,
         Command::ApiKey(cmd) => {
-            let store = connect(&cli.database_url).await?;
+            let store = connect_with(&cli.database_url, &database).await?;
             api_key(store.as_ref(), cmd).await
         }
         Command::Deliveries(cmd) => {
-            let store = connect(&cli.database_url).await?;
+            let store = connect_with(&cli.database_url, &database).await?;
             deliveries(store.as_ref(), cmd).await
         }
         Command::Backup { file } => {
-            let store = connect(&cli.database_url).await?;
+            let store = connect_with(&cli.database_url, &database).await?;
             let started = std::time::Instant::now();
             eprintln!("backing up {} to {}", store.describe(), file.display());
             let bytes = store.backup(&file).await.map_err(usage)?;
@@ -93,7 +94,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Migrate => {
-            connect(&cli.database_url).await?;
+            connect_with(&cli.database_url, &database).await?;
             eprintln!("database is up to date");
             Ok(())
         }

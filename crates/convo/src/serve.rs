@@ -2,14 +2,18 @@
 
 use crate::cli::{ServeArgs, SmsProvider as Provider};
 use crate::{CliError, demo};
-use convo::db::connect;
+use convo::db::{DbOptions, connect_with};
 use convo_server::outbox::{LogProvider, RetryPolicy, SmsProvider, TwilioProvider};
 use convo_server::{ApiConfig, AppState, FrontDoor, Server};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-pub async fn run(database_url: &str, args: ServeArgs) -> Result<(), CliError> {
+pub async fn run(
+    database_url: &str,
+    database: &DbOptions,
+    args: ServeArgs,
+) -> Result<(), CliError> {
     if args.sms_provider == Provider::Twilio
         && (args.twilio.twilio_account_sid.is_none() || args.twilio.twilio_auth_token.is_none())
     {
@@ -18,7 +22,7 @@ pub async fn run(database_url: &str, args: ServeArgs) -> Result<(), CliError> {
                 .into(),
         ));
     }
-    let store = connect(database_url).await?;
+    let store = connect_with(database_url, database).await?;
     let listener = TcpListener::bind(&args.listen)
         .await
         .map_err(|e| CliError::Usage(format!("cannot listen on {}: {e}", args.listen)))?;

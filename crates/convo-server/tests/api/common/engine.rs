@@ -1,6 +1,7 @@
-//! The engine the suite runs on: `CONVO_TEST_ENGINE` names it (`sqlite`, the default). The one
-//! place in the HTTP suite that knows which engines exist.
+//! The engine the suite runs on: `CONVO_TEST_ENGINE` names it (`sqlite`, the default, or
+//! `postgres`). The one place in the HTTP suite that knows which engines exist.
 
+use convo_store_postgres::scratch::ScratchDb;
 use convo_store_sqlite::{SqliteOptions, SqliteStore};
 use convo_store_tests::{Db, Engine};
 use std::sync::Arc;
@@ -22,9 +23,25 @@ impl Engine for TempSqlite {
     }
 }
 
+/// A PostgreSQL database of its own, cloned from a migrated template, dropped at the end.
+/// Fails, never skips, when PostgreSQL is not reachable.
+struct ScratchPostgres;
+
+#[async_trait::async_trait]
+impl Engine for ScratchPostgres {
+    async fn fresh(&self) -> Db {
+        let scratch = ScratchDb::create().await.expect("scratch database");
+        let store = scratch.open().await.expect("open store");
+        Db::new(Arc::new(store), scratch)
+    }
+}
+
 pub fn engine() -> Box<dyn Engine> {
     match std::env::var("CONVO_TEST_ENGINE").as_deref() {
         Ok("sqlite") | Err(_) => Box::new(TempSqlite),
-        Ok(other) => panic!("CONVO_TEST_ENGINE={other}: this build's engines are: sqlite"),
+        Ok("postgres") => Box::new(ScratchPostgres),
+        Ok(other) => {
+            panic!("CONVO_TEST_ENGINE={other}: this build's engines are: sqlite, postgres")
+        }
     }
 }
