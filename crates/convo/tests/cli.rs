@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{PRACTICE, convo, http, start_server, text, token_for};
+use common::{PRACTICE, TestDb, convo, http, start_server, text, token_for};
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -15,8 +15,8 @@ const FIXTURE: &str = r#"{"type":"institution","id":1,"subdomain":"acme","name":
 
 #[test]
 fn api_keys_end_to_end() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("c.db");
+    let db = TestDb::new("c");
+    let dir = db.scratch();
     let file = dir.path().join("f.ndjson");
     std::fs::write(&file, FIXTURE).expect("write");
 
@@ -87,8 +87,8 @@ fn api_keys_end_to_end() {
 
 #[test]
 fn import_reports_the_first_bad_line_and_writes_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("c.db");
+    let db = TestDb::new("c");
+    let dir = db.scratch();
     let file = dir.path().join("bad.ndjson");
     std::fs::write(
         &file,
@@ -117,10 +117,9 @@ fn import_reports_the_first_bad_line_and_writes_nothing() {
 
 #[test]
 fn import_reads_stdin() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("c.db");
+    let db = TestDb::new("c");
     let mut child = Command::new(env!("CARGO_BIN_EXE_convo"))
-        .args(["--database-url", db.to_str().expect("path"), "import", "-"])
+        .args(["--database-url", db.url(), "import", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -139,8 +138,7 @@ fn import_reads_stdin() {
 
 #[test]
 fn demo_fills_once_and_prints_a_working_curl_line() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("demo.db");
+    let db = TestDb::new("demo");
     let out = convo(&db, &["demo"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
@@ -164,8 +162,8 @@ fn demo_fills_once_and_prints_a_working_curl_line() {
 
 #[test]
 fn generate_writes_the_same_importable_file_for_the_same_seed() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("g.db");
+    let db = TestDb::new("g");
+    let dir = db.scratch();
     let (a, b) = (dir.path().join("a.ndjson"), dir.path().join("b.ndjson"));
     for file in [&a, &b] {
         let out = convo(
@@ -198,8 +196,8 @@ fn generate_writes_the_same_importable_file_for_the_same_seed() {
 
 #[test]
 fn a_signed_reply_arrives_and_a_killed_server_loses_nothing_it_acknowledged() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("w.db");
+    let db = TestDb::new("w");
+    let dir = db.scratch();
     let file = dir.path().join("p.ndjson");
     std::fs::write(&file, PRACTICE).expect("write");
     assert!(

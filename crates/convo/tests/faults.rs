@@ -9,12 +9,11 @@
 mod common;
 
 use common::fake_twilio::FakeTwilio;
-use common::{practice, start_server, terminate, token_for, twilio_env};
+use common::{TestDb, practice, start_server, terminate, token_for, twilio_env};
 use convo_core::write::InboundSms;
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -171,7 +170,7 @@ fn load(
 /// of whatever engine `db` is: every acknowledged send's delivery is listed, and every
 /// acknowledged SMS not yet checked is already stored (the provider's retry of it is a
 /// duplicate).
-fn lost(db: &Path, acked: &mut Acknowledged) -> usize {
+fn lost(db: &TestDb, acked: &mut Acknowledged) -> usize {
     common::on_store(db, |store| async move {
         store.check_ready().await.expect("the database reads whole");
         let listed: HashSet<i64> = store
@@ -230,8 +229,7 @@ fn acknowledged_writes_survive_sigkill_at_random_moments() {
         .ok()
         .and_then(|t| t.parse().ok())
         .unwrap_or(11);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("faults.db");
+    let db = TestDb::new("faults");
     let key = practice(&db, &patients());
     let fake = FakeTwilio::start();
     // Answers take 0–40 ms, so kills land while sends are with the provider.

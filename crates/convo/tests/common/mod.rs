@@ -9,14 +9,78 @@ use convo_core::outbox::DeliveryRecord;
 use convo_core::tz::Zone;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-pub fn convo(db: &Path, args: &[&str]) -> Output {
+/// A database of the engine under test (`CONVO_TEST_ENGINE`: `sqlite`, the default, or
+/// `postgres`), named by the URL the binary takes, with a scratch directory beside it for the
+/// test's other files. A PostgreSQL one is dropped with it; PostgreSQL not reachable fails the
+/// test.
+pub struct TestDb {
+    url: String,
+    scratch: tempfile::TempDir,
+    _postgres: Option<convo_store_postgres::scratch::ScratchDb>,
+}
+
+impl TestDb {
+    pub fn new(name: &str) -> Self {
+        let scratch = tempfile::tempdir().expect("tempdir");
+        match std::env::var("CONVO_TEST_ENGINE").as_deref() {
+            Ok("sqlite") | Err(_) => Self {
+                url: scratch
+                    .path()
+                    .join(format!("{name}.db"))
+                    .to_str()
+                    .expect("path")
+                    .to_string(),
+                scratch,
+                _postgres: None,
+            },
+            Ok("postgres") => {
+                let db = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime")
+                    .block_on(convo_store_postgres::scratch::ScratchDb::create())
+                    .expect("scratch database");
+                Self {
+                    url: db.url().to_string(),
+                    scratch,
+                    _postgres: Some(db),
+                }
+            }
+            Ok(other) => panic!("CONVO_TEST_ENGINE={other}: the engines are sqlite, postgres"),
+        }
+    }
+
+    /// `--database-url`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A directory for the test's files (import files, backups).
+    pub fn scratch(&self) -> &tempfile::TempDir {
+        &self.scratch
+    }
+
+    /// The SQLite file at `path` (a backup of this one, say).
+    pub fn sqlite_copy(&self, path: &std::path::Path) -> TestDb {
+        TestDb {
+            url: path.to_str().expect("path").to_string(),
+            scratch: tempfile::tempdir().expect("tempdir"),
+            _postgres: None,
+        }
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self._postgres.is_none()
+    }
+}
+
+pub fn convo(db: &TestDb, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_convo"))
         .arg("--database-url")
-        .arg(db)
+        .arg(db.url())
         .args(args)
         .env_remove("CONVO_LISTEN")
         .env_remove("CONVO_JWT_SECRET")
@@ -39,11 +103,11 @@ pub fn http(addr: &str, request: &str) -> String {
 }
 
 /// `convo serve --listen 127.0.0.1:0` on `db`, not yet started.
-pub fn serve_command(db: &Path) -> Command {
+pub fn serve_command(db: &TestDb) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_convo"));
     command.args([
         "--database-url",
-        db.to_str().expect("path"),
+        db.url(),
         "serve",
         "--listen",
         "127.0.0.1:0",
@@ -54,7 +118,7 @@ pub fn serve_command(db: &Path) -> Command {
 /// `convo serve` on a free port with extra environment; returns the child, its address and a
 /// thread draining its logs (joined, it returns them).
 pub fn start_server(
-    db: &Path,
+    db: &TestDb,
     env: &[(&str, &str)],
 ) -> (std::process::Child, String, std::thread::JoinHandle<String>) {
     start_server_with(db, env, &[])
@@ -62,7 +126,7 @@ pub fn start_server(
 
 /// `start_server` with extra `serve` arguments.
 pub fn start_server_with(
-    db: &Path,
+    db: &TestDb,
     env: &[(&str, &str)],
     args: &[&str],
 ) -> (std::process::Child, String, std::thread::JoinHandle<String>) {
@@ -127,8 +191,8 @@ pub const PRACTICE: &str = r#"{"type":"institution","id":1,"subdomain":"acme","n
 "#;
 
 /// A database with `PRACTICE` and a key; returns the raw key.
-pub fn practice(db: &Path, extra: &str) -> String {
-    let file = db.with_extension("ndjson");
+pub fn practice(db: &TestDb, extra: &str) -> String {
+    let file = db.scratch().path().join("practice.ndjson");
     std::fs::write(&file, format!("{PRACTICE}{extra}")).expect("write");
     let out = convo(db, &["import", file.to_str().expect("path")]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -174,13 +238,13 @@ pub fn read_address(server: &mut std::process::Child) -> (String, std::thread::J
 /// Runs `f` on the database `db` names, opened through `convo::db::connect`: a test sees what a
 /// server wrote through the store traits, whichever engine it is.
 pub fn on_store<T, Fut>(
-    db: &Path,
+    db: &TestDb,
     f: impl FnOnce(std::sync::Arc<dyn convo_core::Store>) -> Fut,
 ) -> T
 where
     Fut: std::future::Future<Output = T>,
 {
-    let url = db.to_str().expect("path").to_string();
+    let url = db.url().to_string();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -205,7 +269,7 @@ pub async fn messages_of_location(store: &dyn convo_core::Store) -> Vec<convo_co
 }
 
 /// The delivery of the message with this body in location 10, as the server wrote it.
-pub fn delivery_of(db: &Path, body: &str) -> DeliveryRecord {
+pub fn delivery_of(db: &TestDb, body: &str) -> DeliveryRecord {
     let body = body.to_string();
     on_store(db, |store| async move {
         let message = messages_of_location(store.as_ref())
