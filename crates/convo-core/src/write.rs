@@ -189,3 +189,33 @@ mod tests {
         }
     }
 }
+
+/// Among the patients of an institution sharing the number an SMS came from (`(id,
+/// guarantor_id)`), the one it is for: the family's guarantor, else the lowest id.
+pub fn pick_patient(matches: &[(i64, Option<i64>)]) -> Option<i64> {
+    let guarantor = matches.iter().map(|&(id, _)| id).find(|id| {
+        matches
+            .iter()
+            .any(|&(other, g)| other != *id && g == Some(*id))
+    });
+    guarantor.or_else(|| matches.iter().map(|&(id, _)| id).min())
+}
+
+#[cfg(test)]
+mod pick_tests {
+    use super::pick_patient;
+
+    #[test]
+    fn a_shared_number_goes_to_the_guarantor_else_the_lowest_id() {
+        assert_eq!(pick_patient(&[]), None);
+        assert_eq!(pick_patient(&[(7, None)]), Some(7));
+        assert_eq!(pick_patient(&[(9, None), (4, None)]), Some(4));
+        // 9 is the guarantor of 4 and 12.
+        assert_eq!(
+            pick_patient(&[(4, Some(9)), (9, None), (12, Some(9))]),
+            Some(9)
+        );
+        // A guarantor outside the matches does not count.
+        assert_eq!(pick_patient(&[(5, Some(1)), (6, Some(1))]), Some(5));
+    }
+}

@@ -5,9 +5,10 @@
 use crate::messages::{
     MessageRow, conversation_for, insert_message, lock_and_stamp, next_id, touch,
 };
+use crate::pipeline::pipelined;
 use crate::{Db, phones};
 use convo_core::phone::e164;
-use convo_core::write::{InboundOutcome, InboundSms, Keyword, keyword};
+use convo_core::write::{InboundOutcome, InboundSms, Keyword, keyword, pick_patient};
 use convo_core::{Millis, Missing, Refusal, StoreError};
 use deadpool_postgres::Transaction;
 
@@ -36,7 +37,7 @@ pub(crate) async fn receive(
     let conversation_id = conversation_for(tx, (inst, loc), patient_id, now).await?;
     let (message_id, at) = lock_and_stamp(tx, inst, conversation_id).await?;
     insert_inbound(tx, inst, message_id, conversation_id, patient_id, sms, at).await?;
-    tokio::try_join!(
+    pipelined!(
         touch(tx, inst, conversation_id, at),
         sid_stored(tx, inst, &sms.sid, message_id)
     )?;
@@ -174,16 +175,6 @@ async fn known_patient(
     Ok(pick_patient(&matches))
 }
 
-/// Among patients sharing a number, the family's guarantor, else the lowest id.
-fn pick_patient(matches: &[(i64, Option<i64>)]) -> Option<i64> {
-    let guarantor = matches.iter().map(|&(id, _)| id).find(|id| {
-        matches
-            .iter()
-            .any(|&(other, g)| other != *id && g == Some(*id))
-    });
-    guarantor.or_else(|| matches.iter().map(|&(id, _)| id).min())
-}
-
 /// STOP or START from a number applies to every patient of the institution texting from it: a
 /// family shares one.
 async fn apply_keyword(
@@ -247,21 +238,4 @@ async fn insert_inbound(
         },
     )
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::pick_patient;
-
-    #[test]
-    fn a_shared_number_goes_to_the_guarantor_else_the_lowest_id() {
-        assert_eq!(pick_patient(&[]), None);
-        assert_eq!(pick_patient(&[(7, None)]), Some(7));
-        assert_eq!(pick_patient(&[(9, None), (4, None)]), Some(4));
-        assert_eq!(
-            pick_patient(&[(4, Some(9)), (9, None), (12, Some(9))]),
-            Some(9)
-        );
-        assert_eq!(pick_patient(&[(5, Some(1)), (6, Some(1))]), Some(5));
-    }
 }

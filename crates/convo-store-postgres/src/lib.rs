@@ -15,6 +15,7 @@ mod keys;
 mod messages;
 mod outbox;
 mod phones;
+mod pipeline;
 mod rows;
 mod schema;
 pub mod scratch;

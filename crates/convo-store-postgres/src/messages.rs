@@ -5,6 +5,7 @@
 //! `INSERT … ON CONFLICT`, read-modify-write locks its row first.
 
 use crate::Db;
+use crate::pipeline::pipelined;
 use crate::rows::{ONE_MESSAGE_SQL, message_from};
 use convo_core::phone::bio_phones;
 use convo_core::write::{IdempotencyKey, NewAttachment, NewMessage};
@@ -59,7 +60,7 @@ pub(crate) async fn lock_and_stamp(
         )
         .await
         .db()?;
-    let (_, row) = tokio::try_join!(
+    let (_, row) = pipelined!(
         async { tx.query_one(&lock, &[&inst, &conversation_id]).await.db() },
         async { tx.query_one(&stamp, &[]).await.db() },
     )?;
@@ -246,7 +247,7 @@ pub(crate) async fn send(
         .prepare_cached("SELECT phone_e164 FROM locations WHERE institution_id = $1 AND id = $2")
         .await
         .db()?;
-    let (patient, is_staff, from) = tokio::try_join!(
+    let (patient, is_staff, from) = pipelined!(
         async {
             tx.query_opt(&patient_sql, &[&inst, &m.patient_id])
                 .await
@@ -312,7 +313,7 @@ pub(crate) async fn send(
             None => Ok(()),
         }
     };
-    let (_, _, message) = tokio::try_join!(
+    let (_, _, message) = pipelined!(
         touch(tx, inst, conversation_id, at),
         keyed,
         load_message(tx, inst, id)

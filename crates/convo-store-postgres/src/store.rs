@@ -4,6 +4,8 @@
 use crate::schema;
 use convo_core::StoreError;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio_postgres::NoTls;
 
@@ -36,6 +38,9 @@ pub struct PgStore {
     pool: Pool,
     /// The URL without its password, for messages.
     described: String,
+    /// Transactions PostgreSQL aborted and this store ran again (serialization failures and
+    /// deadlocks): a healthy write path keeps this near zero.
+    retries: Arc<AtomicU64>,
 }
 
 /// How many times a transaction PostgreSQL aborted (serialization failure, deadlock) is run
@@ -85,7 +90,11 @@ impl PgStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::broken(format!("cannot build the connection pool: {e}")))?;
-        Ok(Self { pool, described })
+        Ok(Self {
+            pool,
+            described,
+            retries: Arc::default(),
+        })
     }
 
     /// The database, as `postgres://user@host:port/db` (never the password).
@@ -103,6 +112,16 @@ impl PgStore {
         metrics::histogram!("convo_db_pool_wait_seconds", "pool" => "postgres")
             .record(asked.elapsed().as_secs_f64());
         Ok(client)
+    }
+
+    /// How many transactions were run again since the store opened.
+    pub fn transaction_retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("convo_db_transaction_retries_total").increment(1);
     }
 
     /// Connections open and idle, for `/metrics`.
@@ -142,6 +161,7 @@ macro_rules! in_transaction {
             match result {
                 Err(e) if crate::is_transient(&e) && attempt < crate::store::RETRIES => {
                     attempt += 1;
+                    $store.count_retry();
                     drop(client);
                     tokio::time::sleep(crate::store::backoff(attempt)).await;
                 }

@@ -6,8 +6,8 @@ mod common;
 
 use common::fake_twilio::FakeTwilio;
 use common::{
-    TestDb, convo, http, practice, send, start_server, start_server_with, terminate, text, token_for,
-    twilio_env,
+    TestDb, convo, http, practice, send, start_server, start_server_with, terminate, text,
+    token_for, twilio_env,
 };
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -71,11 +71,9 @@ fn sends_claimed_or_queued_by_a_killed_server_go_out_within_seconds_of_the_resta
     // processes may be running, so the dead one's claim is taken over once its heartbeat is
     // stale (20 s), within the 30 s §9 allows.
     let bound = Duration::from_secs(if db.is_sqlite() { 10 } else { 30 });
-    wait_for(
-        "both sends go out after the restart",
-        bound,
-        || fake.answered("claimed then killed") == 1 && fake.answered("queued then killed") == 1,
-    );
+    wait_for("both sends go out after the restart", bound, || {
+        fake.answered("claimed then killed") == 1 && fake.answered("queued then killed") == 1
+    });
     let recovery = restarted.elapsed();
     assert!(recovery < bound, "{recovery:?}");
     // Once each: nothing more arrives while the new server runs.
@@ -202,7 +200,11 @@ fn a_backup_taken_during_writes_is_consistent_and_serves() {
         let copy = dir.path().join("copy.db");
         let out = convo(&db, &["backup", copy.to_str().expect("path")]);
         assert!(!out.status.success());
-        assert!(text(&out.stderr).contains("pg_dump"), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("pg_dump"),
+            "{}",
+            text(&out.stderr)
+        );
         assert!(!copy.exists());
         return;
     }

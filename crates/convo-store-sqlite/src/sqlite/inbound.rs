@@ -5,7 +5,7 @@
 use super::messages::{IdTable, MessageRow, conversation_for, insert_message, next_id, touch};
 use super::{Db, immediate, phones};
 use convo_core::phone::e164;
-use convo_core::write::{InboundOutcome, InboundSms, Keyword, keyword};
+use convo_core::write::{InboundOutcome, InboundSms, Keyword, keyword, pick_patient};
 use convo_core::{Millis, Missing, Refusal, StoreError};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
@@ -111,16 +111,6 @@ fn patient_for_number(
     Ok(id)
 }
 
-/// Among patients sharing a number, the family's guarantor, else the lowest id.
-fn pick_patient(matches: &[(i64, Option<i64>)]) -> Option<i64> {
-    let guarantor = matches.iter().map(|&(id, _)| id).find(|id| {
-        matches
-            .iter()
-            .any(|&(other, g)| other != *id && g == Some(*id))
-    });
-    guarantor.or_else(|| matches.iter().map(|&(id, _)| id).min())
-}
-
 /// STOP or START from a number applies to every patient of the institution texting from it: a
 /// family shares one.
 fn apply_keyword(
@@ -179,23 +169,4 @@ fn insert_inbound(
         .execute(params![sms.sid, id])
         .db()?;
     Ok(id)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::pick_patient;
-
-    #[test]
-    fn a_shared_number_goes_to_the_guarantor_else_the_lowest_id() {
-        assert_eq!(pick_patient(&[]), None);
-        assert_eq!(pick_patient(&[(7, None)]), Some(7));
-        assert_eq!(pick_patient(&[(9, None), (4, None)]), Some(4));
-        // 9 is the guarantor of 4 and 12.
-        assert_eq!(
-            pick_patient(&[(4, Some(9)), (9, None), (12, Some(9))]),
-            Some(9)
-        );
-        // A guarantor outside the matches does not count.
-        assert_eq!(pick_patient(&[(5, Some(1)), (6, Some(1))]), Some(5));
-    }
 }
