@@ -106,8 +106,17 @@ pub struct ScratchDb {
 
 impl ScratchDb {
     pub async fn create() -> Result<Self, StoreError> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
         let template = template().await?;
+        Self::make(&format!("TEMPLATE {template}")).await
+    }
+
+    /// An empty database, not even migrated: what a first deployment starts from.
+    pub async fn create_empty() -> Result<Self, StoreError> {
+        Self::make("").await
+    }
+
+    async fn make(options: &str) -> Result<Self, StoreError> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
         let name = format!(
             "convo_t_{}_{}_{}",
             std::process::id(),
@@ -116,7 +125,7 @@ impl ScratchDb {
         );
         admin()
             .await?
-            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+            .batch_execute(&format!("CREATE DATABASE {name} {options}"))
             .await
             .map_err(StoreError::fault)?;
         Ok(Self {

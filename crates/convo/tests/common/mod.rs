@@ -36,20 +36,31 @@ impl TestDb {
                 scratch,
                 _postgres: None,
             },
-            Ok("postgres") => {
-                let db = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime")
-                    .block_on(convo_store_postgres::scratch::ScratchDb::create())
-                    .expect("scratch database");
-                Self {
-                    url: db.url().to_string(),
-                    scratch,
-                    _postgres: Some(db),
-                }
-            }
+            Ok("postgres") => Self::postgres(false),
             Ok(other) => panic!("CONVO_TEST_ENGINE={other}: the engines are sqlite, postgres"),
+        }
+    }
+
+    /// A PostgreSQL database whatever the engine under test (for what only it can do):
+    /// migrated, or `empty` as a first deployment finds it.
+    pub fn postgres(empty: bool) -> Self {
+        use convo_store_postgres::scratch::ScratchDb;
+        let db = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async {
+                if empty {
+                    ScratchDb::create_empty().await
+                } else {
+                    ScratchDb::create().await
+                }
+            })
+            .expect("scratch database");
+        Self {
+            url: db.url().to_string(),
+            scratch: tempfile::tempdir().expect("tempdir"),
+            _postgres: Some(db),
         }
     }
 
