@@ -47,13 +47,17 @@ pub(crate) fn lateral_messages(poll: Option<&str>) -> String {
 /// A list statement: `ctes` define `pg` (the page's conversations, `id, created_at,
 /// updated_at, patient_id`); `scalar` is one value every row carries (the count, a cursor
 /// probe), even when the page is empty; rows come in `order` of the page, each conversation's
-/// messages newest first.
+/// messages newest first. The patient is a LATERAL lookup (kept from being flattened into a
+/// join by its LIMIT): a generic plan cannot know the page is small, and chose a hash join
+/// over a sequential scan of every patient for the plain join.
 pub(crate) fn list_sql(ctes: &str, scalar: &str, order: &str, poll: Option<&str>) -> String {
     format!(
         "WITH {ctes}
          SELECT {conversation}, lm.*, x.v
            FROM (SELECT {scalar} AS v) x
-           LEFT JOIN (pg JOIN patients p ON p.institution_id = $1 AND p.id = pg.patient_id)
+           LEFT JOIN (pg CROSS JOIN LATERAL (
+                          SELECT * FROM patients
+                           WHERE institution_id = $1 AND id = pg.patient_id LIMIT 1) p)
                   ON true
            {lateral}
           ORDER BY {order}, lm.created_at DESC, lm.id DESC",
@@ -113,20 +117,6 @@ pub(crate) static ONE_SQL: LazyLock<String> =
     LazyLock::new(|| list_sql(ONE_CTES, "NULL::bigint", "pg.id", None));
 pub(crate) static ONE_POLL_SQL: LazyLock<String> =
     LazyLock::new(|| list_sql(ONE_CTES, "NULL::bigint", "pg.id", Some("$6")));
-
-/// The statements the API's reads run, by name, for plan checks.
-pub fn hot_statements() -> Vec<(&'static str, String)> {
-    let mut out = vec![
-        ("page", PAGE_SQL.clone()),
-        ("page polling", PAGE_POLL_SQL.clone()),
-        ("one conversation", ONE_SQL.clone()),
-        ("one conversation polling", ONE_POLL_SQL.clone()),
-        ("one message", crate::rows::ONE_MESSAGE_SQL.to_string()),
-        ("access", crate::keys::ACCESS_SQL.to_string()),
-    ];
-    out.extend(crate::cursors::statements());
-    out
-}
 
 /// The message parameters every list statement takes: `$3`, `$4` and the polling bound.
 pub(crate) struct MessageParams {

@@ -73,15 +73,6 @@ static BEFORE_POLL_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-pub(crate) fn statements() -> Vec<(&'static str, String)> {
-    vec![
-        ("cursor after", AFTER_SQL.clone()),
-        ("cursor after polling", AFTER_POLL_SQL.clone()),
-        ("cursor before", BEFORE_SQL.clone()),
-        ("cursor before polling", BEFORE_POLL_SQL.clone()),
-    ]
-}
-
 /// A position to walk newer from, with `updated_since` in it: everything newer than the result
 /// is newer than `at` and within `since` (ids are >= 1).
 fn fold(at: Cursor, since: i64) -> Cursor {

@@ -22,7 +22,10 @@ pub mod scratch;
 mod store;
 mod traits;
 
-pub use conversations::hot_statements;
+/// The migrations' SQL, in order (for tests that build a variant of the schema).
+pub fn migrations() -> &'static [&'static str] {
+    schema::MIGRATIONS
+}
 pub use store::{PgOptions, PgStore};
 
 use convo_core::StoreError;

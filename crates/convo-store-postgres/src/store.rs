@@ -124,6 +124,22 @@ impl PgStore {
         metrics::counter!("convo_db_transaction_retries_total").increment(1);
     }
 
+    /// The statements this store has prepared on one of its connections, with their parameter
+    /// types: with a pool of one connection, every statement it has run through the statement
+    /// cache (the hot ones). For plan and routing checks.
+    pub async fn prepared_statements(&self) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT statement, parameter_types::text[] FROM pg_prepared_statements
+                  WHERE from_sql = false",
+                &[],
+            )
+            .await
+            .map_err(crate::db_error)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// Connections open and idle, for `/metrics`.
     pub fn pool_status(&self) -> (usize, usize) {
         let status = self.pool.status();
