@@ -142,12 +142,12 @@ impl MessageParams {
     }
 }
 
+/// One page of location `loc` of institution `inst` (the caller has checked both).
 pub(crate) async fn page(
     client: &impl GenericClient,
-    tenant: &TenantCtx,
+    (inst, loc): (i64, i64),
     q: &ListQuery,
 ) -> Result<ConversationPage, StoreError> {
-    let (inst, loc) = (tenant.institution_id(), tenant.location_id());
     let mp = MessageParams::of(q.messages.as_ref());
     if let Some(paging) = q.cursor {
         let (conversations, info) = cursor_page(client, (inst, loc), q, paging, &mp).await?;

@@ -24,17 +24,68 @@ fn random_hex(bytes: usize) -> Result<String, StoreError> {
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// One statement decides the key, the institution it may use and the location. The
-/// institution comes from the small tables only; the location is then one key lookup in it.
-pub(crate) const ACCESS_SQL: &str = "
-SELECT k.revoked_at, i.id, l.id, l.tz
+/// The key and the institution it may use, from the small tables alone (reference tables on
+/// a distributed database); the location is then one key lookup inside that institution, so
+/// every statement after this one names the institution as a constant and can be routed.
+pub(crate) const KEY_SCOPE_SQL: &str = "
+SELECT k.revoked_at, i.id
   FROM api_keys k
   LEFT JOIN institutions i
          ON lower(i.subdomain) = lower($2::text)
         AND EXISTS (SELECT 1 FROM api_key_institutions ki
                      WHERE ki.key_id = k.id AND ki.institution_id = i.id)
-  LEFT JOIN locations l ON l.institution_id = i.id AND l.id = $3::bigint
  WHERE k.id = $1::bigint";
+
+const LOCATION_SQL: &str = "SELECT tz FROM locations WHERE institution_id = $1 AND id = $2";
+
+/// The institution key `key_id` may use by `subdomain`: 401 and 403 decided.
+pub(crate) async fn institution_for(
+    client: &impl GenericClient,
+    key_id: i64,
+    subdomain: &str,
+) -> Result<Result<i64, Denied>, StoreError> {
+    let stmt = client.prepare_cached(KEY_SCOPE_SQL).await.db()?;
+    let row = client.query_opt(&stmt, &[&key_id, &subdomain]).await.db()?;
+    let Some(row) = row else {
+        return Ok(Err(Denied::Revoked));
+    };
+    let revoked: Option<i64> = row.try_get(0).map_err(StoreError::fault)?;
+    if revoked.is_some() {
+        return Ok(Err(Denied::Revoked));
+    }
+    let institution: Option<i64> = row.try_get(1).map_err(StoreError::fault)?;
+    Ok(institution.ok_or_else(|| Denied::Forbidden {
+        subdomain: subdomain.to_string(),
+    }))
+}
+
+/// The time zone of the institution's location, if it is one of the institution's.
+pub(crate) async fn location_zone(
+    client: &impl GenericClient,
+    institution: i64,
+    location_id: i64,
+) -> Result<Option<String>, StoreError> {
+    let stmt = client.prepare_cached(LOCATION_SQL).await.db()?;
+    Ok(client
+        .query_opt(&stmt, &[&institution, &location_id])
+        .await
+        .db()?
+        .map(|r| r.get(0)))
+}
+
+/// The tenant, once the location's zone is known (`None`: not the institution's: 404).
+pub(crate) fn tenant(
+    institution: i64,
+    location_id: i64,
+    tz: Option<String>,
+) -> Result<Result<TenantCtx, Denied>, StoreError> {
+    let Some(tz) = tz else {
+        return Ok(Err(Denied::NoLocation { location_id }));
+    };
+    let zone = Zone::get(&tz)
+        .ok_or_else(|| StoreError::broken(format!("location {location_id} has unknown tz")))?;
+    Ok(Ok(TenantCtx::resolved(institution, location_id, zone)))
+}
 
 pub(crate) async fn access(
     client: &impl GenericClient,
@@ -42,30 +93,12 @@ pub(crate) async fn access(
     subdomain: &str,
     location_id: i64,
 ) -> Result<Result<TenantCtx, Denied>, StoreError> {
-    let stmt = client.prepare_cached(ACCESS_SQL).await.db()?;
-    let row = client
-        .query_opt(&stmt, &[&key_id, &subdomain, &location_id])
-        .await
-        .db()?;
-    let Some(row) = row else {
-        return Ok(Err(Denied::Revoked));
+    let institution = match institution_for(client, key_id, subdomain).await? {
+        Ok(i) => i,
+        Err(denied) => return Ok(Err(denied)),
     };
-    let get = |i| -> Result<Option<i64>, StoreError> { row.try_get(i).map_err(StoreError::fault) };
-    if get(0)?.is_some() {
-        return Ok(Err(Denied::Revoked));
-    }
-    let Some(institution) = get(1)? else {
-        return Ok(Err(Denied::Forbidden {
-            subdomain: subdomain.to_string(),
-        }));
-    };
-    let tz: Option<String> = row.try_get(3).map_err(StoreError::fault)?;
-    let (Some(location), Some(tz)) = (get(2)?, tz) else {
-        return Ok(Err(Denied::NoLocation { location_id }));
-    };
-    let zone = Zone::get(&tz)
-        .ok_or_else(|| StoreError::broken(format!("location {location} has unknown tz")))?;
-    Ok(Ok(TenantCtx::resolved(institution, location, zone)))
+    let tz = location_zone(client, institution, location_id).await?;
+    tenant(institution, location_id, tz)
 }
 
 pub(crate) async fn key_is_live(

@@ -2,6 +2,7 @@
 //! snapshot); a write is one transaction, run again when PostgreSQL aborts it to keep
 //! concurrent ones apart.
 
+use crate::pipeline::pipelined;
 use crate::store::in_transaction;
 use crate::{Db, PgStore, conversations, import, inbound, keys, messages, outbox, schema};
 use async_trait::async_trait;
@@ -59,7 +60,8 @@ impl ConversationStore for PgStore {
         tenant: &TenantCtx,
         query: &ListQuery,
     ) -> Result<ConversationPage, StoreError> {
-        conversations::page(&self.client().await?, tenant, query).await
+        let scope = (tenant.institution_id(), tenant.location_id());
+        conversations::page(&self.client().await?, scope, query).await
     }
 
     async fn list_for_key(
@@ -68,14 +70,20 @@ impl ConversationStore for PgStore {
         scope: (&str, i64),
         query: &ListQuery,
     ) -> Result<Result<(TenantCtx, ConversationPage), Denied>, StoreError> {
-        // One checkout for both statements.
+        // One checkout, two round trips: the key's institution, then the location check and
+        // the page together (pipelined; a location of another institution lists nothing, and
+        // its page is not returned).
         let client = self.client().await?;
-        let tenant = match keys::access(&client, key_id, scope.0, scope.1).await? {
-            Ok(tenant) => tenant,
+        let (subdomain, location) = scope;
+        let institution = match keys::institution_for(&client, key_id, subdomain).await? {
+            Ok(i) => i,
             Err(denied) => return Ok(Err(denied)),
         };
-        let page = conversations::page(&client, &tenant, query).await?;
-        Ok(Ok((tenant, page)))
+        let (tz, page) = pipelined!(
+            keys::location_zone(&client, institution, location),
+            conversations::page(&client, (institution, location), query),
+        )?;
+        Ok(keys::tenant(institution, location, tz)?.map(|tenant| (tenant, page)))
     }
 
     async fn get_conversation(
