@@ -9,6 +9,7 @@
 
 mod conversations;
 mod cursors;
+mod export;
 mod import;
 mod inbound;
 mod keys;

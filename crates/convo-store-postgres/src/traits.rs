@@ -4,9 +4,9 @@
 
 use crate::pipeline::pipelined;
 use crate::store::in_transaction;
-use crate::{Db, PgStore, conversations, import, inbound, keys, messages, outbox, schema};
+use crate::{Db, PgStore, conversations, export, import, inbound, keys, messages, outbox, schema};
 use async_trait::async_trait;
-use convo_core::import::{ImportBatch, ImportError, ImportSummary};
+use convo_core::import::{ImportBatch, ImportError, ImportSummary, Record};
 use convo_core::outbox::{Attempt, Delivery, DeliveryRecord, DeliveryStatus, OutboxStats};
 use convo_core::write::{InboundOutcome, InboundSms, NewMessage};
 use convo_core::{
@@ -226,6 +226,10 @@ impl ImportSink for PgStore {
             .await
             .db()?;
         Ok(summary)
+    }
+
+    async fn export(&self, out: mpsc::Sender<Vec<Record>>) -> Result<u64, StoreError> {
+        export::run(&mut self.client().await?, &out).await
     }
 
     async fn is_empty(&self) -> Result<bool, StoreError> {

@@ -84,6 +84,13 @@ pub enum Command {
         /// The NDJSON file, or `-` for standard input.
         file: PathBuf,
     },
+    /// Write the whole database as import NDJSON (to move it to another engine: import the file
+    /// into an empty database); API keys and delivery records stay behind.
+    Export {
+        /// Where to write it (it must not exist yet), or `-` for standard output.
+        #[arg(long, default_value = "-")]
+        out: PathBuf,
+    },
     /// Write a practice group's dataset as import NDJSON (deterministic from the seed).
     Generate(GenerateArgs),
     /// Act as Twilio against a running server (try the write side without a phone).

@@ -3,6 +3,7 @@
 
 mod cli;
 mod demo;
+mod export_cmd;
 mod generate;
 mod import_cmd;
 mod serve;
@@ -69,6 +70,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Import { file } => {
             let store = connect_with(&cli.database_url, &database).await?;
             import_cmd::run(store, &file).await
+        }
+        Command::Export { out } => {
+            let store = connect_with(&cli.database_url, &database).await?;
+            export_cmd::run(store, &out).await
         }
         Command::Generate(args) => generate::run(&args),
         Command::Sms(cli::SmsCommand::Inbound(args)) => sms_cmd::inbound(&args).await,

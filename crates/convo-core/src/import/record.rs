@@ -193,6 +193,15 @@ fn bio_out<S: Serializer>(bio: &Option<String>, s: S) -> Result<S::Ok, S::Error>
     raw.serialize(s)
 }
 
+/// The ids of a stored `seen_by` (a JSON array of id strings), for an export.
+pub fn seen_by_ids(stored: &str) -> Vec<i64> {
+    serde_json::from_str::<Vec<String>>(stored)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| crate::params::parse_int(s))
+        .collect()
+}
+
 /// As the API shows them: strings.
 fn seen_by_out<S: Serializer>(ids: &[i64], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(ids.iter().map(|id| id.to_string()))

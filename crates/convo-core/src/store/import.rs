@@ -1,4 +1,5 @@
-//! Bulk loading: an engine applies a stream of parsed records in one transaction.
+//! Bulk loading and unloading: an engine applies a stream of parsed records in one
+//! transaction, and writes its whole database back out as the same records.
 
 use crate::error::StoreError;
 use crate::import::{ImportBatch, ImportError, ImportItem, ImportSummary, Record, parse_numbered};
@@ -16,6 +17,12 @@ pub trait ImportSink: Send + Sync + 'static {
 
     /// True when no institution exists yet (the demo fills only an empty database).
     async fn is_empty(&self) -> Result<bool, StoreError>;
+
+    /// Every record of the database, as an import file holds them (CONTRACT §5), from one
+    /// snapshot, in an order an import accepts (institutions, locations, users, patients,
+    /// conversations, messages; each by id), in batches to `out`; how many records. API keys,
+    /// delivery records and idempotency keys have no record type and stay behind.
+    async fn export(&self, out: mpsc::Sender<Vec<Record>>) -> Result<u64, StoreError>;
 }
 
 /// Imports records already in memory (the demo, tests): one transaction, committed at the end.
@@ -57,4 +64,29 @@ async fn import_items(
     let _ = tx.try_send(items);
     drop(tx);
     sink.import(rx).await
+}
+
+/// An export's records in batches of `BATCH`: `push` hands back a full batch to send.
+#[derive(Default)]
+pub struct RecordBatches {
+    batch: Vec<Record>,
+    count: u64,
+}
+
+impl RecordBatches {
+    pub fn push(&mut self, record: Record) -> Option<Vec<Record>> {
+        self.batch.push(record);
+        self.count += 1;
+        (self.batch.len() >= crate::import::BATCH).then(|| std::mem::take(&mut self.batch))
+    }
+
+    /// The last, partial batch and how many records there were in all.
+    pub fn finish(self) -> (Vec<Record>, u64) {
+        (self.batch, self.count)
+    }
+}
+
+/// What an export's `out` closing early means.
+pub fn export_closed() -> StoreError {
+    StoreError::broken("the export's output closed before the end")
 }

@@ -10,7 +10,7 @@ mod outbox;
 
 pub use crate::error::{Denied, Missing, Refusal, StoreError};
 pub use conversations::{ConversationStore, ListQuery, MessageQuery};
-pub use import::{ImportSink, import_records, import_text};
+pub use import::{ImportSink, RecordBatches, export_closed, import_records, import_text};
 pub use keys::{KeyStore, TenantCtx};
 pub use maintenance::Maintenance;
 pub use outbox::OutboxStore;

@@ -3,6 +3,7 @@
 mod backup;
 mod conversations;
 mod cursors;
+mod export;
 mod import;
 mod inbound;
 mod keys;

@@ -2,9 +2,11 @@
 //! reader for reads) running the engine's function for it.
 
 use super::backup::backup_to;
-use super::{Db, SqliteStore, conversations, import, inbound, keys, messages, outbox, schema};
+use super::{
+    Db, SqliteStore, conversations, export, import, inbound, keys, messages, outbox, schema,
+};
 use async_trait::async_trait;
-use convo_core::import::{ImportBatch, ImportError, ImportSummary};
+use convo_core::import::{ImportBatch, ImportError, ImportSummary, Record};
 use convo_core::outbox::{Attempt, Delivery, DeliveryRecord, DeliveryStatus, OutboxStats};
 use convo_core::write::{InboundOutcome, InboundSms, NewMessage};
 use convo_core::{
@@ -214,6 +216,10 @@ impl ImportSink for SqliteStore {
         items: mpsc::Receiver<ImportBatch>,
     ) -> Result<ImportSummary, ImportError> {
         self.write(move |conn| Ok(import::run(conn, items))).await?
+    }
+
+    async fn export(&self, out: mpsc::Sender<Vec<Record>>) -> Result<u64, StoreError> {
+        self.read(move |conn| export::run(conn, &out)).await
     }
 
     async fn is_empty(&self) -> Result<bool, StoreError> {

@@ -41,6 +41,21 @@ impl TestDb {
         }
     }
 
+    /// A SQLite file whatever the engine under test.
+    pub fn sqlite(name: &str) -> Self {
+        let scratch = tempfile::tempdir().expect("tempdir");
+        Self {
+            url: scratch
+                .path()
+                .join(format!("{name}.db"))
+                .to_str()
+                .expect("path")
+                .to_string(),
+            scratch,
+            _postgres: None,
+        }
+    }
+
     /// A PostgreSQL database whatever the engine under test (for what only it can do):
     /// migrated, or `empty` as a first deployment finds it.
     pub fn postgres(empty: bool) -> Self {

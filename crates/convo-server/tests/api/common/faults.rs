@@ -90,6 +90,7 @@ delegate!(ConversationStore {
 delegate!(ImportSink {
     fn import(&self, items: mpsc::Receiver<ImportBatch>) -> Result<ImportSummary, ImportError>;
     fn is_empty(&self) -> Result<bool, StoreError>;
+    fn export(&self, out: mpsc::Sender<Vec<Record>>) -> Result<u64, StoreError>;
 });
 
 delegate!(OutboxStore {
