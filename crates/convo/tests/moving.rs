@@ -129,7 +129,7 @@ fn export_from_sqlite_then_import_into_postgres_answers_every_call_the_same() {
             None,
         ),
         (
-            format!("/conversations?subdomain=acme&location_id=11&messages=3"),
+            "/conversations?subdomain=acme&location_id=11&messages=3".to_string(),
             None,
         ),
         (
