@@ -3,7 +3,7 @@
 //! tested without reaching into an engine's files.
 
 use async_trait::async_trait;
-use convo_core::import::{ImportBatch, ImportError, ImportSummary};
+use convo_core::import::{ImportBatch, ImportError, ImportSummary, Record};
 use convo_core::outbox::{Attempt, Delivery, DeliveryRecord, DeliveryStatus, OutboxStats};
 use convo_core::store::prelude::*;
 use convo_core::write::{InboundOutcome, InboundSms, NewMessage};
