@@ -60,3 +60,59 @@ async fn a_version_1_database_migrates_with_its_data() {
         .expect("slices");
     assert_eq!(slices, 2);
 }
+
+/// Migration 7 scopes idempotency keys by institution: a key a version 6 database kept still
+/// answers with its message.
+#[tokio::test]
+async fn a_version_6_databases_idempotency_keys_still_replay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v6.db");
+    {
+        let conn = Connection::open(&path).expect("open");
+        for sql in [
+            include_str!("../src/sqlite/schema/0001_init.sql"),
+            include_str!("../src/sqlite/schema/0002_activity_buckets.sql"),
+            include_str!("../src/sqlite/schema/0003_messages_by_thread.sql"),
+            include_str!("../src/sqlite/schema/0004_write_side.sql"),
+            include_str!("../src/sqlite/schema/0005_send_keys.sql"),
+            include_str!("../src/sqlite/schema/0006_claim_owners.sql"),
+        ] {
+            conn.execute_batch(sql).expect("schema");
+        }
+        conn.execute_batch(
+            "INSERT INTO institutions VALUES (1, 'acme', 'Acme');
+             INSERT INTO locations (id, institution_id, name, tz) VALUES (10, 1, 'A', 'UTC');
+             INSERT INTO users (id, institution_id, first_name) VALUES (5, 1, 'Sam');
+             INSERT INTO patients (id, institution_id, first_name, created_at, updated_at)
+                 VALUES (100, 1, 'Ana', 0, 0);
+             INSERT INTO conversations VALUES (1000, 1, 10, 100, 1000, 2000);
+             INSERT INTO messages (id, conversation_id, body, created_at, updated_at, sender_type,
+                                   sender_id)
+                 VALUES (1, 1000, 'hi', 2000, 2000, 'User', 5);
+             INSERT INTO send_keys VALUES (7, 'key-1', 1, 2000);
+             PRAGMA user_version = 6;",
+        )
+        .expect("v6 data");
+    }
+    let store = SqliteStore::open(&path, SqliteOptions::default())
+        .await
+        .expect("migrate");
+    let tenant = TenantCtx::resolved(1, 10, Zone::utc());
+    let again = store
+        .send_message(
+            &tenant,
+            convo_core::write::NewMessage {
+                patient_id: 100,
+                user_id: 5,
+                body: "hi".into(),
+                attachment: None,
+                idempotency: Some(convo_core::write::IdempotencyKey {
+                    api_key_id: 7,
+                    key: "key-1".into(),
+                }),
+            },
+        )
+        .await
+        .expect("replay");
+    assert_eq!(again.id, 1);
+}

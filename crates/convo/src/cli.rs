@@ -34,11 +34,11 @@ pub struct Cli {
     )]
     pub database_pool_size: usize,
 
-    /// PostgreSQL: seconds a request waits for a free connection before it fails (503).
+    /// PostgreSQL: seconds a request waits for a free connection before it fails.
     #[arg(
         long,
         env = "CONVO_DATABASE_ACQUIRE_TIMEOUT",
-        default_value_t = 5,
+        default_value_t = 10,
         global = true
     )]
     pub database_acquire_timeout: u64,

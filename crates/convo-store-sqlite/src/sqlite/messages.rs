@@ -208,11 +208,11 @@ pub(crate) fn send(
     )?;
     if let Some(key) = &m.idempotency {
         tx.prepare_cached(
-            "INSERT INTO send_keys (api_key_id, key, message_id, created_at)
-             VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO send_keys (institution_id, api_key_id, key, message_id, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
         )
         .db()?
-        .execute(params![key.api_key_id, key.key, id, now.0])
+        .execute(params![inst, key.api_key_id, key.key, id, now.0])
         .db()?;
     }
     touch(&tx, conversation_id, now)?;
@@ -230,9 +230,12 @@ fn replay(
     key: &IdempotencyKey,
 ) -> Result<Option<Message>, StoreError> {
     let sent: Option<i64> = tx
-        .prepare_cached("SELECT message_id FROM send_keys WHERE api_key_id = ?1 AND key = ?2")
+        .prepare_cached(
+            "SELECT message_id FROM send_keys
+              WHERE institution_id = ?1 AND api_key_id = ?2 AND key = ?3",
+        )
         .db()?
-        .query_row(params![key.api_key_id, key.key], |r| r.get(0))
+        .query_row(params![inst, key.api_key_id, key.key], |r| r.get(0))
         .optional()
         .db()?;
     let Some(id) = sent else {

@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0004_write_side.sql"),
     include_str!("0005_send_keys.sql"),
     include_str!("0006_claim_owners.sql"),
+    include_str!("0007_send_keys_by_institution.sql"),
 ];
 
 /// The schema version this build writes and expects (`PRAGMA user_version`).
