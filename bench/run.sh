@@ -3,6 +3,8 @@
 #
 #   bench/run.sh                   # the full run: 100,000 conversations, 15 s per load run
 #   CONVERSATIONS=20000 DURATION=5 bench/run.sh   # a quick look
+#   ENGINE=postgres bench/run.sh   # the same on PostgreSQL (database convo_bench on PG_ADMIN's
+#                                  # server, dropped and created; default the local one)
 #
 # Everything it writes goes under $BENCH_DIR (default target/bench); the table is printed and
 # also saved as $BENCH_DIR/results.md. See bench/README.md for what each row means.
@@ -14,6 +16,8 @@ DURATION=${DURATION:-15}
 WARMUP=${WARMUP:-5}
 PORT=${PORT:-8091}
 SEED=${SEED:-1}
+ENGINE=${ENGINE:-sqlite}
+PG_ADMIN=${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/postgres}
 BENCH_DIR=${BENCH_DIR:-target/bench}
 mkdir -p "$BENCH_DIR"
 BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
@@ -35,9 +39,13 @@ echo "== building the release binary" >&2
 cargo build --release --locked -q -p convo
 BIN=$PWD/target/release/convo
 DATA=$BENCH_DIR/practice-group.ndjson
-DB=$BENCH_DIR/practice-group.db
-SERVER_LOG=$BENCH_DIR/server.log
-TABLE=$BENCH_DIR/results.md
+case $ENGINE in
+    sqlite) DB=$BENCH_DIR/practice-group.db ;;
+    postgres) DB=${PG_ADMIN%/*}/convo_bench ;;
+    *) echo "ENGINE is sqlite or postgres" >&2; exit 1 ;;
+esac
+SERVER_LOG=$BENCH_DIR/server-$ENGINE.log
+TABLE=$BENCH_DIR/results-$ENGINE.md
 
 # The data ends now, so that "the last hour" is a real polling window.
 UNTIL=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -48,13 +56,22 @@ echo "== generating $CONVERSATIONS conversations (seed $SEED, until $UNTIL)" >&2
     "$BIN" generate --conversations "$CONVERSATIONS" --seed "$SEED" --until "$UNTIL" --out "$DATA"
 read -r GEN_SECS _ <"$BENCH_DIR/generate.time"
 
-echo "== importing into a fresh database" >&2
-rm -f "$DB" "$DB-wal" "$DB-shm"
+echo "== importing into a fresh $ENGINE database" >&2
+if [ "$ENGINE" = postgres ]; then
+    psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS convo_bench WITH (FORCE)" \
+        -c "CREATE DATABASE convo_bench"
+else
+    rm -f "$DB" "$DB-wal" "$DB-shm"
+fi
 /usr/bin/time -f "%e %M" -o "$BENCH_DIR/import.time" \
     "$BIN" --database-url "$DB" import "$DATA" >"$BENCH_DIR/import.out"
 read -r IMPORT_SECS IMPORT_KB <"$BENCH_DIR/import.time"
 MESSAGES=$(grep -o '[0-9]* messages' "$BENCH_DIR/import.out" | cut -d' ' -f1)
-DB_MB=$(( $(stat -c %s "$DB") / 1048576 ))
+if [ "$ENGINE" = postgres ]; then
+    DB_MB=$(psql -tA "$DB" -c "SELECT pg_database_size(current_database()) / 1048576")
+else
+    DB_MB=$(( $(stat -c %s "$DB") / 1048576 ))
+fi
 KEY=$("$BIN" --database-url "$DB" api-key create --subdomain summit-dental 2>/dev/null)
 
 echo "== starting the server" >&2
@@ -81,6 +98,15 @@ export CONVO_PAGES=$PAGES
 TICKS=$(getconf CLK_TCK)
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER/stat"; }
+# PostgreSQL's own processes (the server's work moves there): their CPU is reported too.
+db_ticks() {
+    [ "$ENGINE" = postgres ] || { echo 0; return; }
+    local t=0 p
+    for p in $(pgrep -x postgres); do
+        t=$(( t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) ))
+    done
+    echo "$t"
+}
 rss_mb() { awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$SERVER/status"; }
 
 # run NAME CONNECTIONS PATH
@@ -90,14 +116,17 @@ run() {
     echo "== $name, $conns connections" >&2
     export CONVO_PATH=$path
     wrk -t2 -c"$conns" -d"${WARMUP}s" -s bench/report.lua "http://127.0.0.1:$PORT" >/dev/null
-    local before after line
+    local before after db_before db_after line
     before=$(cpu_ticks)
+    db_before=$(db_ticks)
     line=$(wrk -t2 -c"$conns" -d"${DURATION}s" --latency -s bench/report.lua \
         "http://127.0.0.1:$PORT" | grep '^RESULT')
     after=$(cpu_ticks)
+    db_after=$(db_ticks)
     read -r _ rps p50 p99 bytes errors requests <<<"$line"
     local cpu=$(( (after - before) * 100 / TICKS / DURATION ))
-    ROWS+=("| $name | $conns | $rps | $p50 | $p99 | $bytes | $errors | $cpu % | $(rss_mb) |")
+    local db_cpu=$(( (db_after - db_before) * 100 / TICKS / DURATION ))
+    ROWS+=("| $name | $conns | $rps | $p50 | $p99 | $bytes | $errors | $cpu % | $db_cpu % | $(rss_mb) |")
     [ "$errors" = 0 ] || echo "!! $errors errors in $name" >&2
 }
 
@@ -113,7 +142,7 @@ for c in 16 64; do run "random page 1–$PAGES" "$c" "$LIST&page={page}"; done
     echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); load generator (wrk -t2) on the same machine."
     echo "Date: $(date -u +%Y-%m-%d); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)."
     echo
-    echo "Dataset: $CONVERSATIONS conversations, $MESSAGES messages (seed $SEED); database ${DB_MB} MB."
+    echo "Engine: $ENGINE. Dataset: $CONVERSATIONS conversations, $MESSAGES messages (seed $SEED); database ${DB_MB} MB."
     echo
     echo "| step | figure |"
     echo "|---|---|"
@@ -123,7 +152,7 @@ for c in 16 64; do run "random page 1–$PAGES" "$c" "$LIST&page={page}"; done
     echo
     echo "\`GET $LIST\`, ${DURATION} s per run after ${WARMUP} s of warm-up:"
     echo
-    echo "| run | conns | req/s | p50 ms | p99 ms | bytes/resp | errors | server CPU | server RSS MB |"
-    echo "|---|---|---|---|---|---|---|---|---|"
+    echo "| run | conns | req/s | p50 ms | p99 ms | bytes/resp | errors | server CPU | database CPU | server RSS MB |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
     printf '%s\n' "${ROWS[@]}"
 } | tee "$TABLE"

@@ -7,7 +7,7 @@
 //! kept counts and activity slices of the locations it touched are rebuilt (there are no
 //! triggers to keep them), and each id sequence moves past the largest id in its table.
 
-use crate::{Db, phones};
+use crate::{Db, bulk, phones};
 use convo_core::import::{self, ImportBatch, ImportItem, Record};
 use convo_core::import::{ImportError, ImportSummary};
 use convo_core::tz::Zone;
@@ -33,27 +33,76 @@ pub(crate) async fn apply_all(
     )
     .await
     .db()?;
+    tx.batch_execute(bulk::STAGING).await.db()?;
     let now = Millis::now();
     let mut summary = ImportSummary::default();
+    // Consecutive records of a kind with a fast path wait here until the run is full or the
+    // kind changes; every other record goes at once, after the run before it.
+    let mut run: Vec<(u64, Record)> = Vec::with_capacity(bulk::RUN);
+    let mut run_kind = None;
     'read: loop {
         // The reader stopped before the end (a bad line or a read error): write nothing.
         let batch = items.recv().await.ok_or(ImportError::Aborted)?;
         for item in batch {
-            match item {
-                ImportItem::Record { line, record } => {
-                    apply(tx, record, now, &mut summary)
-                        .await
-                        .map_err(|e| match e {
-                            Refusal::Reason(reason) => ImportError::Line { line, reason },
-                            Refusal::Store(e) => ImportError::Store(e),
-                        })?;
-                }
-                ImportItem::Commit => break 'read,
+            let ImportItem::Record { line, record } = item else {
+                break 'read;
+            };
+            let kind = bulk::kind(&record);
+            if run_kind != kind || run.len() >= bulk::RUN {
+                flush(tx, run_kind, &mut run, now, &mut summary).await?;
+            }
+            run_kind = kind;
+            if kind.is_some() {
+                run.push((line, record));
+            } else {
+                one(tx, line, record, now, &mut summary).await?;
             }
         }
     }
+    flush(tx, run_kind, &mut run, now, &mut summary).await?;
     derive(tx).await?;
     Ok(summary)
+}
+
+/// Applies a pending run: at once when the fast path takes it, else record by record.
+async fn flush(
+    tx: &Transaction<'_>,
+    kind: Option<bulk::Kind>,
+    run: &mut Vec<(u64, Record)>,
+    now: Millis,
+    summary: &mut ImportSummary,
+) -> Result<(), ImportError> {
+    let (Some(kind), false) = (kind, run.is_empty()) else {
+        return Ok(());
+    };
+    let records: Vec<Record> = run.iter().map(|(_, r)| r.clone()).collect();
+    if bulk::apply(tx, kind, &records, now.0).await? {
+        let n = u64::try_from(records.len()).unwrap_or(u64::MAX);
+        match kind {
+            bulk::Kind::Message => summary.messages += n,
+            bulk::Kind::Conversation => summary.conversations += n,
+            bulk::Kind::Patient => summary.patients += n,
+        }
+        run.clear();
+        return Ok(());
+    }
+    for (line, record) in run.drain(..) {
+        one(tx, line, record, now, summary).await?;
+    }
+    Ok(())
+}
+
+async fn one(
+    tx: &Transaction<'_>,
+    line: u64,
+    record: Record,
+    now: Millis,
+    summary: &mut ImportSummary,
+) -> Result<(), ImportError> {
+    apply(tx, record, now, summary).await.map_err(|e| match e {
+        Refusal::Reason(reason) => ImportError::Line { line, reason },
+        Refusal::Store(e) => ImportError::Store(e),
+    })
 }
 
 /// What the records imply: conversation activity, then counts and slices of the locations

@@ -7,6 +7,7 @@
 //! find-or-create, `FOR UPDATE SKIP LOCKED` claims, advisory locks where a row to lock does not
 //! exist yet) and are rerun on serialization failures and deadlocks.
 
+mod bulk;
 mod conversations;
 mod cursors;
 mod export;
