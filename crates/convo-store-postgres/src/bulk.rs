@@ -44,7 +44,7 @@ CREATE TEMP TABLE s_messages (
     sender_type text, sender_id bigint, seen_by text, has_attachment boolean,
     attachment_file_name text, attachment_content_type text, attachment_file_size bigint,
     attachment_url text, attachment_updated_at bigint, sms_msg_id bigint,
-    is_custom_reminder_response boolean) ON COMMIT DROP;
+    is_custom_reminder_response boolean, institution_id bigint) ON COMMIT DROP;
 CREATE TEMP TABLE s_seen (message_id bigint, user_id bigint) ON COMMIT DROP;
 CREATE TEMP TABLE s_conversations (
     id bigint, location_id bigint, patient_id bigint, created_at bigint) ON COMMIT DROP;
@@ -152,7 +152,7 @@ async fn messages(tx: &Transaction<'_>, run: &[Record]) -> Result<bool, StoreErr
     let sms = col(|m| m.sms_msg_id);
     let reminders: Vec<bool> = ms.iter().map(|m| m.is_custom_reminder_response).collect();
     tx.execute(
-        "INSERT INTO s_messages SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[],
+        "INSERT INTO s_messages SELECT *, NULL FROM unnest($1::bigint[], $2::bigint[], $3::text[],
             $4::bigint[], $5::bigint[], $6::text[], $7::bigint[], $8::text[], $9::boolean[],
             $10::text[], $11::text[], $12::bigint[], $13::text[], $14::bigint[], $15::bigint[],
             $16::boolean[])",
@@ -213,9 +213,8 @@ async fn messages(tx: &Transaction<'_>, run: &[Record]) -> Result<bool, StoreErr
     }
     exec(
         tx,
-        "CREATE TEMP TABLE s_target ON COMMIT DROP AS
-             SELECT r.*, c.institution_id FROM s_messages r
-               JOIN conversations c ON c.id = r.conversation_id",
+        "UPDATE s_messages r SET institution_id = c.institution_id
+           FROM conversations c WHERE c.id = r.conversation_id",
     )
     .await?;
     // A rewritten message that moved: its old conversation's activity is derived again, and a
@@ -223,7 +222,7 @@ async fn messages(tx: &Transaction<'_>, run: &[Record]) -> Result<bool, StoreErr
     exec(
         tx,
         "INSERT INTO import_touched (institution_id, id)
-             SELECT m.institution_id, m.conversation_id FROM s_target r
+             SELECT m.institution_id, m.conversation_id FROM s_messages r
                JOIN messages m ON m.id = r.id
               WHERE (m.institution_id, m.conversation_id) <> (r.institution_id, r.conversation_id)
          ON CONFLICT DO NOTHING",
@@ -231,7 +230,7 @@ async fn messages(tx: &Transaction<'_>, run: &[Record]) -> Result<bool, StoreErr
     .await?;
     exec(
         tx,
-        "DELETE FROM messages m USING s_target r
+        "DELETE FROM messages m USING s_messages r
           WHERE m.id = r.id AND m.institution_id <> r.institution_id",
     )
     .await?;
@@ -245,7 +244,7 @@ async fn messages(tx: &Transaction<'_>, run: &[Record]) -> Result<bool, StoreErr
                     sender_type, sender_id, seen_by, has_attachment, attachment_file_name,
                     attachment_content_type, attachment_file_size, attachment_url,
                     attachment_updated_at, sms_msg_id, is_custom_reminder_response
-               FROM s_target
+               FROM s_messages
          ON CONFLICT (institution_id, id) DO UPDATE SET
                 conversation_id = excluded.conversation_id, body = excluded.body,
                 created_at = excluded.created_at, updated_at = excluded.updated_at,
@@ -263,11 +262,10 @@ async fn messages(tx: &Transaction<'_>, run: &[Record]) -> Result<bool, StoreErr
     exec(
         tx,
         "INSERT INTO import_touched (institution_id, id)
-             SELECT DISTINCT institution_id, conversation_id FROM s_target
+             SELECT DISTINCT institution_id, conversation_id FROM s_messages
          ON CONFLICT DO NOTHING",
     )
     .await?;
-    exec(tx, "DROP TABLE s_target").await?;
     exec(tx, "TRUNCATE s_messages, s_seen").await?;
     Ok(true)
 }
