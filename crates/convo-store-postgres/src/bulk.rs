@@ -44,10 +44,13 @@ CREATE TEMP TABLE s_messages (
     sender_type text, sender_id bigint, seen_by text, has_attachment boolean,
     attachment_file_name text, attachment_content_type text, attachment_file_size bigint,
     attachment_url text, attachment_updated_at bigint, sms_msg_id bigint,
-    is_custom_reminder_response boolean, institution_id bigint) ON COMMIT DROP;
+    is_custom_reminder_response boolean,
+    institution_id bigint, patient_id bigint, prev_institution bigint, prev_conversation bigint)
+    ON COMMIT DROP;
 CREATE TEMP TABLE s_seen (message_id bigint, user_id bigint) ON COMMIT DROP;
 CREATE TEMP TABLE s_conversations (
-    id bigint, location_id bigint, patient_id bigint, created_at bigint) ON COMMIT DROP;
+    id bigint, location_id bigint, patient_id bigint, created_at bigint,
+    location_institution bigint, patient_institution bigint) ON COMMIT DROP;
 CREATE TEMP TABLE s_patients (
     id bigint, institution_id bigint, email text, first_name text, middle_name text,
     last_name text, foreign_id text, foreign_id_type text, bio text, inactive boolean,
@@ -152,7 +155,7 @@ async fn messages(tx: &Transaction<'_>, run: &[Record]) -> Result<bool, StoreErr
     let sms = col(|m| m.sms_msg_id);
     let reminders: Vec<bool> = ms.iter().map(|m| m.is_custom_reminder_response).collect();
     tx.execute(
-        "INSERT INTO s_messages SELECT *, NULL FROM unnest($1::bigint[], $2::bigint[], $3::text[],
+        "INSERT INTO s_messages SELECT *, NULL, NULL, NULL, NULL FROM unnest($1::bigint[], $2::bigint[], $3::text[],
             $4::bigint[], $5::bigint[], $6::text[], $7::bigint[], $8::text[], $9::boolean[],
             $10::text[], $11::text[], $12::bigint[], $13::text[], $14::bigint[], $15::bigint[],
             $16::boolean[])",
@@ -183,25 +186,37 @@ async fn messages(tx: &Transaction<'_>, run: &[Record]) -> Result<bool, StoreErr
     )
     .await
     .db()?;
+    // What each record refers to, one index probe per record: a scalar subquery with LIMIT is
+    // never turned into a join, and a join was planned as a scan of the whole table (whose
+    // statistics predate the import, which grows it to millions of rows).
+    exec(
+        tx,
+        "UPDATE s_messages r SET
+            (institution_id, patient_id) = (SELECT c.institution_id, c.patient_id
+                                              FROM conversations c
+                                             WHERE c.id = r.conversation_id LIMIT 1),
+            (prev_institution, prev_conversation) = (SELECT m.institution_id, m.conversation_id
+                                                       FROM messages m
+                                                      WHERE m.id = r.id LIMIT 1)",
+    )
+    .await?;
     // The record-by-record checks, for the whole run at once: its conversation exists, a
     // patient sender is its patient, every staff user named is of its institution.
     let bad = tx
         .query_opt(
             "SELECT 1 FROM s_messages r
-               LEFT JOIN conversations c ON c.id = r.conversation_id
-              WHERE c.id IS NULL
+              WHERE r.institution_id IS NULL
                  OR (r.sender_type = 'Patient' AND r.sender_id IS NOT NULL
-                     AND r.sender_id <> c.patient_id)
+                     AND r.sender_id <> r.patient_id)
                  OR (r.sender_type = 'User' AND r.sender_id IS NOT NULL
                      AND NOT EXISTS (SELECT 1 FROM users u
                                       WHERE u.id = r.sender_id
-                                        AND u.institution_id = c.institution_id))
+                                        AND u.institution_id = r.institution_id))
              UNION ALL
              SELECT 1 FROM s_seen s
                JOIN s_messages r ON r.id = s.message_id
-               JOIN conversations c ON c.id = r.conversation_id
               WHERE NOT EXISTS (SELECT 1 FROM users u
-                                 WHERE u.id = s.user_id AND u.institution_id = c.institution_id)
+                                 WHERE u.id = s.user_id AND u.institution_id = r.institution_id)
               LIMIT 1",
             &[],
         )
@@ -211,29 +226,32 @@ async fn messages(tx: &Transaction<'_>, run: &[Record]) -> Result<bool, StoreErr
         exec(tx, "TRUNCATE s_messages, s_seen").await?;
         return Ok(false);
     }
-    exec(
-        tx,
-        "UPDATE s_messages r SET institution_id = c.institution_id
-           FROM conversations c WHERE c.id = r.conversation_id",
-    )
-    .await?;
     // A rewritten message that moved: its old conversation's activity is derived again, and a
     // move to another institution is a new row there (rows are keyed by institution).
     exec(
         tx,
         "INSERT INTO import_touched (institution_id, id)
-             SELECT m.institution_id, m.conversation_id FROM s_messages r
-               JOIN messages m ON m.id = r.id
-              WHERE (m.institution_id, m.conversation_id) <> (r.institution_id, r.conversation_id)
+             SELECT prev_institution, prev_conversation FROM s_messages
+              WHERE (prev_institution, prev_conversation) <> (institution_id, conversation_id)
          ON CONFLICT DO NOTHING",
     )
     .await?;
-    exec(
-        tx,
-        "DELETE FROM messages m USING s_messages r
-          WHERE m.id = r.id AND m.institution_id <> r.institution_id",
-    )
-    .await?;
+    let moved = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM s_messages WHERE prev_institution <> institution_id)",
+            &[],
+        )
+        .await
+        .db()?;
+    if moved.get::<_, bool>(0) {
+        exec(
+            tx,
+            "DELETE FROM messages m USING s_messages r
+              WHERE r.prev_institution <> r.institution_id
+                AND m.institution_id = r.prev_institution AND m.id = r.id",
+        )
+        .await?;
+    }
     exec(
         tx,
         "INSERT INTO messages (institution_id, id, conversation_id, body, created_at, updated_at,
@@ -289,26 +307,36 @@ async fn conversations(tx: &Transaction<'_>, run: &[Record]) -> Result<bool, Sto
     let created: Vec<i64> = cs.iter().map(|c| c.created_at.0.0).collect();
     tx.execute(
         "INSERT INTO s_conversations
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[])",
+             SELECT *, NULL, NULL FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[])",
         &[&ids, &locations, &patients, &created],
     )
     .await
     .db()?;
+    exec(
+        tx,
+        "UPDATE s_conversations r SET
+            location_institution = (SELECT institution_id FROM locations
+                                     WHERE id = r.location_id LIMIT 1),
+            patient_institution = (SELECT institution_id FROM patients
+                                    WHERE id = r.patient_id LIMIT 1)",
+    )
+    .await?;
     // Location and patient exist, in one institution; no other conversation has the pair;
-    // an existing conversation with the id has the same pair.
+    // an existing conversation with the id has the same pair. (Scalar subqueries: one index
+    // probe per record, as for messages.)
     let bad = tx
         .query_opt(
             "SELECT 1 FROM s_conversations r
-               LEFT JOIN locations l ON l.id = r.location_id
-               LEFT JOIN patients p ON p.id = r.patient_id
-              WHERE l.id IS NULL OR p.id IS NULL OR l.institution_id <> p.institution_id
-                 OR EXISTS (SELECT 1 FROM conversations c
-                             WHERE c.institution_id = l.institution_id
-                               AND c.location_id = r.location_id
-                               AND c.patient_id = r.patient_id AND c.id <> r.id)
-                 OR EXISTS (SELECT 1 FROM conversations c
-                             WHERE c.id = r.id
-                               AND (c.location_id, c.patient_id) <> (r.location_id, r.patient_id))
+              WHERE r.location_institution IS NULL OR r.patient_institution IS NULL
+                 OR r.location_institution <> r.patient_institution
+                 OR (SELECT 1 FROM conversations c
+                      WHERE c.institution_id = r.location_institution
+                        AND c.location_id = r.location_id AND c.patient_id = r.patient_id
+                        AND c.id <> r.id LIMIT 1) IS NOT NULL
+                 OR (SELECT 1 FROM conversations c
+                      WHERE c.id = r.id
+                        AND (c.location_id, c.patient_id) <> (r.location_id, r.patient_id)
+                      LIMIT 1) IS NOT NULL
               LIMIT 1",
             &[],
         )
@@ -319,17 +347,16 @@ async fn conversations(tx: &Transaction<'_>, run: &[Record]) -> Result<bool, Sto
             tx,
             "INSERT INTO conversations (institution_id, id, location_id, patient_id, created_at,
                     updated_at)
-                 SELECT l.institution_id, r.id, r.location_id, r.patient_id, r.created_at,
+                 SELECT r.location_institution, r.id, r.location_id, r.patient_id, r.created_at,
                         r.created_at
-                   FROM s_conversations r JOIN locations l ON l.id = r.location_id
+                   FROM s_conversations r
              ON CONFLICT (institution_id, id) DO UPDATE SET created_at = excluded.created_at",
         )
         .await?;
         exec(
             tx,
             "INSERT INTO import_touched (institution_id, id)
-                 SELECT l.institution_id, r.id
-                   FROM s_conversations r JOIN locations l ON l.id = r.location_id
+                 SELECT r.location_institution, r.id FROM s_conversations r
              ON CONFLICT DO NOTHING",
         )
         .await?;
@@ -398,8 +425,9 @@ async fn patients(tx: &Transaction<'_>, run: &[Record], now: i64) -> Result<bool
         .query_opt(
             "SELECT 1 FROM s_patients r
               WHERE NOT EXISTS (SELECT 1 FROM institutions i WHERE i.id = r.institution_id)
-                 OR EXISTS (SELECT 1 FROM patients p
-                             WHERE p.id = r.id AND p.institution_id <> r.institution_id)
+                 OR (SELECT 1 FROM patients p
+                      WHERE p.id = r.id AND p.institution_id <> r.institution_id LIMIT 1)
+                    IS NOT NULL
               LIMIT 1",
             &[],
         )
