@@ -11,7 +11,7 @@
 
 use crate::Db;
 use crate::cursors::cursor_page;
-use crate::rows::{conversation_columns, conversations_from, message_columns, sender_joins};
+use crate::rows::{conversation_columns, conversations_from, message_columns};
 use convo_core::{
     Conversation, ConversationPage, ListQuery, MessageQuery, Paging, StoreError, TenantCtx,
 };
@@ -25,22 +25,35 @@ pub(crate) fn lateral_messages(poll: Option<&str>) -> String {
     let poll = poll.map_or(String::new(), |p| {
         format!(" AND m.updated_at >= {p}::bigint")
     });
+    // A patient's message in a conversation is always from the conversation's patient (the
+    // import refuses any other, an inbound SMS joins its sender's conversation), so the name
+    // comes from the patient row the page already read, not from a probe per message.
     let columns = message_columns!()
         .replace("u.first_name,", "u.first_name AS user_first,")
         .replace("u.last_name,", "u.last_name AS user_last,")
         .replace("u.image,", "u.image AS user_image,")
-        .replace("sp.first_name,", "sp.first_name AS patient_first,")
-        .replace("sp.middle_name,", "sp.middle_name AS patient_middle,")
-        .replace("sp.last_name", "sp.last_name AS patient_last");
+        .replace(
+            "sp.first_name,",
+            "CASE WHEN m.sender_type = 'Patient' THEN p.first_name END AS patient_first,",
+        )
+        .replace(
+            "sp.middle_name,",
+            "CASE WHEN m.sender_type = 'Patient' THEN p.middle_name END AS patient_middle,",
+        )
+        .replace(
+            "sp.last_name",
+            "CASE WHEN m.sender_type = 'Patient' THEN p.last_name END AS patient_last",
+        );
     format!(
         "LEFT JOIN LATERAL (
             SELECT {columns}
-              FROM messages m {joins}
+              FROM messages m
+              LEFT JOIN users u
+                     ON m.sender_type = 'User' AND u.institution_id = $1 AND u.id = m.sender_id
              WHERE m.institution_id = $1 AND m.conversation_id = pg.id
                AND m.created_at >= $3::bigint{poll}
              ORDER BY m.created_at DESC, m.id DESC
-             LIMIT $4::bigint) lm ON true",
-        joins = sender_joins!()
+             LIMIT $4::bigint) lm ON true"
     )
 }
 

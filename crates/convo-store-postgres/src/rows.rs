@@ -40,7 +40,7 @@ macro_rules! sender_joins {
                 ON m.sender_type = 'Patient' AND sp.institution_id = $1 AND sp.id = m.sender_id"
     };
 }
-pub(crate) use {message_columns, sender_joins};
+pub(crate) use message_columns;
 
 /// One message by id in an institution (`$1`, `$2`): the write side answers with it.
 pub(crate) const ONE_MESSAGE_SQL: &str = concat!(
