@@ -59,15 +59,17 @@ pub(crate) fn lateral_messages(poll: Option<&str>) -> String {
 
 /// A list statement: `ctes` define `pg` (the page's conversations, `id, created_at,
 /// updated_at, patient_id`); `scalar` is one value every row carries (the count, a cursor
-/// probe), even when the page is empty; rows come in `order` of the page, each conversation's
+/// probe), even when the page is empty, and so is the location's time zone (NULL: not one of
+/// the institution's locations), so that the access check needs no statement of its own; rows come in `order` of the page, each conversation's
 /// messages newest first. The patient is a LATERAL lookup (kept from being flattened into a
 /// join by its LIMIT): a generic plan cannot know the page is small, and chose a hash join
 /// over a sequential scan of every patient for the plain join.
 pub(crate) fn list_sql(ctes: &str, scalar: &str, order: &str, poll: Option<&str>) -> String {
     format!(
         "WITH {ctes}
-         SELECT {conversation}, lm.*, x.v
-           FROM (SELECT {scalar} AS v) x
+         SELECT {conversation}, lm.*, x.v, x.zone
+           FROM (SELECT {scalar} AS v,
+                        (SELECT tz FROM locations WHERE institution_id = $1 AND id = $2) AS zone) x
            LEFT JOIN (pg CROSS JOIN LATERAL (
                           SELECT * FROM patients
                            WHERE institution_id = $1 AND id = pg.patient_id LIMIT 1) p)
@@ -158,16 +160,32 @@ impl MessageParams {
 /// One page of location `loc` of institution `inst` (the caller has checked both).
 pub(crate) async fn page(
     client: &impl GenericClient,
-    (inst, loc): (i64, i64),
+    scope: (i64, i64),
     q: &ListQuery,
 ) -> Result<ConversationPage, StoreError> {
+    Ok(page_and_zone(client, scope, q).await?.0)
+}
+
+/// The column every list row ends with: the location's time zone.
+const ZONE_AT: usize = 41;
+
+/// A page of location `loc` of institution `inst`, and the location's time zone (`None`: not
+/// one of the institution's, and the page is empty), from one statement.
+pub(crate) async fn page_and_zone(
+    client: &impl GenericClient,
+    (inst, loc): (i64, i64),
+    q: &ListQuery,
+) -> Result<(ConversationPage, Option<String>), StoreError> {
     let mp = MessageParams::of(q.messages.as_ref());
     if let Some(paging) = q.cursor {
-        let (conversations, info) = cursor_page(client, (inst, loc), q, paging, &mp).await?;
-        return Ok(ConversationPage {
-            conversations,
-            paging: Paging::Cursors(info),
-        });
+        let (conversations, info, zone) = cursor_page(client, (inst, loc), q, paging, &mp).await?;
+        return Ok((
+            ConversationPage {
+                conversations,
+                paging: Paging::Cursors(info),
+            },
+            zone,
+        ));
     }
     let since = q.updated_since.map_or(i64::MIN, |m| m.0);
     let given = q.updated_since.is_some();
@@ -212,14 +230,21 @@ pub(crate) async fn page(
         }
     }
     .db()?;
-    let count: i64 = match rows.first() {
-        Some(row) => row.try_get(40).map_err(StoreError::fault)?,
-        None => 0,
+    let (count, zone): (i64, Option<String>) = match rows.first() {
+        Some(row) => (row.try_get(40).map_err(StoreError::fault)?, zone_of(row)?),
+        None => (0, None),
     };
-    Ok(ConversationPage {
-        conversations: conversations_from(&rows)?,
-        paging: Paging::Count(count),
-    })
+    Ok((
+        ConversationPage {
+            conversations: conversations_from(&rows)?,
+            paging: Paging::Count(count),
+        },
+        zone,
+    ))
+}
+
+pub(crate) fn zone_of(row: &tokio_postgres::Row) -> Result<Option<String>, StoreError> {
+    row.try_get(ZONE_AT).map_err(StoreError::fault)
 }
 
 /// One conversation of the tenant's location (`GET /conversations/{id}`), with messages when

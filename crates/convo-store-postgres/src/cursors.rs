@@ -10,7 +10,7 @@
 //! `updated_since` lies between the two; so the probe starts from the cursor itself.
 
 use crate::Db;
-use crate::conversations::{MessageParams, list_sql};
+use crate::conversations::{MessageParams, list_sql, zone_of};
 use crate::rows::conversations_from;
 use convo_core::cursor::{Cursor, CursorPaging, PageInfo};
 use convo_core::{Conversation, ListQuery, Millis, StoreError};
@@ -100,7 +100,7 @@ pub(crate) async fn cursor_page(
     q: &ListQuery,
     paging: CursorPaging,
     mp: &MessageParams,
-) -> Result<(Vec<Conversation>, PageInfo), StoreError> {
+) -> Result<(Vec<Conversation>, PageInfo, Option<String>), StoreError> {
     let since = q.updated_since.map_or(i64::MIN, |m| m.0);
     let top = Cursor {
         updated_at: Millis(i64::MAX),
@@ -141,9 +141,9 @@ pub(crate) async fn cursor_page(
         params.push(&poll);
     }
     let rows = client.query(&stmt, &params).await.db()?;
-    let beyond: bool = match rows.first() {
-        Some(row) => row.try_get(40).map_err(StoreError::fault)?,
-        None => false,
+    let (beyond, zone): (bool, Option<String>) = match rows.first() {
+        Some(row) => (row.try_get(40).map_err(StoreError::fault)?, zone_of(row)?),
+        None => (false, None),
     };
     let mut page = conversations_from(&rows)?;
     let more = i64::try_from(page.len()).unwrap_or(i64::MAX) > q.limit;
@@ -166,5 +166,5 @@ pub(crate) async fn cursor_page(
             end_cursor: last,
         },
     };
-    Ok((page, info))
+    Ok((page, info, zone))
 }

@@ -2,7 +2,6 @@
 //! snapshot); a write is one transaction, run again when PostgreSQL aborts it to keep
 //! concurrent ones apart.
 
-use crate::pipeline::pipelined;
 use crate::store::in_transaction;
 use crate::{Db, PgStore, conversations, export, import, inbound, keys, messages, outbox, schema};
 use async_trait::async_trait;
@@ -70,19 +69,17 @@ impl ConversationStore for PgStore {
         scope: (&str, i64),
         query: &ListQuery,
     ) -> Result<Result<(TenantCtx, ConversationPage), Denied>, StoreError> {
-        // One checkout, two round trips: the key's institution, then the location check and
-        // the page together (pipelined; a location of another institution lists nothing, and
-        // its page is not returned).
+        // One checkout, two statements: the key's institution (from the small tables), then
+        // the page, which carries the location's zone (none: not the institution's location,
+        // and the page, empty, is not returned).
         let client = self.client().await?;
         let (subdomain, location) = scope;
         let institution = match keys::institution_for(&client, key_id, subdomain).await? {
             Ok(i) => i,
             Err(denied) => return Ok(Err(denied)),
         };
-        let (tz, page) = pipelined!(
-            keys::location_zone(&client, institution, location),
-            conversations::page(&client, (institution, location), query),
-        )?;
+        let (page, tz) =
+            conversations::page_and_zone(&client, (institution, location), query).await?;
         Ok(keys::tenant(institution, location, tz)?.map(|tenant| (tenant, page)))
     }
 
