@@ -252,3 +252,39 @@ async fn ids_continue_after_the_largest_imported_one() {
         .expect("new conversation");
     assert!(newcomer.patient.id > 200);
 }
+
+/// A database a newer build migrated is refused at open and reported by readiness, never
+/// served (its schema may mean something this build does not know).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_schema_is_refused_and_not_ready() {
+    let db = ScratchDb::create().await.expect("scratch database");
+    let store = db.open().await.expect("open");
+    store.check_ready().await.expect("ready");
+    let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+        .batch_execute("INSERT INTO convo_schema VALUES (999, 0)")
+        .await
+        .expect("newer version");
+    let refused = PgStore::open(db.url(), PgOptions::default()).await;
+    assert!(
+        matches!(
+            refused,
+            Err(convo_core::StoreError::Refused(
+                convo_core::Refusal::SchemaMismatch { found: 999, .. }
+            ))
+        ),
+        "{:?}",
+        refused.err()
+    );
+    let e = store.check_ready().await.expect_err("not ready");
+    assert!(
+        matches!(
+            e,
+            convo_core::StoreError::Refused(convo_core::Refusal::SchemaMismatch { found: 999, .. })
+        ),
+        "{e:?}"
+    );
+}
