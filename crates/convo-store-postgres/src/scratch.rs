@@ -76,6 +76,23 @@ async fn template() -> Result<&'static str, StoreError> {
                 .await
                 .map_err(StoreError::fault)?
                 .is_some();
+            // Databases left by test processes that died before dropping theirs.
+            let stale = client
+                .query(
+                    "SELECT datname FROM pg_database WHERE datname LIKE 'convo\\_t\\_%'",
+                    &[],
+                )
+                .await
+                .map_err(StoreError::fault)?;
+            for row in stale {
+                let db: String = row.get(0);
+                let pid = db.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+                if pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()) {
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                        .await;
+                }
+            }
             if !exists {
                 let building = format!("{name}_building");
                 let q = |sql: String| {
