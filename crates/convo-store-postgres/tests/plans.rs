@@ -72,22 +72,6 @@ fn scans(plan: &Value, out: &mut Vec<(String, String)>) {
     }
 }
 
-/// The plan `explain` (an EXPLAIN … FORMAT JSON) prints, read as text (the simple protocol).
-async fn explain(client: &tokio_postgres::Client, explain: &str) -> Value {
-    let messages = client
-        .simple_query(explain)
-        .await
-        .unwrap_or_else(|e| panic!("{explain}: {e}"));
-    let text = messages
-        .iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
-            _ => None,
-        })
-        .expect("a plan");
-    serde_json::from_str(&text).expect("json")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_hot_statement_stays_on_its_indexes_under_a_generic_plan() {
     let db = ScratchDb::create().await.expect("scratch database");
@@ -110,32 +94,8 @@ async fn every_hot_statement_stays_on_its_indexes_under_a_generic_plan() {
         "only {} statements",
         statements.len()
     );
-    client
-        .batch_execute("SET plan_cache_mode = force_generic_plan")
-        .await
-        .expect("generic");
     let mut bad = Vec::new();
-    for (i, (sql, types)) in statements.iter().enumerate() {
-        let name = format!("hot{i}");
-        let decl = if types.is_empty() {
-            String::new()
-        } else {
-            format!("({})", types.join(", "))
-        };
-        client
-            .batch_execute(&format!("PREPARE {name}{decl} AS {sql}"))
-            .await
-            .unwrap_or_else(|e| panic!("prepare {sql}: {e}"));
-        let nulls = if types.is_empty() {
-            String::new()
-        } else {
-            format!("({})", vec!["NULL"; types.len()].join(", "))
-        };
-        let plan = explain(
-            &client,
-            &format!("EXPLAIN (FORMAT JSON) EXECUTE {name}{nulls}"),
-        )
-        .await;
+    for (sql, plan) in common::generic_plans(&client, &statements, |_| "NULL".into()).await {
         let mut found = Vec::new();
         scans(&plan[0]["Plan"], &mut found);
         for (node, rel) in found {

@@ -145,45 +145,9 @@ async fn every_hot_statement_routes_to_one_institutions_partitions() {
         "only {} statements",
         statements.len()
     );
-    client
-        .batch_execute("SET plan_cache_mode = force_generic_plan")
-        .await
-        .expect("generic");
     let mut spread = Vec::new();
     let mut excused = BTreeSet::new();
-    for (i, (sql, types)) in statements.iter().enumerate() {
-        let name = format!("route{i}");
-        let (decl, args) = if types.is_empty() {
-            (String::new(), String::new())
-        } else {
-            (
-                format!("({})", types.join(", ")),
-                format!(
-                    "({})",
-                    types
-                        .iter()
-                        .map(|t| example(t))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            )
-        };
-        client
-            .batch_execute(&format!("PREPARE {name}{decl} AS {sql}"))
-            .await
-            .unwrap_or_else(|e| panic!("prepare {sql}: {e}"));
-        let messages = client
-            .simple_query(&format!("EXPLAIN (FORMAT JSON) EXECUTE {name}{args}"))
-            .await
-            .unwrap_or_else(|e| panic!("explain {sql}: {e}"));
-        let text = messages
-            .iter()
-            .find_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
-                _ => None,
-            })
-            .expect("plan");
-        let plan: Value = serde_json::from_str(&text).expect("json");
+    for (sql, plan) in common::generic_plans(&client, &statements, |t| example(t).into()).await {
         let mut touched = BTreeMap::new();
         partitions(&plan[0]["Plan"], &mut touched);
         if std::env::var("ROUTING_DEBUG").is_ok() {

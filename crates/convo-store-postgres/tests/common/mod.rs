@@ -9,6 +9,7 @@ use convo_core::write::{IdempotencyKey, InboundSms, NewMessage};
 use convo_core::{ListQuery, MessageQuery, Millis};
 use convo_store_postgres::{PgOptions, PgStore};
 use convo_store_tests::fixture::{ANA_NUMBER, LOCATION_NUMBER, tenant};
+use serde_json::Value;
 
 pub async fn one_connection(url: &str) -> PgStore {
     PgStore::open(
@@ -178,4 +179,48 @@ pub async fn workload(store: &PgStore) {
         .await
         .expect("stats");
     store.retire_worker(worker).await.expect("retire");
+}
+
+/// Each statement under a generic plan (the session is switched to `force_generic_plan`):
+/// prepared with its parameter types, explained with `arg(type)` for each parameter; the
+/// statement's text and its plan (EXPLAIN's JSON, read as text over the simple protocol).
+pub async fn generic_plans(
+    client: &tokio_postgres::Client,
+    statements: &[(String, Vec<String>)],
+    arg: impl Fn(&str) -> String,
+) -> Vec<(String, Value)> {
+    client
+        .batch_execute("SET plan_cache_mode = force_generic_plan")
+        .await
+        .expect("generic plans");
+    let mut out = Vec::new();
+    for (i, (sql, types)) in statements.iter().enumerate() {
+        let list = |items: Vec<String>| {
+            if items.is_empty() {
+                String::new()
+            } else {
+                format!("({})", items.join(", "))
+            }
+        };
+        let decl = list(types.clone());
+        let args = list(types.iter().map(|t| arg(t)).collect());
+        client
+            .batch_execute(&format!("PREPARE hot{i}{decl} AS {sql}"))
+            .await
+            .unwrap_or_else(|e| panic!("prepare {sql}: {e}"));
+        let explain = format!("EXPLAIN (FORMAT JSON) EXECUTE hot{i}{args}");
+        let messages = client
+            .simple_query(&explain)
+            .await
+            .unwrap_or_else(|e| panic!("{explain}: {e}"));
+        let text = messages
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+                _ => None,
+            })
+            .expect("a plan");
+        out.push((sql.clone(), serde_json::from_str(&text).expect("json")));
+    }
+    out
 }

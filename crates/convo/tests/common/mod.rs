@@ -24,18 +24,8 @@ pub struct TestDb {
 
 impl TestDb {
     pub fn new(name: &str) -> Self {
-        let scratch = tempfile::tempdir().expect("tempdir");
         match std::env::var("CONVO_TEST_ENGINE").as_deref() {
-            Ok("sqlite") | Err(_) => Self {
-                url: scratch
-                    .path()
-                    .join(format!("{name}.db"))
-                    .to_str()
-                    .expect("path")
-                    .to_string(),
-                scratch,
-                _postgres: None,
-            },
+            Ok("sqlite") | Err(_) => Self::sqlite(name),
             Ok("postgres") => Self::postgres(false),
             Ok(other) => panic!("CONVO_TEST_ENGINE={other}: the engines are sqlite, postgres"),
         }
