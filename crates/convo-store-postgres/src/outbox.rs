@@ -19,9 +19,23 @@ macro_rules! claimable {
     };
 }
 
-/// A new claim owner. Several processes share the database, so nothing is taken back here:
-/// claims of an owner that died are taken over once its heartbeat is stale. Rows of owners
-/// gone for a day are removed (their claims, if any, are claimable already).
+/// Where this process runs, as far as pids mean anything: the kernel's boot id and the PID
+/// namespace (`None` where there is no /proc). Two workers with the same home see the same
+/// pids, so one can tell whether the other's process is still alive.
+fn home() -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let namespace = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    Some(format!("{}/{}", boot.trim(), namespace.display()))
+}
+
+fn alive(pid: i64) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// A new claim owner. Several processes share the database, so only the claims of workers
+/// that ran here and whose process is gone are taken back at once (a restart after a crash
+/// resends at once); a dead worker elsewhere loses its claims when its heartbeat goes stale.
+/// Rows of owners gone for a day are removed (their claims, if any, are claimable already).
 pub(crate) async fn register_worker(tx: &Transaction<'_>, now: Millis) -> Result<i64, StoreError> {
     let day = 86_400_000;
     tx.execute(
@@ -31,11 +45,44 @@ pub(crate) async fn register_worker(tx: &Transaction<'_>, now: Millis) -> Result
     .await
     .db()?;
     let pid = i64::from(std::process::id());
+    let home = home();
+    if let Some(home) = &home {
+        let dead: Vec<i64> = tx
+            .query(
+                "SELECT id, pid FROM workers WHERE home = $1 AND pid <> $2",
+                &[home, &pid],
+            )
+            .await
+            .db()?
+            .iter()
+            .filter(|r| !alive(r.get(1)))
+            .map(|r| r.get(0))
+            .collect();
+        if !dead.is_empty() {
+            let taken = tx
+                .execute(
+                    "UPDATE deliveries SET claimed_by = NULL, claimed_at = NULL
+                      WHERE claimed_by = ANY($1)",
+                    &[&dead],
+                )
+                .await
+                .db()?;
+            tx.execute("DELETE FROM workers WHERE id = ANY($1)", &[&dead])
+                .await
+                .db()?;
+            if taken > 0 {
+                tracing::info!(
+                    deliveries = taken,
+                    "outbox: took back the claims of a worker that did not stop cleanly"
+                );
+            }
+        }
+    }
     let row = tx
         .query_one(
-            "INSERT INTO workers (started_at, heartbeat_at, pid) VALUES ($1, $1, $2)
+            "INSERT INTO workers (started_at, heartbeat_at, pid, home) VALUES ($1, $1, $2, $3)
              RETURNING id",
-            &[&now.0, &pid],
+            &[&now.0, &pid, &home],
         )
         .await
         .db()?;
@@ -51,13 +98,17 @@ pub(crate) async fn heartbeat(
     // it holds are still being worked on.
     let stmt = client
         .prepare_cached(
-            "INSERT INTO workers (id, started_at, heartbeat_at, pid) VALUES ($1, $2, $2, $3)
+            "INSERT INTO workers (id, started_at, heartbeat_at, pid, home)
+             VALUES ($1, $2, $2, $3, $4)
              ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
         )
         .await
         .db()?;
     let pid = i64::from(std::process::id());
-    client.execute(&stmt, &[&worker, &now.0, &pid]).await.db()?;
+    client
+        .execute(&stmt, &[&worker, &now.0, &pid, &home()])
+        .await
+        .db()?;
     Ok(())
 }
 

@@ -7,7 +7,10 @@ use crate::Db;
 use convo_core::{Refusal, StoreError};
 use tokio_postgres::Client;
 
-pub(crate) const MIGRATIONS: &[&str] = &[include_str!("0001_init.sql")];
+pub(crate) const MIGRATIONS: &[&str] = &[
+    include_str!("0001_init.sql"),
+    include_str!("0002_worker_home.sql"),
+];
 
 /// The schema version this build writes and expects.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
