@@ -10,6 +10,7 @@
 //! record the check finds wrong: that path then names the first bad line with the same words.
 
 use crate::Db;
+use crate::import::MESSAGE_UPSERT;
 use convo_core::StoreError;
 use convo_core::import::{self, Record};
 use convo_core::phone::bio_phones;
@@ -254,6 +255,7 @@ async fn messages(tx: &Transaction<'_>, run: &[Record]) -> Result<bool, StoreErr
     }
     exec(
         tx,
+        &format!(
         "INSERT INTO messages (institution_id, id, conversation_id, body, created_at, updated_at,
                 sender_type, sender_id, seen_by, has_attachment, attachment_file_name,
                 attachment_content_type, attachment_file_size, attachment_url,
@@ -262,19 +264,7 @@ async fn messages(tx: &Transaction<'_>, run: &[Record]) -> Result<bool, StoreErr
                     sender_type, sender_id, seen_by, has_attachment, attachment_file_name,
                     attachment_content_type, attachment_file_size, attachment_url,
                     attachment_updated_at, sms_msg_id, is_custom_reminder_response
-               FROM s_messages
-         ON CONFLICT (institution_id, id) DO UPDATE SET
-                conversation_id = excluded.conversation_id, body = excluded.body,
-                created_at = excluded.created_at, updated_at = excluded.updated_at,
-                sender_type = excluded.sender_type, sender_id = excluded.sender_id,
-                seen_by = excluded.seen_by, has_attachment = excluded.has_attachment,
-                attachment_file_name = excluded.attachment_file_name,
-                attachment_content_type = excluded.attachment_content_type,
-                attachment_file_size = excluded.attachment_file_size,
-                attachment_url = excluded.attachment_url,
-                attachment_updated_at = excluded.attachment_updated_at,
-                sms_msg_id = excluded.sms_msg_id,
-                is_custom_reminder_response = excluded.is_custom_reminder_response",
+               FROM s_messages {MESSAGE_UPSERT}"),
     )
     .await?;
     exec(

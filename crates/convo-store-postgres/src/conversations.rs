@@ -190,46 +190,25 @@ pub(crate) async fn page_and_zone(
     let since = q.updated_since.map_or(i64::MIN, |m| m.0);
     let given = q.updated_since.is_some();
     let offset = q.offset.max(0);
-    let rows = match mp.updated_since {
-        None => {
-            let stmt = client.prepare_cached(&PAGE_SQL).await.db()?;
-            client
-                .query(
-                    &stmt,
-                    &[
-                        &inst,
-                        &loc,
-                        &mp.created_since,
-                        &mp.limit,
-                        &q.limit,
-                        &offset,
-                        &since,
-                        &given,
-                    ],
-                )
-                .await
-        }
-        Some(poll) => {
-            let stmt = client.prepare_cached(&PAGE_POLL_SQL).await.db()?;
-            client
-                .query(
-                    &stmt,
-                    &[
-                        &inst,
-                        &loc,
-                        &mp.created_since,
-                        &mp.limit,
-                        &q.limit,
-                        &offset,
-                        &since,
-                        &given,
-                        &poll,
-                    ],
-                )
-                .await
-        }
+    let (sql, poll): (&str, i64) = match mp.updated_since {
+        None => (&PAGE_SQL, 0),
+        Some(poll) => (&PAGE_POLL_SQL, poll),
+    };
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+        &inst,
+        &loc,
+        &mp.created_since,
+        &mp.limit,
+        &q.limit,
+        &offset,
+        &since,
+        &given,
+    ];
+    if mp.updated_since.is_some() {
+        params.push(&poll);
     }
-    .db()?;
+    let stmt = client.prepare_cached(sql).await.db()?;
+    let rows = client.query(&stmt, &params).await.db()?;
     let (count, zone): (i64, Option<String>) = match rows.first() {
         Some(row) => (row.try_get(40).map_err(StoreError::fault)?, zone_of(row)?),
         None => (0, None),

@@ -157,6 +157,33 @@ async fn derive(tx: &Transaction<'_>) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// How a message imported again replaces the stored one: whole (the record path and the fast
+/// path, `bulk`, share it).
+pub(crate) const MESSAGE_UPSERT: &str = "ON CONFLICT (institution_id, id) DO UPDATE SET
+    conversation_id = excluded.conversation_id, body = excluded.body,
+    created_at = excluded.created_at, updated_at = excluded.updated_at,
+    sender_type = excluded.sender_type, sender_id = excluded.sender_id,
+    seen_by = excluded.seen_by, has_attachment = excluded.has_attachment,
+    attachment_file_name = excluded.attachment_file_name,
+    attachment_content_type = excluded.attachment_content_type,
+    attachment_file_size = excluded.attachment_file_size,
+    attachment_url = excluded.attachment_url,
+    attachment_updated_at = excluded.attachment_updated_at,
+    sms_msg_id = excluded.sms_msg_id,
+    is_custom_reminder_response = excluded.is_custom_reminder_response";
+
+/// One message, inserted or replaced (formatted once: the record path runs it per message).
+static MESSAGE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO messages (institution_id, id, conversation_id, body, created_at,
+            updated_at, sender_type, sender_id, seen_by, has_attachment, attachment_file_name,
+            attachment_content_type, attachment_file_size, attachment_url,
+            attachment_updated_at, sms_msg_id, is_custom_reminder_response)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+         {MESSAGE_UPSERT}"
+    )
+});
+
 enum Refusal {
     Reason(String),
     Store(StoreError),
@@ -547,27 +574,7 @@ async fn message(
         }
     }
     let a = r.attachment.as_ref();
-    let upsert = tx
-        .prepare_cached(
-            "INSERT INTO messages (institution_id, id, conversation_id, body, created_at,
-                updated_at, sender_type, sender_id, seen_by, has_attachment,
-                attachment_file_name, attachment_content_type, attachment_file_size,
-                attachment_url, attachment_updated_at, sms_msg_id, is_custom_reminder_response)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-             ON CONFLICT (institution_id, id) DO UPDATE SET
-                conversation_id = excluded.conversation_id, body = excluded.body,
-                created_at = excluded.created_at, updated_at = excluded.updated_at,
-                sender_type = excluded.sender_type, sender_id = excluded.sender_id,
-                seen_by = excluded.seen_by, has_attachment = excluded.has_attachment,
-                attachment_file_name = excluded.attachment_file_name,
-                attachment_content_type = excluded.attachment_content_type,
-                attachment_file_size = excluded.attachment_file_size,
-                attachment_url = excluded.attachment_url,
-                attachment_updated_at = excluded.attachment_updated_at,
-                sms_msg_id = excluded.sms_msg_id,
-                is_custom_reminder_response = excluded.is_custom_reminder_response",
-        )
-        .await?;
+    let upsert = tx.prepare_cached(&MESSAGE_SQL).await?;
     // An attachment without its own time was attached when the message was written.
     let attached_at = a.map(|a| a.updated_at.map_or(created.0, |t| t.0.0));
     tx.execute(

@@ -139,12 +139,6 @@ impl PgStore {
             .map_err(crate::db_error)?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
-
-    /// Connections open and idle, for `/metrics`.
-    pub fn pool_status(&self) -> (usize, usize) {
-        let status = self.pool.status();
-        (status.size, status.available)
-    }
 }
 
 /// The pause before run `attempt` (1-based) of a transaction PostgreSQL aborted: short, growing
