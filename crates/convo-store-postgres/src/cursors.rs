@@ -40,38 +40,12 @@ const OLDER_SCALAR: &str = "$9::boolean AND EXISTS (SELECT 1 FROM conversations
          WHERE institution_id = $1 AND location_id = $2 AND updated_at >= $7::bigint
            AND (updated_at, id) < ($10::bigint, $11::bigint))";
 
-static AFTER_SQL: LazyLock<String> = LazyLock::new(|| {
-    list_sql(
-        AFTER_CTES,
-        NEWER_SCALAR,
-        "pg.updated_at DESC, pg.id DESC",
-        None,
-    )
-});
-static AFTER_POLL_SQL: LazyLock<String> = LazyLock::new(|| {
-    list_sql(
-        AFTER_CTES,
-        NEWER_SCALAR,
-        "pg.updated_at DESC, pg.id DESC",
-        Some("$12"),
-    )
-});
-static BEFORE_SQL: LazyLock<String> = LazyLock::new(|| {
-    list_sql(
-        BEFORE_CTES,
-        OLDER_SCALAR,
-        "pg.updated_at ASC, pg.id ASC",
-        None,
-    )
-});
-static BEFORE_POLL_SQL: LazyLock<String> = LazyLock::new(|| {
-    list_sql(
-        BEFORE_CTES,
-        OLDER_SCALAR,
-        "pg.updated_at ASC, pg.id ASC",
-        Some("$12"),
-    )
-});
+static AFTER_SQL: LazyLock<String> = LazyLock::new(|| list_sql(AFTER_CTES, NEWER_SCALAR, None));
+static AFTER_POLL_SQL: LazyLock<String> =
+    LazyLock::new(|| list_sql(AFTER_CTES, NEWER_SCALAR, Some("$12")));
+static BEFORE_SQL: LazyLock<String> = LazyLock::new(|| list_sql(BEFORE_CTES, OLDER_SCALAR, None));
+static BEFORE_POLL_SQL: LazyLock<String> =
+    LazyLock::new(|| list_sql(BEFORE_CTES, OLDER_SCALAR, Some("$12")));
 
 /// A position to walk newer from, with `updated_since` in it: everything newer than the result
 /// is newer than `at` and within `since` (ids are >= 1).
@@ -145,11 +119,17 @@ pub(crate) async fn cursor_page(
         Some(row) => (row.try_get(40).map_err(StoreError::fault)?, zone_of(row)?),
         None => (false, None),
     };
+    // In list order (newest first) whichever way the walk went; the extra row, if any, is
+    // the one farthest from the position.
     let mut page = conversations_from(&rows)?;
-    let more = i64::try_from(page.len()).unwrap_or(i64::MAX) > q.limit;
-    page.truncate(usize::try_from(q.limit).unwrap_or(usize::MAX));
-    if backward {
-        page.reverse();
+    let keep = usize::try_from(q.limit).unwrap_or(usize::MAX);
+    let more = page.len() > keep;
+    if more {
+        if backward {
+            page.drain(..page.len() - keep);
+        } else {
+            page.truncate(keep);
+        }
     }
     let (first, last) = (page.first().map(position), page.last().map(position));
     let info = match paging {

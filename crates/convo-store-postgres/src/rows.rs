@@ -136,8 +136,9 @@ pub(crate) fn message_from(r: &Row, at: usize) -> Result<Option<Message>, StoreE
 }
 
 /// Conversations from rows of `conversation_columns!()` + `message_columns!()`, one row per
-/// message (or one without a message), grouped as they come: the statements order rows by
-/// conversation, then newest message first.
+/// message (or one without a message), in list order: newest conversation first, each one's
+/// newest message first. The statements leave rows unordered; a message's rows mostly arrive
+/// together and in order already, which the search from the end and the sorts are quick on.
 pub(crate) fn conversations_from(rows: &[Row]) -> Result<Vec<Conversation>, StoreError> {
     let mut out: Vec<Conversation> = Vec::new();
     for row in rows {
@@ -146,14 +147,21 @@ pub(crate) fn conversations_from(rows: &[Row]) -> Result<Vec<Conversation>, Stor
             // The page was empty: the row carries only the statement's scalar.
             continue;
         };
-        if out.last().is_none_or(|c| c.id != id) {
-            out.push(conversation_from(row)?);
+        let at = match out.iter().rposition(|c| c.id == id) {
+            Some(at) => at,
+            None => {
+                out.push(conversation_from(row)?);
+                out.len() - 1
+            }
+        };
+        if let Some(message) = message_from(row, MESSAGE_AT)? {
+            out[at].messages.push(message);
         }
-        if let Some(message) = message_from(row, MESSAGE_AT)?
-            && let Some(c) = out.last_mut()
-        {
-            c.messages.push(message);
-        }
+    }
+    out.sort_by(|a, b| (b.updated_at, b.id).cmp(&(a.updated_at, a.id)));
+    for c in &mut out {
+        c.messages
+            .sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
     }
     Ok(out)
 }
