@@ -16,10 +16,23 @@ use convo_core::import::{self, Record};
 use convo_core::phone::bio_phones;
 use deadpool_postgres::Transaction;
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 /// Records per run: large enough that a statement's overhead vanishes, small enough that a run
 /// sent down the slow path costs little.
 pub(crate) const RUN: usize = 4_000;
+
+/// What the fast path knows of what the import has written so far.
+#[derive(Default)]
+pub(crate) struct Written {
+    /// Conversations put in `import_touched`, so that each is sent once.
+    pub touched: HashSet<i64>,
+    /// While the database started without messages and every message came through the fast
+    /// path in rising ids: the largest id written. A run whose ids all lie above it holds no
+    /// id the database has (nothing else writes messages meanwhile: the deferred indexes'
+    /// drops lock the table), so its records need no probe for an earlier version.
+    pub messages_below: Option<i64>,
+}
 
 /// The kinds that have a fast path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,10 +79,11 @@ pub(crate) async fn apply(
     kind: Kind,
     run: &[Record],
     now: i64,
+    written: &mut Written,
 ) -> Result<bool, StoreError> {
     match kind {
-        Kind::Message => messages(tx, run).await,
-        Kind::Conversation => conversations(tx, run).await,
+        Kind::Message => messages(tx, run, written).await,
+        Kind::Conversation => conversations(tx, run, &mut written.touched).await,
         Kind::Patient => patients(tx, run, now).await,
     }
 }
@@ -83,7 +97,44 @@ async fn exec(tx: &Transaction<'_>, sql: &str) -> Result<u64, StoreError> {
     tx.execute(sql, &[]).await.db()
 }
 
-async fn messages(tx: &Transaction<'_>, run: &[Record]) -> Result<bool, StoreError> {
+/// A run of messages staged with what each record refers to, one index probe each (a LATERAL
+/// with LIMIT is never turned into a join, and a join was planned as a scan of the whole
+/// table, whose statistics predate the import): its conversation's institution and patient,
+/// and the institution and conversation of a stored message with its id (left empty when
+/// the run's ids are known to be new).
+fn stage_sql(probe_earlier: bool) -> String {
+    let earlier = if probe_earlier {
+        "LEFT JOIN LATERAL (SELECT institution_id, conversation_id FROM messages
+                             WHERE id = r.id LIMIT 1) pm ON true"
+    } else {
+        "LEFT JOIN LATERAL (SELECT NULL::bigint AS institution_id,
+                                   NULL::bigint AS conversation_id) pm ON true"
+    };
+    format!(
+        "INSERT INTO s_messages
+         SELECT r.*, c.institution_id, c.patient_id, pm.institution_id, pm.conversation_id
+           FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[],
+                       $6::text[], $7::bigint[], $8::text[], $9::boolean[], $10::text[],
+                       $11::text[], $12::bigint[], $13::text[], $14::bigint[], $15::bigint[],
+                       $16::boolean[])
+                AS r(id, conversation_id, body, created_at, updated_at, sender_type, sender_id,
+                     seen_by, has_attachment, attachment_file_name, attachment_content_type,
+                     attachment_file_size, attachment_url, attachment_updated_at, sms_msg_id,
+                     is_custom_reminder_response)
+           LEFT JOIN LATERAL (SELECT institution_id, patient_id FROM conversations
+                               WHERE id = r.conversation_id LIMIT 1) c ON true
+           {earlier}"
+    )
+}
+
+static STAGE_SQL: LazyLock<String> = LazyLock::new(|| stage_sql(true));
+static STAGE_NEW_SQL: LazyLock<String> = LazyLock::new(|| stage_sql(false));
+
+async fn messages(
+    tx: &Transaction<'_>,
+    run: &[Record],
+    written: &mut Written,
+) -> Result<bool, StoreError> {
     let ms: Vec<&import::Message> = run
         .iter()
         .filter_map(|r| match r {
@@ -155,11 +206,17 @@ async fn messages(tx: &Transaction<'_>, run: &[Record]) -> Result<bool, StoreErr
         .collect();
     let sms = col(|m| m.sms_msg_id);
     let reminders: Vec<bool> = ms.iter().map(|m| m.is_custom_reminder_response).collect();
+    let largest = ids.iter().copied().max().unwrap_or(i64::MIN);
+    let all_new = written
+        .messages_below
+        .is_some_and(|below| ids.iter().all(|&id| id > below));
+    let sql = if all_new {
+        &*STAGE_NEW_SQL
+    } else {
+        &*STAGE_SQL
+    };
     tx.execute(
-        "INSERT INTO s_messages SELECT *, NULL, NULL, NULL, NULL FROM unnest($1::bigint[], $2::bigint[], $3::text[],
-            $4::bigint[], $5::bigint[], $6::text[], $7::bigint[], $8::text[], $9::boolean[],
-            $10::text[], $11::text[], $12::bigint[], $13::text[], $14::bigint[], $15::bigint[],
-            $16::boolean[])",
+        sql,
         &[
             &ids,
             &conversations,
@@ -187,20 +244,6 @@ async fn messages(tx: &Transaction<'_>, run: &[Record]) -> Result<bool, StoreErr
     )
     .await
     .db()?;
-    // What each record refers to, one index probe per record: a scalar subquery with LIMIT is
-    // never turned into a join, and a join was planned as a scan of the whole table (whose
-    // statistics predate the import, which grows it to millions of rows).
-    exec(
-        tx,
-        "UPDATE s_messages r SET
-            (institution_id, patient_id) = (SELECT c.institution_id, c.patient_id
-                                              FROM conversations c
-                                             WHERE c.id = r.conversation_id LIMIT 1),
-            (prev_institution, prev_conversation) = (SELECT m.institution_id, m.conversation_id
-                                                       FROM messages m
-                                                      WHERE m.id = r.id LIMIT 1)",
-    )
-    .await?;
     // The record-by-record checks, for the whole run at once: its conversation exists, a
     // patient sender is its patient, every staff user named is of its institution.
     let bad = tx
@@ -253,32 +296,55 @@ async fn messages(tx: &Transaction<'_>, run: &[Record]) -> Result<bool, StoreErr
         )
         .await?;
     }
-    exec(
-        tx,
-        &format!(
-        "INSERT INTO messages (institution_id, id, conversation_id, body, created_at, updated_at,
-                sender_type, sender_id, seen_by, has_attachment, attachment_file_name,
-                attachment_content_type, attachment_file_size, attachment_url,
-                attachment_updated_at, sms_msg_id, is_custom_reminder_response)
-             SELECT institution_id, id, conversation_id, body, created_at, updated_at,
-                    sender_type, sender_id, seen_by, has_attachment, attachment_file_name,
-                    attachment_content_type, attachment_file_size, attachment_url,
-                    attachment_updated_at, sms_msg_id, is_custom_reminder_response
-               FROM s_messages {MESSAGE_UPSERT}"),
-    )
-    .await?;
-    exec(
-        tx,
-        "INSERT INTO import_touched (institution_id, id)
-             SELECT DISTINCT institution_id, conversation_id FROM s_messages
-         ON CONFLICT DO NOTHING",
-    )
-    .await?;
+    // Ids the database did not hold when staged are inserted plainly (no speculative
+    // insertion per row); the others replace what is stored.
+    for (rows, upsert) in [("IS NULL", ""), ("IS NOT NULL", MESSAGE_UPSERT)] {
+        exec(
+            tx,
+            &format!(
+                "INSERT INTO messages (institution_id, id, conversation_id, body, created_at,
+                        updated_at, sender_type, sender_id, seen_by, has_attachment,
+                        attachment_file_name, attachment_content_type, attachment_file_size,
+                        attachment_url, attachment_updated_at, sms_msg_id,
+                        is_custom_reminder_response)
+                     SELECT institution_id, id, conversation_id, body, created_at, updated_at,
+                            sender_type, sender_id, seen_by, has_attachment,
+                            attachment_file_name, attachment_content_type,
+                            attachment_file_size, attachment_url, attachment_updated_at,
+                            sms_msg_id, is_custom_reminder_response
+                       FROM s_messages WHERE prev_institution {rows} {upsert}"
+            ),
+        )
+        .await?;
+    }
+    // The conversations written to, once each: a conversation's id is one institution's
+    // (the import refuses to move one), so the id alone says whether it is in the set.
+    let fresh: Vec<i64> = conversations
+        .iter()
+        .copied()
+        .filter(|&c| written.touched.insert(c))
+        .collect();
+    if !fresh.is_empty() {
+        tx.execute(
+            "INSERT INTO import_touched (institution_id, id)
+                 SELECT DISTINCT institution_id, conversation_id FROM s_messages
+                  WHERE conversation_id = ANY($1::bigint[])
+             ON CONFLICT DO NOTHING",
+            &[&fresh],
+        )
+        .await
+        .db()?;
+    }
     exec(tx, "TRUNCATE s_messages, s_seen").await?;
+    written.messages_below = written.messages_below.map(|below| below.max(largest));
     Ok(true)
 }
 
-async fn conversations(tx: &Transaction<'_>, run: &[Record]) -> Result<bool, StoreError> {
+async fn conversations(
+    tx: &Transaction<'_>,
+    run: &[Record],
+    touched: &mut HashSet<i64>,
+) -> Result<bool, StoreError> {
     let cs: Vec<&import::Conversation> = run
         .iter()
         .filter_map(|r| match r {
@@ -313,10 +379,13 @@ async fn conversations(tx: &Transaction<'_>, run: &[Record]) -> Result<bool, Sto
     .await?;
     // Location and patient exist, in one institution; no other conversation has the pair;
     // an existing conversation with the id has the same pair. (Scalar subqueries: one index
-    // probe per record, as for messages.)
+    // probe per record, as for messages. Told so: the statistics of `conversations` predate
+    // the import, and while it grew from empty the planner scanned it once per record, which
+    // made this check half of a 400,000-message import.)
     let bad = tx
-        .query_opt(
-            "SELECT 1 FROM s_conversations r
+        .simple_query(
+            "SET LOCAL enable_seqscan = off;
+             SELECT 1 FROM s_conversations r
               WHERE r.location_institution IS NULL OR r.patient_institution IS NULL
                  OR r.location_institution <> r.patient_institution
                  OR (SELECT 1 FROM conversations c
@@ -327,12 +396,14 @@ async fn conversations(tx: &Transaction<'_>, run: &[Record]) -> Result<bool, Sto
                       WHERE c.id = r.id
                         AND (c.location_id, c.patient_id) <> (r.location_id, r.patient_id)
                       LIMIT 1) IS NOT NULL
-              LIMIT 1",
-            &[],
+              LIMIT 1;
+             SET LOCAL enable_seqscan = on",
         )
         .await
-        .db()?;
-    if bad.is_none() {
+        .db()?
+        .iter()
+        .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)));
+    if !bad {
         exec(
             tx,
             "INSERT INTO conversations (institution_id, id, location_id, patient_id, created_at,
@@ -350,9 +421,10 @@ async fn conversations(tx: &Transaction<'_>, run: &[Record]) -> Result<bool, Sto
              ON CONFLICT DO NOTHING",
         )
         .await?;
+        touched.extend(&ids);
     }
     exec(tx, "TRUNCATE s_conversations").await?;
-    Ok(bad.is_none())
+    Ok(!bad)
 }
 
 async fn patients(tx: &Transaction<'_>, run: &[Record], now: i64) -> Result<bool, StoreError> {

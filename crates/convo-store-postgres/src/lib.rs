@@ -47,22 +47,51 @@ pub(crate) fn db_error(e: tokio_postgres::Error) -> StoreError {
         let what = db.table().unwrap_or("a unique key");
         return StoreError::Conflict(what.to_string());
     }
-    StoreError::fault(e)
+    StoreError::fault(PgFault(e))
+}
+
+/// The driver's error as the log reads it: tokio-postgres says only "db error" and keeps the
+/// server's words in its source, so an operator saw "storage fault: db error" and nothing
+/// more. This names the code and the message, and leaves out the DETAIL, which can quote a
+/// row's values (a message body, a phone number) that have no place in a log.
+#[derive(Debug)]
+pub(crate) struct PgFault(pub(crate) tokio_postgres::Error);
+
+impl std::fmt::Display for PgFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_db_error() {
+            Some(db) => write!(
+                f,
+                "PostgreSQL {} {}: {}",
+                db.severity(),
+                db.code().code(),
+                db.message()
+            ),
+            None => match std::error::Error::source(&self.0) {
+                Some(cause) => write!(f, "{}: {cause}", self.0),
+                None => write!(f, "{}", self.0),
+            },
+        }
+    }
+}
+
+impl std::error::Error for PgFault {}
+
+/// The SQLSTATE of a fault that came from PostgreSQL.
+pub(crate) fn sqlstate(e: &StoreError) -> Option<&tokio_postgres::error::SqlState> {
+    let StoreError::Fault(source) = e else {
+        return None;
+    };
+    source.downcast_ref::<PgFault>()?.0.code()
 }
 
 /// A fault worth running the whole transaction again for: PostgreSQL gave up on it to keep
 /// transactions apart (a serialization failure or a deadlock), not because it was wrong.
 pub(crate) fn is_transient(e: &StoreError) -> bool {
     use tokio_postgres::error::SqlState;
-    let StoreError::Fault(source) = e else {
-        return false;
-    };
-    source
-        .downcast_ref::<tokio_postgres::Error>()
-        .and_then(tokio_postgres::Error::code)
-        .is_some_and(|c| {
-            *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
-        })
+    sqlstate(e).is_some_and(|c| {
+        *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+    })
 }
 
 pub(crate) trait Db<T> {

@@ -65,12 +65,7 @@ fn cause_by<const N: usize>(
 }
 
 fn is_echo(e: &StoreError) -> bool {
-    let StoreError::Fault(source) = e else {
-        return false;
-    };
-    source
-        .downcast_ref::<tokio_postgres::Error>()
-        .and_then(tokio_postgres::Error::code)
+    crate::sqlstate(e)
         .is_some_and(|c| *c == tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION)
 }
 

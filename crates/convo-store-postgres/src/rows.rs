@@ -158,10 +158,10 @@ pub(crate) fn conversations_from(rows: &[Row]) -> Result<Vec<Conversation>, Stor
             out[at].messages.push(message);
         }
     }
-    out.sort_by(|a, b| (b.updated_at, b.id).cmp(&(a.updated_at, a.id)));
+    out.sort_by_key(|c| std::cmp::Reverse((c.updated_at, c.id)));
     for c in &mut out {
         c.messages
-            .sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+            .sort_by_key(|m| std::cmp::Reverse((m.created_at, m.id)));
     }
     Ok(out)
 }

@@ -288,3 +288,82 @@ async fn a_newer_schema_is_refused_and_not_ready() {
         "{e:?}"
     );
 }
+
+/// A fault names PostgreSQL's code and words for the operator's log (tokio-postgres alone
+/// says "db error"), and nothing of the rows involved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_says_what_postgres_said() {
+    let (db, store) = fresh().await;
+    let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+        .batch_execute("ALTER TABLE users RENAME TO users_gone")
+        .await
+        .expect("rename");
+    let e = store
+        .send_message(&tenant(1, 10), staff("Your crown is ready".into()))
+        .await
+        .expect_err("no users table");
+    let said = e.to_string();
+    assert!(
+        said.contains("42P01") && said.contains("relation \"users\" does not exist"),
+        "{said}"
+    );
+    assert!(!said.contains("crown"), "{said}");
+}
+
+/// The schema's indexes and keys, as PostgreSQL states them (validity aside).
+async fn schema_of(url: &str) -> Vec<String> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+        .query(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema()
+             UNION ALL
+             SELECT conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+               FROM pg_constraint WHERE connamespace = current_schema()::regnamespace
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("schema")
+        .iter()
+        .map(|r| r.get::<_, String>(0).replace(" NOT VALID", ""))
+        .collect()
+}
+
+/// A load into an empty database drops the thread indexes and the foreign keys and builds
+/// them at the end: what it leaves is the schema the migrations made, and the keys hold for
+/// later writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_into_an_empty_database_leaves_the_schema_it_found() {
+    let db = ScratchDb::create().await.expect("scratch database");
+    let before = schema_of(db.url()).await;
+    assert!(
+        before.iter().any(|d| d.contains("messages_thread")),
+        "{before:#?}"
+    );
+    let store = db.open().await.expect("open");
+    practice(&store).await;
+    assert_eq!(schema_of(db.url()).await, before);
+    let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    let orphan = client
+        .batch_execute(
+            "INSERT INTO messages (institution_id, id, conversation_id, body, created_at,
+                    updated_at, sender_type)
+             VALUES (1, 999999, 424242, 'x', 0, 0, 'System')",
+        )
+        .await
+        .expect_err("a message of no conversation");
+    assert_eq!(
+        orphan.code(),
+        Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION)
+    );
+}
