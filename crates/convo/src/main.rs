@@ -16,6 +16,12 @@ use convo_core::StoreError;
 use convo_core::store::prelude::*;
 use std::process::ExitCode;
 
+/// A server allocates and frees a few hundred small buffers per request (rows, strings, the
+/// body); mimalloc's per-thread free lists do that without glibc's locking and consolidation,
+/// which stood at ~15 % of the server's profile (bench/RESULTS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error("{0}")]
