@@ -2,9 +2,7 @@
 //! the number it was sent to and to a patient by the number it came from, carrier keywords
 //! applied, stored once per provider message id however retries race between processes.
 
-use crate::messages::{
-    MessageRow, conversation_for, insert_message, lock_and_stamp, next_id, touch,
-};
+use crate::messages::{Joined, MessageRow, conversation_locked, insert_message, next_id, touch};
 use crate::pipeline::pipelined;
 use crate::{Db, phones};
 use convo_core::phone::e164;
@@ -34,8 +32,11 @@ pub(crate) async fn receive(
     if let Some(word) = word {
         apply_keyword(tx, inst, &from, word, now).await?;
     }
-    let conversation_id = conversation_for(tx, (inst, loc), patient_id, now).await?;
-    let (message_id, at) = lock_and_stamp(tx, inst, conversation_id).await?;
+    let Joined {
+        conversation_id,
+        id: message_id,
+        at,
+    } = conversation_locked(tx, (inst, loc), patient_id, now).await?;
     insert_inbound(tx, inst, message_id, conversation_id, patient_id, sms, at).await?;
     pipelined!(
         touch(tx, inst, conversation_id, at),

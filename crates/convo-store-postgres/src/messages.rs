@@ -37,10 +37,15 @@ pub(crate) async fn next_id(tx: &Transaction<'_>, table: &str) -> Result<i64, St
     Ok(tx.query_one(&stmt, &[]).await.db()?.get(0))
 }
 
+/// The id and the time of a message about to join a conversation that the transaction has
+/// locked: the time is the database's clock, one for every process.
+const STAMP_SQL: &str = "SELECT nextval(pg_get_serial_sequence('messages', 'id')),
+                                (extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+
 /// Locks the conversation a message is about to join, then takes the message's id and time:
 /// in that order, so that within a thread ids and times follow the order writers got the
-/// lock, whichever process they run in (the time is the database's clock, one for all). The
-/// two statements are pipelined: one round trip, run in order.
+/// lock, whichever process they run in. The two statements are pipelined: one round trip,
+/// run in order.
 pub(crate) async fn lock_and_stamp(
     tx: &Transaction<'_>,
     inst: i64,
@@ -53,18 +58,81 @@ pub(crate) async fn lock_and_stamp(
         )
         .await
         .db()?;
-    let stamp = tx
-        .prepare_cached(
-            "SELECT nextval(pg_get_serial_sequence('messages', 'id')),
-                    (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
-        )
-        .await
-        .db()?;
+    let stamp = tx.prepare_cached(STAMP_SQL).await.db()?;
     let (_, row) = pipelined!(
         async { tx.query_one(&lock, &[&inst, &conversation_id]).await.db() },
         async { tx.query_one(&stamp, &[]).await.db() },
     )?;
     Ok((row.get(0), Millis(row.get(1))))
+}
+
+/// A conversation a message joins, locked, with the message's id and time.
+pub(crate) struct Joined {
+    pub conversation_id: i64,
+    pub id: i64,
+    pub at: Millis,
+}
+
+/// The existing conversation of (location, patient), found and locked, then the message's id
+/// and time (in that order, as `lock_and_stamp`), in one round trip; `None` when there is none
+/// yet (the id taken is then a gap in the sequence, as a rolled-back send leaves one).
+pub(crate) async fn existing_locked(
+    tx: &Transaction<'_>,
+    (inst, loc): (i64, i64),
+    patient_id: i64,
+) -> Result<Option<Joined>, StoreError> {
+    let lookup = tx
+        .prepare_cached(
+            "SELECT id FROM conversations
+              WHERE institution_id = $1 AND location_id = $2 AND patient_id = $3
+                FOR NO KEY UPDATE",
+        )
+        .await
+        .db()?;
+    let stamp = tx.prepare_cached(STAMP_SQL).await.db()?;
+    let (found, row) = pipelined!(
+        async {
+            tx.query_opt(&lookup, &[&inst, &loc, &patient_id])
+                .await
+                .db()
+        },
+        async { tx.query_one(&stamp, &[]).await.db() },
+    )?;
+    Ok(found.map(|f| Joined {
+        conversation_id: f.get(0),
+        id: row.get(0),
+        at: Millis(row.get(1)),
+    }))
+}
+
+/// The conversation of (location, patient) created (or found, when a concurrent writer made
+/// it first), then locked and stamped.
+pub(crate) async fn created_locked(
+    tx: &Transaction<'_>,
+    scope: (i64, i64),
+    patient_id: i64,
+    now: Millis,
+) -> Result<Joined, StoreError> {
+    let conversation_id = conversation_for(tx, scope, patient_id, now).await?;
+    let (id, at) = lock_and_stamp(tx, scope.0, conversation_id).await?;
+    Ok(Joined {
+        conversation_id,
+        id,
+        at,
+    })
+}
+
+/// The conversation a message of (location, patient) joins: one round trip when it exists.
+pub(crate) async fn conversation_locked(
+    tx: &Transaction<'_>,
+    scope: (i64, i64),
+    patient_id: i64,
+    now: Millis,
+) -> Result<Joined, StoreError> {
+    match existing_locked(tx, scope, patient_id).await? {
+        Some(joined) => Ok(joined),
+        None => created_locked(tx, scope, patient_id, now).await,
+    }
 }
 
 /// Creates the conversation of (location, patient) when there is none, counting it in its
@@ -173,19 +241,41 @@ pub(crate) struct MessageRow<'a> {
     pub is_custom_reminder_response: bool,
 }
 
+/// The columns a new message is written with.
+macro_rules! message_insert_columns {
+    () => {
+        "INSERT INTO messages (institution_id, id, conversation_id, body, created_at, updated_at,
+            sender_type, sender_id, seen_by, has_attachment, attachment_file_name,
+            attachment_content_type, attachment_file_size, attachment_url, attachment_updated_at,
+            sms_msg_id, is_custom_reminder_response)"
+    };
+}
+
+/// A staff send's delivery (the outbox row: `$1` institution, `$2` message id, `$3` location,
+/// `$4` to, `$5` from, `$6` body, `$7` media URL, `$8` time) and its message (`$9`
+/// conversation, `$10` user, `$11`–`$15` the attachment), which names the delivery: one
+/// statement.
+const SEND_SQL: &str = concat!(
+    "WITH d AS (
+        INSERT INTO deliveries (institution_id, message_id, location_id, to_number,
+            from_number, body, media_url, status, attempts, next_attempt_at, created_at,
+            updated_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, $8, $8, $8) RETURNING id) ",
+    message_insert_columns!(),
+    " SELECT $1, $2, $9, $6, $8, $8, 'User', $10, '[]', $11, $12, $13, $14, $7, $15, d.id, false
+        FROM d"
+);
+
 pub(crate) async fn insert_message(
     tx: &Transaction<'_>,
     m: &MessageRow<'_>,
 ) -> Result<(), StoreError> {
     let a = m.attachment;
     let stmt = tx
-        .prepare_cached(
-            "INSERT INTO messages (institution_id, id, conversation_id, body, created_at,
-                updated_at, sender_type, sender_id, seen_by, has_attachment,
-                attachment_file_name, attachment_content_type, attachment_file_size,
-                attachment_url, attachment_updated_at, sms_msg_id, is_custom_reminder_response)
-             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, '[]', $8, $9, $10, $11, $12, $13, $14, $15)",
-        )
+        .prepare_cached(concat!(
+            message_insert_columns!(),
+            " VALUES ($1, $2, $3, $4, $5, $5, $6, $7, '[]', $8, $9, $10, $11, $12, $13, $14, $15)"
+        ))
         .await
         .db()?;
     let attached_at = a.map(|_| m.at.0);
@@ -236,7 +326,9 @@ pub(crate) async fn send(
     {
         return Ok(first);
     }
-    // Independent reads, pipelined on the connection.
+    // Independent reads, and the conversation locked with the message's id and time, sent
+    // together: one round trip for a thread that exists. (A refused send has then taken an
+    // id for nothing; ids have gaps anyway.)
     let patient_sql = tx
         .prepare_cached(
             "SELECT unsubscribe_sms, bio FROM patients WHERE institution_id = $1 AND id = $2",
@@ -247,7 +339,7 @@ pub(crate) async fn send(
         .prepare_cached("SELECT phone_e164 FROM locations WHERE institution_id = $1 AND id = $2")
         .await
         .db()?;
-    let (patient, is_staff, from) = pipelined!(
+    let (patient, is_staff, from, existing) = pipelined!(
         async {
             tx.query_opt(&patient_sql, &[&inst, &m.patient_id])
                 .await
@@ -255,6 +347,7 @@ pub(crate) async fn send(
         },
         user_of(tx, inst, m.user_id),
         async { tx.query_opt(&from_sql, &[&inst, &loc]).await.db() },
+        existing_locked(tx, (inst, loc), m.patient_id),
     )?;
     let Some(patient) = patient else {
         return refuse(Refusal::PatientNotInInstitution(m.patient_id));
@@ -272,48 +365,55 @@ pub(crate) async fn send(
     let Some(from) = from.and_then(|r| r.get::<_, Option<String>>(0)) else {
         return refuse(Refusal::NoLocationPhone);
     };
-    let conversation_id = conversation_for(tx, (inst, loc), m.patient_id, now).await?;
-    let (id, at) = lock_and_stamp(tx, inst, conversation_id).await?;
-    let media_url = m.attachment.as_ref().and_then(|a| a.url.clone());
-    let delivery_sql = tx
-        .prepare_cached(
-            "INSERT INTO deliveries (institution_id, message_id, location_id, to_number,
-                from_number, body, media_url, status, attempts, next_attempt_at, created_at,
-                updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, $8, $8, $8) RETURNING id",
+    let Joined {
+        conversation_id,
+        id,
+        at,
+    } = match existing {
+        Some(joined) => joined,
+        None => created_locked(tx, (inst, loc), m.patient_id, now).await?,
+    };
+    let a = m.attachment.as_ref();
+    let (url, attached_at) = (a.and_then(|a| a.url.as_deref()), a.map(|_| at.0));
+    let (file_name, content_type) = (
+        a.and_then(|a| a.file_name.as_deref()),
+        a.and_then(|a| a.content_type.as_deref()),
+    );
+    let file_size = a.and_then(|a| a.file_size);
+    let send_sql = tx.prepare_cached(SEND_SQL).await.db()?;
+    let written = async {
+        tx.execute(
+            &send_sql,
+            &[
+                &inst,
+                &id,
+                &loc,
+                &to,
+                &from,
+                &m.body,
+                &url,
+                &at.0,
+                &conversation_id,
+                &m.user_id,
+                &a.is_some(),
+                &file_name,
+                &content_type,
+                &file_size,
+                &attached_at,
+            ],
         )
         .await
-        .db()?;
-    let delivery_id: i64 = tx
-        .query_one(
-            &delivery_sql,
-            &[&inst, &id, &loc, &to, &from, &m.body, &media_url, &at.0],
-        )
-        .await
-        .db()?
-        .get(0);
-    insert_message(
-        tx,
-        &MessageRow {
-            institution_id: inst,
-            id,
-            conversation_id,
-            body: &m.body,
-            at,
-            sender: ("User", Some(m.user_id)),
-            attachment: m.attachment.as_ref(),
-            sms_msg_id: Some(delivery_id),
-            is_custom_reminder_response: false,
-        },
-    )
-    .await?;
+        .db()
+    };
     let keyed = async {
         match &m.idempotency {
             Some(key) => key_sent(tx, inst, key, id).await,
             None => Ok(()),
         }
     };
-    let (_, _, message) = pipelined!(
+    // The rest in one round trip, in order: the message is written before it is read back.
+    let (_, _, _, message) = pipelined!(
+        written,
         touch(tx, inst, conversation_id, at),
         keyed,
         load_message(tx, inst, id)

@@ -37,6 +37,23 @@ impl<A, B, C> Settle
     }
 }
 
+impl<A, B, C, D> Settle
+    for (
+        Result<A, StoreError>,
+        Result<B, StoreError>,
+        Result<C, StoreError>,
+        Result<D, StoreError>,
+    )
+{
+    type Out = (A, B, C, D);
+    fn settle(self) -> Result<(A, B, C, D), StoreError> {
+        match self {
+            (Ok(a), Ok(b), Ok(c), Ok(d)) => Ok((a, b, c, d)),
+            (a, b, c, d) => Err(cause([a.err(), b.err(), c.err(), d.err()])),
+        }
+    }
+}
+
 /// Runs the statements' futures together and settles them (`Settle`).
 macro_rules! pipelined {
     ($($f:expr),+ $(,)?) => {
