@@ -1,6 +1,8 @@
 //! What several writers at once must not break on PostgreSQL, where nothing serialises them the
 //! way SQLite's one writer does. (SQLite cannot fail these: they are PostgreSQL's own.)
 
+mod common;
+
 use convo_core::outbox::Attempt;
 use convo_core::store::prelude::*;
 use convo_core::write::{InboundSms, NewMessage};
@@ -163,10 +165,7 @@ async fn concurrent_claims_never_share_a_delivery() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_first_opens_migrate_once_and_share_one_secret() {
     let admin = convo_store_postgres::scratch::admin_url();
-    let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-        .await
-        .expect("admin");
-    tokio::spawn(connection);
+    let client = common::raw(&admin).await;
     let name = format!("convo_first_{}", std::process::id());
     for sql in [
         format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
@@ -196,10 +195,7 @@ async fn concurrent_first_opens_migrate_once_and_share_one_secret() {
         secrets.insert(s.jwt_secret().await.expect("secret"));
     }
     assert_eq!(secrets.len(), 1);
-    let (db_client, db_connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .expect("db");
-    tokio::spawn(db_connection);
+    let db_client = common::raw(&url).await;
     let rows = db_client
         .query("SELECT version, count(*) FROM convo_schema GROUP BY 1", &[])
         .await
@@ -260,10 +256,7 @@ async fn a_newer_schema_is_refused_and_not_ready() {
     let db = ScratchDb::create().await.expect("scratch database");
     let store = db.open().await.expect("open");
     store.check_ready().await.expect("ready");
-    let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
+    let client = common::raw(db.url()).await;
     client
         .batch_execute("INSERT INTO convo_schema VALUES (999, 0)")
         .await
@@ -294,10 +287,7 @@ async fn a_newer_schema_is_refused_and_not_ready() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fault_says_what_postgres_said() {
     let (db, store) = fresh().await;
-    let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
+    let client = common::raw(db.url()).await;
     client
         .batch_execute("ALTER TABLE users RENAME TO users_gone")
         .await
@@ -316,10 +306,7 @@ async fn a_fault_says_what_postgres_said() {
 
 /// The schema's indexes and keys, as PostgreSQL states them (validity aside).
 async fn schema_of(url: &str) -> Vec<String> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
+    let client = common::raw(url).await;
     client
         .query(
             "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema()
@@ -350,10 +337,7 @@ async fn a_load_into_an_empty_database_leaves_the_schema_it_found() {
     let store = db.open().await.expect("open");
     practice(&store).await;
     assert_eq!(schema_of(db.url()).await, before);
-    let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
+    let client = common::raw(db.url()).await;
     let orphan = client
         .batch_execute(
             "INSERT INTO messages (institution_id, id, conversation_id, body, created_at,

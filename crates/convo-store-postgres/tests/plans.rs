@@ -10,7 +10,6 @@ mod common;
 use convo_store_postgres::scratch::ScratchDb;
 use convo_store_tests::fixture::practice;
 use serde_json::Value;
-use tokio_postgres::NoTls;
 
 /// Tables big enough in production that a sequential scan of them is a bug.
 const LARGE: &[&str] = &[
@@ -78,10 +77,7 @@ async fn every_hot_statement_stays_on_its_indexes_under_a_generic_plan() {
     // The practice goes in through another store: only the workload's statements are wanted.
     practice(&db.open().await.expect("open")).await;
     let store = common::one_connection(db.url()).await;
-    let (client, connection) = tokio_postgres::connect(db.url(), NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
+    let client = common::raw(db.url()).await;
     client.batch_execute(BULK).await.expect("bulk");
     client
         .batch_execute("VACUUM ANALYZE")

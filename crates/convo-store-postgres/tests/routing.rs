@@ -13,7 +13,6 @@ use convo_store_postgres::{PgOptions, PgStore, migrations};
 use convo_store_tests::fixture::practice;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use tokio_postgres::NoTls;
 
 /// The tenant tables (distributed on Citus); the others are small, read on every request,
 /// and would be reference tables.
@@ -125,10 +124,7 @@ fn example(ty: &str) -> &'static str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_hot_statement_routes_to_one_institutions_partitions() {
     let db = ScratchDb::create_empty().await.expect("empty database");
-    let (client, connection) = tokio_postgres::connect(db.url(), NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
+    let client = common::raw(db.url()).await;
     client
         .batch_execute(&shadow_schema())
         .await

@@ -11,6 +11,15 @@ use convo_store_postgres::{PgOptions, PgStore};
 use convo_store_tests::fixture::{ANA_NUMBER, LOCATION_NUMBER, tenant};
 use serde_json::Value;
 
+/// A plain connection, for what a test does behind the store's back.
+pub async fn raw(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+}
+
 pub async fn one_connection(url: &str) -> PgStore {
     PgStore::open(
         url,
