@@ -11,6 +11,7 @@
 
 use crate::Db;
 use crate::import::MESSAGE_UPSERT;
+use crate::rows::message_table_columns;
 use convo_core::StoreError;
 use convo_core::import::{self, Record};
 use convo_core::phone::bio_phones;
@@ -129,6 +130,19 @@ fn stage_sql(probe_earlier: bool) -> String {
 
 static STAGE_SQL: LazyLock<String> = LazyLock::new(|| stage_sql(true));
 static STAGE_NEW_SQL: LazyLock<String> = LazyLock::new(|| stage_sql(false));
+
+/// The staged messages into `messages`: those with `rows` earlier versions, with `upsert`.
+fn apply_sql(rows: &str, upsert: &str) -> String {
+    let columns = message_table_columns!();
+    format!(
+        "INSERT INTO messages ({columns}) SELECT {columns} FROM s_messages
+          WHERE prev_institution {rows} {upsert}"
+    )
+}
+
+static APPLY_NEW_SQL: LazyLock<String> = LazyLock::new(|| apply_sql("IS NULL", ""));
+static APPLY_KNOWN_SQL: LazyLock<String> =
+    LazyLock::new(|| apply_sql("IS NOT NULL", MESSAGE_UPSERT));
 
 async fn messages(
     tx: &Transaction<'_>,
@@ -298,25 +312,8 @@ async fn messages(
     }
     // Ids the database did not hold when staged are inserted plainly (no speculative
     // insertion per row); the others replace what is stored.
-    for (rows, upsert) in [("IS NULL", ""), ("IS NOT NULL", MESSAGE_UPSERT)] {
-        exec(
-            tx,
-            &format!(
-                "INSERT INTO messages (institution_id, id, conversation_id, body, created_at,
-                        updated_at, sender_type, sender_id, seen_by, has_attachment,
-                        attachment_file_name, attachment_content_type, attachment_file_size,
-                        attachment_url, attachment_updated_at, sms_msg_id,
-                        is_custom_reminder_response)
-                     SELECT institution_id, id, conversation_id, body, created_at, updated_at,
-                            sender_type, sender_id, seen_by, has_attachment,
-                            attachment_file_name, attachment_content_type,
-                            attachment_file_size, attachment_url, attachment_updated_at,
-                            sms_msg_id, is_custom_reminder_response
-                       FROM s_messages WHERE prev_institution {rows} {upsert}"
-            ),
-        )
-        .await?;
-    }
+    exec(tx, &APPLY_NEW_SQL).await?;
+    exec(tx, &APPLY_KNOWN_SQL).await?;
     // The conversations written to, once each: a conversation's id is one institution's
     // (the import refuses to move one), so the id alone says whether it is in the set.
     let fresh: Vec<i64> = conversations
@@ -379,13 +376,10 @@ async fn conversations(
     .await?;
     // Location and patient exist, in one institution; no other conversation has the pair;
     // an existing conversation with the id has the same pair. (Scalar subqueries: one index
-    // probe per record, as for messages. Told so: the statistics of `conversations` predate
-    // the import, and while it grew from empty the planner scanned it once per record, which
-    // made this check half of a 400,000-message import.)
+    // probe per record, as for messages.)
     let bad = tx
-        .simple_query(
-            "SET LOCAL enable_seqscan = off;
-             SELECT 1 FROM s_conversations r
+        .query_opt(
+            "SELECT 1 FROM s_conversations r
               WHERE r.location_institution IS NULL OR r.patient_institution IS NULL
                  OR r.location_institution <> r.patient_institution
                  OR (SELECT 1 FROM conversations c
@@ -396,13 +390,12 @@ async fn conversations(
                       WHERE c.id = r.id
                         AND (c.location_id, c.patient_id) <> (r.location_id, r.patient_id)
                       LIMIT 1) IS NOT NULL
-              LIMIT 1;
-             SET LOCAL enable_seqscan = on",
+              LIMIT 1",
+            &[],
         )
         .await
         .db()?
-        .iter()
-        .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)));
+        .is_some();
     if !bad {
         exec(
             tx,

@@ -7,6 +7,7 @@
 //! kept counts and activity slices of the locations it touched are rebuilt (there are no
 //! triggers to keep them), and each id sequence moves past the largest id in its table.
 
+use crate::rows::message_table_columns;
 use crate::{Db, bulk, phones};
 use convo_core::import::{self, ImportBatch, ImportItem, Record};
 use convo_core::import::{ImportError, ImportSummary};
@@ -27,10 +28,9 @@ pub(crate) async fn apply_all(
         .await
         .db()?;
     // A long batch job: no statement limit (rebuilding an index over millions of rows takes
-    // longer than a request may), and room to sort for those builds and for the joins that
-    // check the foreign keys and derive activity. No JIT: the checks of a
-    // run are costed high (the tables' statistics predate the import) and compiling them took
-    // 0.3 s a run, twenty times what running them takes.
+    // longer than a request may), and room to sort for those builds and for the derivation's
+    // joins. No JIT: the checks of a run are costed high (the tables' statistics predate the
+    // import) and compiling them took 0.3 s a run, twenty times what running them takes.
     tx.batch_execute(
         "SET LOCAL statement_timeout = 0;
          SET LOCAL maintenance_work_mem = '256MB';
@@ -55,7 +55,7 @@ pub(crate) async fn apply_all(
     let mut run: Vec<(u64, Record)> = Vec::with_capacity(bulk::RUN);
     let mut run_kind = None;
     let mut written = bulk::Written {
-        messages_below: (!deferred.is_empty()).then_some(i64::MIN),
+        messages_below: deferred.is_some().then_some(i64::MIN),
         ..bulk::Written::default()
     };
     'read: loop {
@@ -78,34 +78,43 @@ pub(crate) async fn apply_all(
         }
     }
     flush(tx, run_kind, &mut run, now, &mut summary, &mut written).await?;
-    // The message indexes before the derivation, which reads threads by them; the list index
-    // after it, so that moving every conversation's `updated_at` updates no index.
-    let (late, early): (Vec<String>, Vec<String>) = deferred
-        .into_iter()
-        .partition(|create| create.contains(" conversations_list "));
-    for create in &early {
+    let deferred = deferred.unwrap_or_default();
+    for create in &deferred.before_derive {
         tx.batch_execute(create).await.db()?;
     }
     derive(tx).await?;
-    for create in &late {
+    for create in &deferred.after_derive {
         tx.batch_execute(create).await.db()?;
     }
     Ok(summary)
 }
 
+/// What an import into an empty database dropped, to be built again: the message indexes
+/// and the foreign keys before the derivation (which reads threads by those indexes), the
+/// list index after it (so that moving every conversation's `updated_at` updates no index).
+#[derive(Default)]
+struct Deferred {
+    before_derive: Vec<String>,
+    after_derive: Vec<String>,
+}
+
 /// Into an empty database, the indexes ordered by conversation (whose entries land all over
 /// the tree, one random page write each) and the foreign keys of messages and conversations
 /// (a lookup per row; the import checks the same references itself) are dropped for the load
-/// and built once at the end, from their own definitions: 400,000 messages inserted in
-/// 3.9 s with them, 1.2 s without (the indexes' builds then take 0.7 s). The foreign keys
-/// come back `NOT VALID`: enforced for every later write, and not proved again over the
-/// rows just loaded, which the import's own checks have each held to the same references
-/// (that proof read the whole message table, 5 s of a 2 M-message load). `ALTER TABLE …
-/// VALIDATE CONSTRAINT` proves them at any time without blocking writers (README). Kept: the keys the checks and upserts
-/// probe by id. The drops lock both tables until commit, which only an empty database can
-/// afford; a database with data keeps every index and the import inserts into them, and so
-/// does a partitioned schema (whose indexes and keys are rebuilt per partition, not so).
-async fn defer_indexes(tx: &Transaction<'_>) -> Result<Vec<String>, StoreError> {
+/// and built once at the end, from their own definitions: 400,000 messages inserted in 3.9 s
+/// with them, 1.2 s without (the indexes' builds then take 0.7 s). Kept: the keys the checks
+/// and upserts probe by id.
+///
+/// The foreign keys come back `NOT VALID`: enforced for every later write, and not proved
+/// again over the rows just loaded, which the import's own checks have each held to the same
+/// references (that proof read the whole message table, 5 s of a 2 M-message load); `ALTER
+/// TABLE … VALIDATE CONSTRAINT` proves them at any time without blocking writers (README).
+///
+/// The drops lock both tables until commit, which only an empty database can afford; a
+/// database with data keeps every index and the import inserts into them, and so does a
+/// partitioned schema (whose indexes and keys are rebuilt per partition, not so). `None`: no
+/// deferral.
+async fn defer_indexes(tx: &Transaction<'_>) -> Result<Option<Deferred>, StoreError> {
     let empty: bool = tx
         .query_one(
             "SELECT NOT EXISTS (SELECT 1 FROM messages)
@@ -118,18 +127,21 @@ async fn defer_indexes(tx: &Transaction<'_>) -> Result<Vec<String>, StoreError> 
         .db()?
         .get(0);
     if !empty {
-        return Ok(Vec::new());
+        return Ok(None);
     }
+    // (drop, create, whether the create comes before the derivation)
     let rows = tx
         .query(
             "SELECT format('ALTER TABLE %s DROP CONSTRAINT %I', conrelid::regclass, conname),
                     format('ALTER TABLE %s ADD CONSTRAINT %I %s NOT VALID', conrelid::regclass,
-                           conname, pg_get_constraintdef(oid))
+                           conname, pg_get_constraintdef(oid)),
+                    true
                FROM pg_constraint
               WHERE conrelid IN ('messages'::regclass, 'conversations'::regclass)
                 AND contype = 'f'
              UNION ALL
-             SELECT format('DROP INDEX %s', indexrelid::regclass), pg_get_indexdef(indexrelid)
+             SELECT format('DROP INDEX %s', indexrelid::regclass), pg_get_indexdef(indexrelid),
+                    indexrelid <> 'conversations_list'::regclass
                FROM pg_index
               WHERE indexrelid IN ('messages_thread'::regclass, 'messages_updated'::regclass,
                                    'conversations_list'::regclass)",
@@ -137,13 +149,17 @@ async fn defer_indexes(tx: &Transaction<'_>) -> Result<Vec<String>, StoreError> 
         )
         .await
         .db()?;
-    let mut creates = Vec::with_capacity(rows.len());
+    let mut deferred = Deferred::default();
     for row in rows {
         tx.batch_execute(row.get(0)).await.db()?;
-        creates.push(row.get::<_, String>(1));
+        let create: String = row.get(1);
+        if row.get(2) {
+            deferred.before_derive.push(create);
+        } else {
+            deferred.after_derive.push(create);
+        }
     }
-    creates.sort_by_key(|c| c.starts_with("ALTER"));
-    Ok(creates)
+    Ok(Some(deferred))
 }
 
 /// Applies a pending run: at once when the fast path takes it, else record by record.
@@ -262,12 +278,10 @@ pub(crate) const MESSAGE_UPSERT: &str = "ON CONFLICT (institution_id, id) DO UPD
 /// One message, inserted or replaced (formatted once: the record path runs it per message).
 static MESSAGE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-        "INSERT INTO messages (institution_id, id, conversation_id, body, created_at,
-            updated_at, sender_type, sender_id, seen_by, has_attachment, attachment_file_name,
-            attachment_content_type, attachment_file_size, attachment_url,
-            attachment_updated_at, sms_msg_id, is_custom_reminder_response)
+        "INSERT INTO messages ({})
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-         {MESSAGE_UPSERT}"
+         {MESSAGE_UPSERT}",
+        message_table_columns!()
     )
 });
 

@@ -6,7 +6,7 @@
 
 use crate::Db;
 use crate::pipeline::pipelined;
-use crate::rows::{ONE_MESSAGE_SQL, message_from};
+use crate::rows::{ONE_MESSAGE_SQL, message_from, message_table_columns};
 use convo_core::phone::bio_phones;
 use convo_core::write::{IdempotencyKey, NewAttachment, NewMessage};
 use convo_core::{Message, Millis, Missing, Refusal, StoreError, TenantCtx};
@@ -46,7 +46,7 @@ const STAMP_SQL: &str = "SELECT nextval(pg_get_serial_sequence('messages', 'id')
 /// in that order, so that within a thread ids and times follow the order writers got the
 /// lock, whichever process they run in. The two statements are pipelined: one round trip,
 /// run in order.
-pub(crate) async fn lock_and_stamp(
+async fn lock_and_stamp(
     tx: &Transaction<'_>,
     inst: i64,
     conversation_id: i64,
@@ -156,7 +156,7 @@ cnt AS (
     RETURNING 1)
 SELECT id FROM ins";
 
-pub(crate) async fn conversation_for(
+async fn conversation_for(
     tx: &Transaction<'_>,
     (inst, loc): (i64, i64),
     patient_id: i64,
@@ -241,13 +241,10 @@ pub(crate) struct MessageRow<'a> {
     pub is_custom_reminder_response: bool,
 }
 
-/// The columns a new message is written with.
+/// The start of an insert of a new message.
 macro_rules! message_insert_columns {
     () => {
-        "INSERT INTO messages (institution_id, id, conversation_id, body, created_at, updated_at,
-            sender_type, sender_id, seen_by, has_attachment, attachment_file_name,
-            attachment_content_type, attachment_file_size, attachment_url, attachment_updated_at,
-            sms_msg_id, is_custom_reminder_response)"
+        concat!("INSERT INTO messages (", message_table_columns!(), ")")
     };
 }
 

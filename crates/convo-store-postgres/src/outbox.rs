@@ -59,17 +59,7 @@ pub(crate) async fn register_worker(tx: &Transaction<'_>, now: Millis) -> Result
             .map(|r| r.get(0))
             .collect();
         if !dead.is_empty() {
-            let taken = tx
-                .execute(
-                    "UPDATE deliveries SET claimed_by = NULL, claimed_at = NULL
-                      WHERE claimed_by = ANY($1)",
-                    &[&dead],
-                )
-                .await
-                .db()?;
-            tx.execute("DELETE FROM workers WHERE id = ANY($1)", &[&dead])
-                .await
-                .db()?;
+            let taken = release(tx, &dead).await?;
             if taken > 0 {
                 tracing::info!(
                     deliveries = taken,
@@ -113,16 +103,24 @@ pub(crate) async fn heartbeat(
 }
 
 pub(crate) async fn retire(tx: &Transaction<'_>, worker: i64) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE deliveries SET claimed_by = NULL, claimed_at = NULL WHERE claimed_by = $1",
-        &[&worker],
-    )
-    .await
-    .db()?;
-    tx.execute("DELETE FROM workers WHERE id = $1", &[&worker])
+    release(tx, &[worker]).await.map(|_| ())
+}
+
+/// Gives the claims of `workers` back to the queue and removes the workers; how many
+/// deliveries went back.
+async fn release(tx: &Transaction<'_>, workers: &[i64]) -> Result<u64, StoreError> {
+    let taken = tx
+        .execute(
+            "UPDATE deliveries SET claimed_by = NULL, claimed_at = NULL
+              WHERE claimed_by = ANY($1)",
+            &[&workers],
+        )
         .await
         .db()?;
-    Ok(())
+    tx.execute("DELETE FROM workers WHERE id = ANY($1)", &[&workers])
+        .await
+        .db()?;
+    Ok(taken)
 }
 
 pub(crate) async fn claim(

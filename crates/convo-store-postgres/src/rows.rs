@@ -42,6 +42,17 @@ macro_rules! sender_joins {
 }
 pub(crate) use message_columns;
 
+/// The columns of a `messages` row, in the order every insert names them.
+macro_rules! message_table_columns {
+    () => {
+        "institution_id, id, conversation_id, body, created_at, updated_at, sender_type, \
+         sender_id, seen_by, has_attachment, attachment_file_name, attachment_content_type, \
+         attachment_file_size, attachment_url, attachment_updated_at, sms_msg_id, \
+         is_custom_reminder_response"
+    };
+}
+pub(crate) use message_table_columns;
+
 /// One message by id in an institution (`$1`, `$2`): the write side answers with it.
 pub(crate) const ONE_MESSAGE_SQL: &str = concat!(
     "SELECT ",
