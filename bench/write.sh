@@ -88,6 +88,8 @@ run() {
     local name=$1 file=$2 path=$3 type=$4 token=$5
     echo "== $name ($PROCESSES process(es))" >&2
     local conns=$((16 / PROCESSES)) p pids=()
+    # An earlier run with more processes leaves more result files: sum only this run's.
+    rm -f "$file".*.result
     for p in $(seq 0 $((PROCESSES - 1))); do
         awk -v n="$PROCESSES" -v k="$p" 'NR % n == k' "$file" >"$file.$p"
         CONVO_REQUESTS=$file.$p CONVO_PATH=$path CONVO_TYPE=$type CONVO_TOKEN=$token \
