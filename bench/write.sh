@@ -6,6 +6,9 @@
 #   bench/run.sh && bench/write.sh
 #   ENGINE=postgres bench/run.sh && ENGINE=postgres PROCESSES=2 bench/write.sh
 #
+# PATIENT_OFFSET=N sends to the 20,000 patients after the first N (default 0): a run on patients
+# no earlier run wrote to, whose threads are older (or new), as a practice's sends mostly are.
+#
 # PROCESSES=N (PostgreSQL only) starts N servers on one database and loads them all at once,
 # each with its own share of the requests; the table shows their sum.
 #
@@ -24,17 +27,19 @@ PG_ADMIN=${PG_ADMIN:-postgres://postgres@127.0.0.1:5432/postgres}
 if [ "$ENGINE" = postgres ]; then
     DB=${PG_ADMIN%/*}/convo_bench
     psql -tA "$DB" -F $'\t' -c "SELECT id, bio::json->>'cell_phone_number' FROM patients
-        WHERE NOT unsubscribe_sms AND institution_id = 1 ORDER BY id LIMIT 20000" \
+        WHERE NOT unsubscribe_sms AND institution_id = 1 ORDER BY id
+        LIMIT 20000 OFFSET ${PATIENT_OFFSET:-0}" \
         >"$BENCH_DIR/patients.tsv" || { echo "no convo_bench: run ENGINE=postgres bench/run.sh" >&2; exit 1; }
 else
     DB=$BENCH_DIR/practice-group.db
     [ -f "$DB" ] || { echo "no $DB: run bench/run.sh first" >&2; exit 1; }
     [ "$PROCESSES" = 1 ] || { echo "SQLite has one server per database" >&2; exit 1; }
-    python3 - "$DB" "$BENCH_DIR/patients.tsv" <<'PY'
+    python3 - "$DB" "$BENCH_DIR/patients.tsv" "${PATIENT_OFFSET:-0}" <<'PY'
 import sqlite3, sys
 rows = sqlite3.connect(sys.argv[1]).execute(
     "SELECT id, json_extract(bio, '$.cell_phone_number') FROM patients "
-    "WHERE unsubscribe_sms = 0 AND institution_id = 1 ORDER BY id LIMIT 20000").fetchall()
+    "WHERE unsubscribe_sms = 0 AND institution_id = 1 ORDER BY id LIMIT 20000 OFFSET ?",
+    (int(sys.argv[3]),)).fetchall()
 open(sys.argv[2], "w").writelines(f"{i}\t{p}\n" for i, p in rows)
 PY
 fi

@@ -7,7 +7,9 @@
 //! messages created since (or i64::MIN), `$4` messages per conversation (0: none); then its
 //! own; then, in the polling variant only, the messages' `updated_since` as the last one.
 //!
-//! Activity slices are 2^25 ms wide (`>> 25`, `| 33554431` below), as on SQLite.
+//! Activity slices are 2^25 ms wide (`>> 25`, `| 33554431` below), as on SQLite. Their counts
+//! and the location's are kept in stripes (a row per slice and writer's stripe): a slice's
+//! count is the sum of its rows.
 
 use crate::Db;
 use crate::cursors::cursor_page;
@@ -88,11 +90,17 @@ pub(crate) fn list_sql(ctes: &str, scalar: &str, poll: Option<&str>) -> String {
 /// Page-number paging: `$5` page size, `$6` offset, `$7` conversations updated since (or
 /// i64::MIN), `$8` whether `updated_since` was given. The first page needs no slices; a deeper
 /// one starts at the end of the slice holding its offset (`st`), and skips from there only the
-/// conversations of that slice.
+/// conversations of that slice. A slice's stripes are its peers in the windows (`cum` counts
+/// them all, `skipped` none): a `GROUP BY slice` first was planned as a hash aggregate of every
+/// slice, where the windows stream from the index and stop at the slice found.
 const PAGE_CTES: &str = "
     st AS (
-        SELECT slice, cum - n AS skipped
-          FROM (SELECT slice, n, (sum(n) OVER (ORDER BY slice DESC))::bigint AS cum
+        SELECT slice, skipped
+          FROM (SELECT slice,
+                       (sum(n) OVER (ORDER BY slice DESC))::bigint AS cum,
+                       coalesce(sum(n) OVER (ORDER BY slice DESC
+                                RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)::bigint
+                           AS skipped
                   FROM conversation_activity
                  WHERE institution_id = $1 AND location_id = $2) s
          WHERE cum > $6::bigint
@@ -107,11 +115,11 @@ const PAGE_CTES: &str = "
          LIMIT $5::bigint
         OFFSET CASE WHEN $6::bigint = 0 THEN 0 ELSE (SELECT $6::bigint - skipped FROM st) END)";
 
-/// The count: kept on the location row; with `updated_since`, whole slices newer than the
-/// one holding it plus a range count inside that one slice.
+/// The count: kept per location (in stripes); with `updated_since`, whole slices newer than
+/// the one holding it plus a range count inside that one slice.
 const COUNT_SCALAR: &str = "CASE WHEN NOT $8::boolean
-        THEN coalesce((SELECT conversation_count FROM locations
-                        WHERE institution_id = $1 AND id = $2), 0)
+        THEN coalesce((SELECT sum(n) FROM conversation_counts
+                        WHERE institution_id = $1 AND location_id = $2), 0)::bigint
         ELSE coalesce((SELECT sum(n) FROM conversation_activity
                         WHERE institution_id = $1 AND location_id = $2
                           AND slice > ($7::bigint >> 25)), 0)::bigint

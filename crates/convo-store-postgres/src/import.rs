@@ -221,7 +221,7 @@ async fn derive(tx: &Transaction<'_>) -> Result<(), StoreError> {
           WHERE c.institution_id = t.institution_id AND c.id = t.id;
          -- Writers running meanwhile move counts by deltas of what they change; with the
          -- table locked, a write this rebuild does not see adds its delta after it.
-         LOCK TABLE conversation_activity IN EXCLUSIVE MODE;
+         LOCK TABLE conversation_activity, conversation_counts IN EXCLUSIVE MODE;
          CREATE TEMP TABLE import_locations ON COMMIT DROP AS
              SELECT DISTINCT c.institution_id, c.location_id
                FROM import_touched t
@@ -234,12 +234,14 @@ async fn derive(tx: &Transaction<'_>) -> Result<(), StoreError> {
                JOIN import_locations l
                  ON c.institution_id = l.institution_id AND c.location_id = l.location_id
               GROUP BY 1, 2, 3;
-         UPDATE locations SET conversation_count =
-                (SELECT count(*) FROM conversations c
-                  WHERE c.institution_id = locations.institution_id
-                    AND c.location_id = locations.id)
-           FROM import_locations l
-          WHERE locations.institution_id = l.institution_id AND locations.id = l.location_id;",
+         DELETE FROM conversation_counts n USING import_locations l
+          WHERE n.institution_id = l.institution_id AND n.location_id = l.location_id;
+         INSERT INTO conversation_counts (institution_id, location_id, n)
+             SELECT c.institution_id, c.location_id, count(*)
+               FROM conversations c
+               JOIN import_locations l
+                 ON c.institution_id = l.institution_id AND c.location_id = l.location_id
+              GROUP BY 1, 2;",
     )
     .await
     .db()?;

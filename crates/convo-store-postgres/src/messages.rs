@@ -135,26 +135,42 @@ pub(crate) async fn conversation_locked(
     }
 }
 
+/// The stripe of the kept counts this connection writes (migration 3): its backend's, so
+/// that concurrent writers, each on its own connection, mostly add to rows of their own.
+macro_rules! stripe {
+    () => {
+        "(pg_backend_pid() % 16)::smallint"
+    };
+}
+
 /// Creates the conversation of (location, patient) when there is none, counting it in its
 /// location and activity slice in the same statement; the id either way. A concurrent creator
 /// of the same conversation makes the insert wait for it, then find its row.
-const NEW_CONVERSATION_SQL: &str = "
+const NEW_CONVERSATION_SQL: &str = concat!(
+    "
 WITH ins AS (
     INSERT INTO conversations (institution_id, location_id, patient_id, created_at, updated_at)
     VALUES ($1, $2, $3, $4, $4)
     ON CONFLICT (institution_id, location_id, patient_id) DO NOTHING
     RETURNING id, updated_at),
 act AS (
-    INSERT INTO conversation_activity (institution_id, location_id, slice, n)
-    SELECT $1, $2, updated_at >> 25, 1 FROM ins
-    ON CONFLICT (institution_id, location_id, slice)
+    INSERT INTO conversation_activity (institution_id, location_id, slice, stripe, n)
+    SELECT $1, $2, updated_at >> 25, ",
+    stripe!(),
+    ", 1 FROM ins
+    ON CONFLICT (institution_id, location_id, slice, stripe)
     DO UPDATE SET n = conversation_activity.n + 1
     RETURNING 1),
 cnt AS (
-    UPDATE locations SET conversation_count = conversation_count + 1
-     WHERE institution_id = $1 AND id = $2 AND EXISTS (SELECT 1 FROM ins)
+    INSERT INTO conversation_counts (institution_id, location_id, stripe, n)
+    SELECT $1, $2, ",
+    stripe!(),
+    ", 1 FROM ins
+    ON CONFLICT (institution_id, location_id, stripe)
+    DO UPDATE SET n = conversation_counts.n + 1
     RETURNING 1)
-SELECT id FROM ins";
+SELECT id FROM ins"
+);
 
 async fn conversation_for(
     tx: &Transaction<'_>,
@@ -190,8 +206,10 @@ async fn conversation_for(
 /// locked, so two touches of one conversation queue rather than both move it. The lock is
 /// `NO KEY UPDATE`, as the update's own: `FOR UPDATE` would conflict with the key-share locks
 /// that inserting a message (its foreign key) takes on the conversation, and two writers of
-/// one thread deadlocked on each other's (a second each, until the detector broke it).
-const TOUCH_SQL: &str = "
+/// one thread deadlocked on each other's (a second each, until the detector broke it). The
+/// -1 and the +1 go to this connection's stripe, the older slice's row locked first.
+const TOUCH_SQL: &str = concat!(
+    "
 WITH old AS (
     SELECT location_id, updated_at FROM conversations
      WHERE institution_id = $1 AND id = $2 FOR NO KEY UPDATE),
@@ -200,19 +218,19 @@ upd AS (
       FROM old
      WHERE c.institution_id = $1 AND c.id = $2
     RETURNING c.location_id, old.updated_at >> 25 AS was, c.updated_at >> 25 AS now),
-dec AS (
-    UPDATE conversation_activity a SET n = a.n - 1
-      FROM upd
-     WHERE a.institution_id = $1 AND a.location_id = upd.location_id AND a.slice = upd.was
-       AND upd.was <> upd.now
-    RETURNING 1),
-inc AS (
-    INSERT INTO conversation_activity (institution_id, location_id, slice, n)
-    SELECT $1, location_id, now, 1 FROM upd WHERE was <> now
-    ON CONFLICT (institution_id, location_id, slice)
-    DO UPDATE SET n = conversation_activity.n + 1
+moved AS (
+    INSERT INTO conversation_activity (institution_id, location_id, slice, stripe, n)
+    SELECT $1, upd.location_id, d.slice, ",
+    stripe!(),
+    ", d.n
+      FROM upd, LATERAL (VALUES (upd.was, -1), (upd.now, 1)) d (slice, n)
+     WHERE upd.was <> upd.now
+     ORDER BY d.slice
+    ON CONFLICT (institution_id, location_id, slice, stripe)
+    DO UPDATE SET n = conversation_activity.n + excluded.n
     RETURNING 1)
-SELECT (SELECT count(*) FROM dec) + (SELECT count(*) FROM inc)";
+SELECT count(*) FROM moved"
+);
 
 pub(crate) async fn touch(
     tx: &Transaction<'_>,

@@ -351,3 +351,135 @@ async fn a_load_into_an_empty_database_leaves_the_schema_it_found() {
         Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION)
     );
 }
+
+/// Concurrent writers keep the counts in rows of their own stripe: a send that starts a thread
+/// and one that moves an old thread into the current activity slice never wait for another
+/// writer's uncommitted counts. (With one row per location and slice, every such send queued
+/// on that row's lock until the writer before it committed: nine waits in ten were on it, and
+/// 16 connections sent 370 messages/s.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_count_in_stripes_of_their_own() {
+    let db = ScratchDb::create().await.expect("scratch database");
+    let store = common::one_connection(db.url()).await;
+    practice(&store).await;
+    let raw = common::raw(db.url()).await;
+    // Patient 104 has no thread yet; patient 105's is two years old.
+    raw.batch_execute(
+        r#"INSERT INTO patients (institution_id, id, first_name, bio, created_at, updated_at)
+           VALUES (1, 104, 'Dee', '{"cell_phone_number":"+15165550104"}', 0, 0),
+                  (1, 105, 'Eli', '{"cell_phone_number":"+15165550105"}', 0, 0);
+           INSERT INTO conversations (institution_id, id, location_id, patient_id, created_at,
+                                      updated_at)
+           VALUES (1, 1005, 10, 105, 1700000000000, 1700000000000);
+           INSERT INTO conversation_activity (institution_id, location_id, slice, n)
+           VALUES (1, 10, 1700000000000 >> 25, 1);
+           INSERT INTO conversation_counts (institution_id, location_id, stripe, n)
+           VALUES (1, 10, 0, 1)
+           ON CONFLICT (institution_id, location_id, stripe)
+           DO UPDATE SET n = conversation_counts.n + 1;"#,
+    )
+    .await
+    .expect("patients");
+    let to = |patient_id| NewMessage {
+        patient_id,
+        ..staff("Your crown is ready".into())
+    };
+    // The first send moves thread 1000 into the current slice: the store's stripe is the one
+    // row there, and it is its backend's.
+    let first = store
+        .send_message(&tenant(1, 10), to(100))
+        .await
+        .expect("send");
+    let slice = first.created_at.0 >> 25;
+    let rows = raw
+        .query(
+            "SELECT stripe::int FROM conversation_activity
+              WHERE institution_id = 1 AND location_id = 10 AND slice = $1",
+            &[&slice],
+        )
+        .await
+        .expect("stripes");
+    assert_eq!(rows.len(), 1, "one writer, one stripe");
+    let own: i32 = rows[0].get(0);
+    let backends: Vec<i32> = raw
+        .query(
+            "SELECT pid FROM pg_stat_activity
+              WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("backends")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        backends.iter().any(|pid| pid % 16 == own),
+        "stripe {own} is not a backend's of {backends:?}"
+    );
+    // Another writer holds every other stripe's counts, uncommitted.
+    raw.batch_execute("BEGIN").await.expect("begin");
+    raw.execute(
+        "INSERT INTO conversation_activity (institution_id, location_id, slice, stripe, n)
+         SELECT 1, 10, $1, s, 0 FROM generate_series(0, 15) s WHERE s <> $2
+         ON CONFLICT (institution_id, location_id, slice, stripe)
+         DO UPDATE SET n = conversation_activity.n",
+        &[&slice, &own],
+    )
+    .await
+    .expect("hold the slice");
+    raw.execute(
+        "INSERT INTO conversation_counts (institution_id, location_id, stripe, n)
+         SELECT 1, 10, s, 0 FROM generate_series(0, 15) s WHERE s <> $1
+         ON CONFLICT (institution_id, location_id, stripe)
+         DO UPDATE SET n = conversation_counts.n",
+        &[&own],
+    )
+    .await
+    .expect("hold the count");
+    for patient in [104, 105] {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            store.send_message(&tenant(1, 10), to(patient)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the send to {patient} waited for the other writer"))
+        .expect("send");
+    }
+    raw.batch_execute("ROLLBACK").await.expect("rollback");
+    // The sums are right: 4 + 1 + 1 conversations, 3 of them in the current slice.
+    let page = store
+        .list_conversations(&tenant(1, 10), &whole_list())
+        .await
+        .expect("list");
+    assert_eq!(page.paging, convo_core::Paging::Count(6));
+    // A slice's count split over stripes, one of them below zero, still places every page.
+    raw.execute(
+        "INSERT INTO conversation_activity (institution_id, location_id, slice, stripe, n)
+         VALUES (1, 10, $1, $2, -1), (1, 10, $1, $3, 1)
+         ON CONFLICT (institution_id, location_id, slice, stripe)
+         DO UPDATE SET n = conversation_activity.n + excluded.n",
+        &[
+            &slice,
+            &(((own + 1) % 16) as i16),
+            &(((own + 2) % 16) as i16),
+        ],
+    )
+    .await
+    .expect("split");
+    for offset in 0..6 {
+        let deep = ListQuery {
+            limit: 1,
+            offset,
+            ..whole_list()
+        };
+        let one = store
+            .list_conversations(&tenant(1, 10), &deep)
+            .await
+            .expect("deep page");
+        let at = usize::try_from(offset).expect("offset");
+        assert_eq!(
+            one.conversations[0].id, page.conversations[at].id,
+            "offset {offset}"
+        );
+    }
+}

@@ -36,7 +36,7 @@ INSERT INTO conversations (institution_id, id, location_id, patient_id, created_
 INSERT INTO conversation_activity (institution_id, location_id, slice, n)
     SELECT 1, 10, updated_at >> 25, count(*) FROM conversations
      WHERE institution_id = 1 AND location_id = 10 AND id >= 10000 GROUP BY 3
-    ON CONFLICT (institution_id, location_id, slice)
+    ON CONFLICT (institution_id, location_id, slice, stripe)
     DO UPDATE SET n = conversation_activity.n + excluded.n;
 INSERT INTO messages (institution_id, id, conversation_id, body, created_at, updated_at,
                       sender_type, sender_id)
@@ -54,8 +54,7 @@ INSERT INTO inbound_sids (institution_id, sid, message_id)
 SELECT setval(pg_get_serial_sequence('messages', 'id'), 2000000);
 SELECT setval(pg_get_serial_sequence('patients', 'id'), 100000);
 SELECT setval(pg_get_serial_sequence('conversations', 'id'), 100000);
-UPDATE locations SET conversation_count = conversation_count + 20000
- WHERE institution_id = 1 AND id = 10;";
+INSERT INTO conversation_counts (institution_id, location_id, stripe, n) VALUES (1, 10, 7, 20000);";
 
 /// Every scan node of a plan: (node type, relation).
 fn scans(plan: &Value, out: &mut Vec<(String, String)>) {

@@ -22,6 +22,7 @@ const DISTRIBUTED: &[&str] = &[
     "users",
     "conversations",
     "conversation_activity",
+    "conversation_counts",
     "messages",
     "deliveries",
     "inbound_sids",

@@ -10,6 +10,7 @@ use tokio_postgres::Client;
 pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("0001_init.sql"),
     include_str!("0002_worker_home.sql"),
+    include_str!("0003_striped_counts.sql"),
 ];
 
 /// The schema version this build writes and expects.
