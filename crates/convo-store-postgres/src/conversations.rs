@@ -13,7 +13,9 @@
 
 use crate::Db;
 use crate::cursors::cursor_page;
-use crate::rows::{conversation_columns, conversations_from, message_columns};
+use crate::rows::{
+    MESSAGE_AT, MESSAGE_COLUMNS, conversation_columns, conversations_from, head, message_columns,
+};
 use convo_core::{
     Conversation, ConversationPage, ListQuery, MessageQuery, Paging, StoreError, TenantCtx,
 };
@@ -29,27 +31,12 @@ pub(crate) fn lateral_messages(poll: Option<&str>) -> String {
     let poll = poll.map_or(String::new(), |p| {
         format!(" AND m.updated_at >= {p}::bigint")
     });
-    // A patient's message in a conversation is always from the conversation's patient (the
-    // import refuses any other, an inbound SMS joins its sender's conversation), so the name
-    // comes from the patient row the page already read, not from a probe per message.
     let columns = message_columns!()
         .replace("u.first_name,", "u.first_name AS user_first,")
         .replace("u.last_name,", "u.last_name AS user_last,")
-        .replace("u.image,", "u.image AS user_image,")
-        .replace(
-            "sp.first_name,",
-            "CASE WHEN m.sender_type = 'Patient' THEN p.first_name END AS patient_first,",
-        )
-        .replace(
-            "sp.middle_name,",
-            "CASE WHEN m.sender_type = 'Patient' THEN p.middle_name END AS patient_middle,",
-        )
-        .replace(
-            "sp.last_name",
-            "CASE WHEN m.sender_type = 'Patient' THEN p.last_name END AS patient_last",
-        );
+        .replace("u.image", "u.image AS user_image");
     format!(
-        "LEFT JOIN LATERAL (
+        "LATERAL (
             SELECT {columns}
               FROM messages m
               LEFT JOIN LATERAL (
@@ -59,30 +46,40 @@ pub(crate) fn lateral_messages(poll: Option<&str>) -> String {
              WHERE m.institution_id = $1 AND m.conversation_id = pg.id
                AND m.created_at >= $3::bigint{poll}
              ORDER BY m.created_at DESC, m.id DESC
-             LIMIT $4::bigint) lm ON true"
+             LIMIT $4::bigint) lm"
     )
 }
 
 /// A list statement: `ctes` define `pg` (the page's conversations, `id, created_at,
-/// updated_at, patient_id`); `scalar` is one value every row carries (the count, a cursor
-/// probe), even when the page is empty, and so is the location's time zone (NULL: not one of
-/// the institution's locations), so that the access check needs no statement of its own. Rows
-/// come in no particular order: `conversations_from` puts them in list order, which costs
-/// less there than a sort of the wide rows here. The patient is a LATERAL lookup (kept from being flattened into a
+/// updated_at, patient_id`); `scalar` is one value (the count, a cursor probe) that the head
+/// row carries even when the page is empty, and so is the location's time zone (NULL: not one
+/// of the institution's locations), so that the access check needs no statement of its own.
+///
+/// The rows are of two kinds: one per conversation, with its patient (the head row is the
+/// first of them, or alone for an empty page), and one per message, with its conversation's
+/// id, each kind NULL in the other's columns. Joined into one row per message, the patient's
+/// 15 columns were sent and decoded again with each of its messages. Rows come in no
+/// particular order: `conversations_from` puts them in list order, which costs less there than
+/// a sort of the rows here. The patient is a LATERAL lookup (kept from being flattened into a
 /// join by its LIMIT): a generic plan cannot know the page is small, and chose a hash join
 /// over a sequential scan of every patient for the plain join.
 pub(crate) fn list_sql(ctes: &str, scalar: &str, poll: Option<&str>) -> String {
+    let nulls = |n: usize| vec!["NULL"; n].join(", ");
     format!(
         "WITH {ctes}
-         SELECT {conversation}, lm.*, x.v, x.zone
+         SELECT {conversation}, {no_message}, x.v, x.zone
            FROM (SELECT {scalar} AS v,
                         (SELECT tz FROM locations WHERE institution_id = $1 AND id = $2) AS zone) x
            LEFT JOIN (pg CROSS JOIN LATERAL (
                           SELECT * FROM patients
                            WHERE institution_id = $1 AND id = pg.patient_id LIMIT 1) p)
                   ON true
-           {lateral}",
+         UNION ALL
+         SELECT {no_conversation}, lm.*, NULL, NULL
+           FROM pg CROSS JOIN {lateral}",
         conversation = conversation_columns!(),
+        no_message = nulls(MESSAGE_COLUMNS),
+        no_conversation = nulls(MESSAGE_AT),
         lateral = lateral_messages(poll),
     )
 }
@@ -176,8 +173,9 @@ pub(crate) async fn page(
     Ok(page_and_zone(client, scope, q).await?.0)
 }
 
-/// The column every list row ends with: the location's time zone.
-const ZONE_AT: usize = 41;
+/// Where the head row carries the statement's scalar and the location's time zone.
+pub(crate) const SCALAR_AT: usize = MESSAGE_AT + MESSAGE_COLUMNS;
+const ZONE_AT: usize = SCALAR_AT + 1;
 
 /// A page of location `loc` of institution `inst`, and the location's time zone (`None`: not
 /// one of the institution's, and the page is empty), from one statement.
@@ -219,8 +217,11 @@ pub(crate) async fn page_and_zone(
     }
     let stmt = client.prepare_cached(sql).await.db()?;
     let rows = client.query(&stmt, &params).await.db()?;
-    let (count, zone): (i64, Option<String>) = match rows.first() {
-        Some(row) => (row.try_get(40).map_err(StoreError::fault)?, zone_of(row)?),
+    let (count, zone): (i64, Option<String>) = match head(&rows)? {
+        Some(row) => (
+            row.try_get(SCALAR_AT).map_err(StoreError::fault)?,
+            zone_of(row)?,
+        ),
         None => (0, None),
     };
     Ok((

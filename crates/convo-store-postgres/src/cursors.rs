@@ -10,8 +10,8 @@
 //! `updated_since` lies between the two; so the probe starts from the cursor itself.
 
 use crate::Db;
-use crate::conversations::{MessageParams, list_sql, zone_of};
-use crate::rows::conversations_from;
+use crate::conversations::{MessageParams, SCALAR_AT, list_sql, zone_of};
+use crate::rows::{conversations_from, head};
 use convo_core::cursor::{Cursor, CursorPaging, PageInfo};
 use convo_core::{Conversation, ListQuery, Millis, StoreError};
 use deadpool_postgres::GenericClient;
@@ -115,8 +115,11 @@ pub(crate) async fn cursor_page(
         params.push(&poll);
     }
     let rows = client.query(&stmt, &params).await.db()?;
-    let (beyond, zone): (bool, Option<String>) = match rows.first() {
-        Some(row) => (row.try_get(40).map_err(StoreError::fault)?, zone_of(row)?),
+    let (beyond, zone): (bool, Option<String>) = match head(&rows)? {
+        Some(row) => (
+            row.try_get(SCALAR_AT).map_err(StoreError::fault)?,
+            zone_of(row)?,
+        ),
         None => (false, None),
     };
     // In list order (newest first) whichever way the walk went; the extra row, if any, is

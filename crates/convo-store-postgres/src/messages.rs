@@ -23,7 +23,7 @@ pub(crate) async fn load_message(
 ) -> Result<Message, StoreError> {
     let stmt = tx.prepare_cached(ONE_MESSAGE_SQL).await.db()?;
     let row = tx.query_one(&stmt, &[&inst, &id]).await.db()?;
-    message_from(&row, 0)?.ok_or_else(|| StoreError::broken(format!("message {id} vanished")))
+    message_from(&row, 0, None)?.ok_or_else(|| StoreError::broken(format!("message {id} vanished")))
 }
 
 /// The next id of a table's identity sequence (ids are taken before the row is written when

@@ -20,16 +20,20 @@ pub(crate) use conversation_columns;
 /// Where a message's columns begin in a row that leads with `conversation_columns!()`.
 pub(crate) const MESSAGE_AT: usize = 18;
 
-/// A message `m` with its sender's name parts (`u`, `sp` of `sender_joins!`): 22 columns.
+/// A message `m` with its staff sender's name and image (`u`): `MESSAGE_COLUMNS` columns. A
+/// patient sender's name comes from elsewhere: the patient's own row (`message_from`).
 macro_rules! message_columns {
     () => {
         "m.id, m.conversation_id, m.body, m.created_at, m.updated_at, m.sender_type, \
          m.sender_id, m.seen_by, m.has_attachment, m.attachment_file_name, \
          m.attachment_content_type, m.attachment_file_size, m.attachment_url, \
          m.attachment_updated_at, m.sms_msg_id, m.is_custom_reminder_response, \
-         u.first_name, u.last_name, u.image, sp.first_name, sp.middle_name, sp.last_name"
+         u.first_name, u.last_name, u.image"
     };
 }
+
+/// How many columns `message_columns!()` selects.
+pub(crate) const MESSAGE_COLUMNS: usize = 19;
 
 /// The sender's row, in the message's institution (`$1`).
 macro_rules! sender_joins {
@@ -53,11 +57,12 @@ macro_rules! message_table_columns {
 }
 pub(crate) use message_table_columns;
 
-/// One message by id in an institution (`$1`, `$2`): the write side answers with it.
+/// One message by id in an institution (`$1`, `$2`), with a patient sender's name parts after
+/// the message's columns: the write side answers with it.
 pub(crate) const ONE_MESSAGE_SQL: &str = concat!(
     "SELECT ",
     message_columns!(),
-    " FROM messages m",
+    ", sp.first_name, sp.middle_name, sp.last_name FROM messages m",
     sender_joins!(),
     " WHERE m.institution_id = $1 AND m.id = $2"
 );
@@ -97,19 +102,40 @@ fn patient_from(r: &Row, at: usize) -> Result<Patient, StoreError> {
     })
 }
 
-/// The message whose `message_columns!()` begin at column `at`; `None` when the row has none
-/// (a conversation without messages, left-joined).
-pub(crate) fn message_from(r: &Row, at: usize) -> Result<Option<Message>, StoreError> {
+/// The message whose `message_columns!()` begin at column `at`; `None` when the row has none.
+/// A patient sender is `patient` when the caller has read it (a message of a conversation is
+/// from the conversation's patient: the import refuses any other, an inbound SMS joins its
+/// sender's conversation); else the sender's name parts follow the message's columns.
+pub(crate) fn message_from(
+    r: &Row,
+    at: usize,
+    patient: Option<&Patient>,
+) -> Result<Option<Message>, StoreError> {
     let Some(id) = get::<Option<i64>>(r, at)? else {
         return Ok(None);
     };
     let kind_text: &str = get(r, at + 5)?;
     let kind = SenderKind::parse(kind_text).unwrap_or(SenderKind::System);
     let text = |i: usize| get::<Option<&str>>(r, at + i);
-    let (name, image) = match kind {
-        SenderKind::User => (full_name(&[text(16)?, text(17)?]), get(r, at + 18)?),
-        SenderKind::Patient => (full_name(&[text(19)?, text(20)?, text(21)?]), None),
-        SenderKind::System => (None, None),
+    let (name, image) = match (kind, patient) {
+        (SenderKind::User, _) => (full_name(&[text(16)?, text(17)?]), get(r, at + 18)?),
+        (SenderKind::Patient, Some(p)) => (
+            full_name(&[
+                p.first_name.as_deref(),
+                p.middle_name.as_deref(),
+                p.last_name.as_deref(),
+            ]),
+            None,
+        ),
+        (SenderKind::Patient, None) => (
+            full_name(&[
+                text(MESSAGE_COLUMNS)?,
+                text(MESSAGE_COLUMNS + 1)?,
+                text(MESSAGE_COLUMNS + 2)?,
+            ]),
+            None,
+        ),
+        (SenderKind::System, _) => (None, None),
     };
     let has_attachment: bool = get(r, at + 8)?;
     let attachment = if has_attachment {
@@ -146,27 +172,39 @@ pub(crate) fn message_from(r: &Row, at: usize) -> Result<Option<Message>, StoreE
     }))
 }
 
-/// Conversations from rows of `conversation_columns!()` + `message_columns!()`, one row per
-/// message (or one without a message), in list order: newest conversation first, each one's
-/// newest message first. The statements leave rows unordered; a message's rows mostly arrive
-/// together and in order already, which the search from the end and the sorts are quick on.
+/// The head row of a list statement's rows (see `conversations::list_sql`): it carries the
+/// statement's scalar and the location's zone, and there is always one.
+pub(crate) fn head(rows: &[Row]) -> Result<Option<&Row>, StoreError> {
+    for row in rows {
+        if get::<Option<i64>>(row, MESSAGE_AT)?.is_none() {
+            return Ok(Some(row));
+        }
+    }
+    Ok(None)
+}
+
+/// Conversations from the rows of a list statement, in list order: newest conversation first,
+/// each one's newest message first. A conversation's row (with its patient) and each of its
+/// messages' rows come separately and in no particular order; few enough for the searches
+/// and sorts here to cost less than a sort in the statement.
 pub(crate) fn conversations_from(rows: &[Row]) -> Result<Vec<Conversation>, StoreError> {
     let mut out: Vec<Conversation> = Vec::new();
     for row in rows {
-        let id: Option<i64> = get(row, 0)?;
-        let Some(id) = id else {
-            // The page was empty: the row carries only the statement's scalar.
+        if get::<Option<i64>>(row, 0)?.is_some() {
+            out.push(conversation_from(row)?);
+        }
+    }
+    for row in rows {
+        let Some(conversation_id) = get::<Option<i64>>(row, MESSAGE_AT + 1)? else {
             continue;
         };
-        let at = match out.iter().rposition(|c| c.id == id) {
-            Some(at) => at,
-            None => {
-                out.push(conversation_from(row)?);
-                out.len() - 1
-            }
+        let Some(c) = out.iter_mut().rev().find(|c| c.id == conversation_id) else {
+            return Err(StoreError::broken(format!(
+                "a message of conversation {conversation_id}, which is not on the page"
+            )));
         };
-        if let Some(message) = message_from(row, MESSAGE_AT)? {
-            out[at].messages.push(message);
+        if let Some(message) = message_from(row, MESSAGE_AT, Some(&c.patient))? {
+            c.messages.push(message);
         }
     }
     out.sort_by_key(|c| std::cmp::Reverse((c.updated_at, c.id)));
