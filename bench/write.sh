@@ -51,9 +51,10 @@ LOCATION_PHONE=+12125550140
 REQUESTS=${REQUESTS:-120000}
 
 echo "== generating $REQUESTS distinct requests of each kind" >&2
-python3 - "$BENCH_DIR/patients.tsv" "$BENCH_DIR" "$AUTH" "$PORT" "$LOCATION_PHONE" "$REQUESTS" <<'PY'
+python3 - "$BENCH_DIR/patients.tsv" "$BENCH_DIR" "$AUTH" "$PORT" "$LOCATION_PHONE" "$REQUESTS" "${PATIENT_OFFSET:-0}" <<'PY'
 import base64, hashlib, hmac, json, sys, urllib.parse
 patients, out, token, port, to, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6])
+run = sys.argv[7]  # PATIENT_OFFSET: a run on other patients also texts with other MessageSids
 rows = [(int(i), p) for i, p in (l.rstrip("\n").split("\t") for l in open(patients) if l.strip())]
 url = f"http://bench.local/sms/inbound"
 with open(f"{out}/sends.txt", "w") as sends, open(f"{out}/inbound.txt", "w") as inbound:
@@ -63,7 +64,7 @@ with open(f"{out}/sends.txt", "w") as sends, open(f"{out}/inbound.txt", "w") as 
                             "body": f"Hi! Your appointment is confirmed ({i})."}}
         sends.write("\t" + json.dumps(body) + "\n")
         params = {"From": phone, "To": to, "Body": f"Thanks, see you then ({i})",
-                  "MessageSid": f"SMbench{i:08d}", "NumMedia": "0"}
+                  "MessageSid": f"SMbench{run}x{i:08d}", "NumMedia": "0"}
         signed = url + "".join(k + v for k, v in sorted(params.items()))
         sig = base64.b64encode(hmac.new(token.encode(), signed.encode(), hashlib.sha1).digest()).decode()
         inbound.write(sig + "\t" + urllib.parse.urlencode(params) + "\n")
