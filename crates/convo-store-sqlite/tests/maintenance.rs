@@ -58,3 +58,35 @@ async fn a_file_that_lost_its_data_is_a_fault() {
     let e = store.check_ready().await.expect_err("not ready");
     assert!(matches!(e, StoreError::Fault(_)), "{e:?}");
 }
+
+/// `convo api-key create` beside a running server: its check of the subdomain and its insert
+/// are one write transaction from the start. As a deferred one, the insert found the snapshot
+/// of its check stale once another process had committed meanwhile (the server's worker, say),
+/// and SQLite answered `database is locked` at once instead of waiting: the command printed
+/// no key (seen once in CI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_is_created_while_another_process_writes() {
+    let (store, dir) = open().await;
+    convo_store_tests::fixture::practice(&store).await;
+    let other = rusqlite::Connection::open(dir.path().join("test.db")).expect("open");
+    other
+        .execute_batch("BEGIN IMMEDIATE; UPDATE institutions SET name = name WHERE id = 1;")
+        .expect("the other writer");
+    let store = std::sync::Arc::new(store);
+    let creating = {
+        let store = store.clone();
+        tokio::spawn(async move { store.create_api_key(&["acme".to_string()]).await })
+    };
+    // The key's transaction begins while the other one holds the write lock, which it then
+    // commits.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    other.execute_batch("COMMIT").expect("commit");
+    let key = creating.await.expect("task").expect("key created");
+    assert!(
+        store
+            .authenticate_key(&key.raw)
+            .await
+            .expect("auth")
+            .is_some()
+    );
+}

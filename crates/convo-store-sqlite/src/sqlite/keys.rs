@@ -110,7 +110,10 @@ pub(crate) fn create(
     if subdomains.is_empty() {
         return Err(Refusal::NoSubdomains.into());
     }
-    let tx = conn.transaction().db()?;
+    // Immediate: a deferred transaction's insert finds the snapshot of its check stale once
+    // another process has committed meanwhile, and SQLite fails it at once ("database is
+    // locked") instead of waiting for the lock.
+    let tx = super::immediate(conn)?;
     let mut institutions = Vec::new();
     for sub in subdomains {
         let id: Option<i64> = tx
