@@ -97,7 +97,8 @@ PAGES=$(( CONVERSATIONS * 40 / 100 / 20 ))
 export CONVO_PAGES=$PAGES
 TICKS=$(getconf CLK_TCK)
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER/stat"; }
+# The process a run measures: the convo server, or RUN_PID (the Datasette comparison).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/${RUN_PID:-$SERVER}/stat"; }
 # PostgreSQL's own processes (the server's work moves there): their CPU is reported too.
 db_ticks() {
     [ "$ENGINE" = postgres ] || { echo 0; return; }
@@ -107,7 +108,7 @@ db_ticks() {
     done
     echo "$t"
 }
-rss_mb() { awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$SERVER/status"; }
+rss_mb() { awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/${RUN_PID:-$SERVER}/status"; }
 
 # run NAME CONNECTIONS PATH
 ROWS=()
@@ -115,12 +116,13 @@ run() {
     local name=$1 conns=$2 path=$3
     echo "== $name, $conns connections" >&2
     export CONVO_PATH=$path
-    wrk -t2 -c"$conns" -d"${WARMUP}s" -s bench/report.lua "http://127.0.0.1:$PORT" >/dev/null
+    local port=${RUN_PORT:-$PORT}
+    wrk -t2 -c"$conns" -d"${WARMUP}s" -s bench/report.lua "http://127.0.0.1:$port" >/dev/null
     local before after db_before db_after line
     before=$(cpu_ticks)
     db_before=$(db_ticks)
     line=$(wrk -t2 -c"$conns" -d"${DURATION}s" --latency -s bench/report.lua \
-        "http://127.0.0.1:$PORT" | grep '^RESULT')
+        "http://127.0.0.1:$port" | grep '^RESULT')
     after=$(cpu_ticks)
     db_after=$(db_ticks)
     read -r _ rps p50 p99 bytes errors requests <<<"$line"
@@ -137,6 +139,38 @@ for c in 16 64; do run "page 1" "$c" "$LIST&page=1"; done
 for c in 16 64; do run "page 500" "$c" "$LIST&page=500"; done
 for c in 16 64; do run "polling (updated_since = last hour)" "$c" "$LIST&updated_since=$SINCE"; done
 for c in 16 64; do run "random page 1–$PAGES" "$c" "$LIST&page={page}"; done
+
+# The comparison issue 14 measures against: Datasette (from PyPI, in a venv of its own) serving
+# the same SQLite file, the same page as one canned query (bench/datasette.yaml), page 1 and
+# page 500 at 64 connections. SQLite runs only (Datasette reads SQLite files); DATASETTE=0
+# skips it.
+RATIOS=""
+if [ "$ENGINE" = sqlite ] && [ "${DATASETTE:-1}" = 1 ]; then
+    VENV=$BENCH_DIR/datasette-venv
+    if [ ! -x "$VENV/bin/datasette" ]; then
+        echo "== installing datasette into $VENV" >&2
+        python3 -m venv "$VENV"
+        "$VENV/bin/pip" install -q "datasette==0.65.5"
+    fi
+    DS_PORT=$((PORT + 2))
+    "$VENV/bin/datasette" serve -i "$DB" --metadata bench/datasette.yaml -p "$DS_PORT" \
+        --setting sql_time_limit_ms 30000 >"$BENCH_DIR/datasette.log" 2>&1 &
+    DATASETTE_PID=$!
+    trap 'kill $SERVER $DATASETTE_PID 2>/dev/null || true' EXIT
+    DS_PAGE="/practice-group/conversations.json?location_id=1&_shape=array&_json=patient&_json=messages"
+    for _ in $(seq 200); do
+        curl -sf -o /dev/null "http://127.0.0.1:$DS_PORT$DS_PAGE&offset=0" && break
+        sleep 0.1
+    done
+    RUN_PORT=$DS_PORT RUN_PID=$DATASETTE_PID run "Datasette page 1" 64 "$DS_PAGE&offset=0"
+    RUN_PORT=$DS_PORT RUN_PID=$DATASETTE_PID run "Datasette page 500" 64 "$DS_PAGE&offset=9980"
+    kill "$DATASETTE_PID" 2>/dev/null || true
+    # convo's 64-connection page 1 and page 500 over Datasette's (req/s is column 4).
+    rate() { printf '%s\n' "${ROWS[@]}" | awk -F' [|] ' -v n="$1" '$1 == "| " n && $2 == 64 {print $3}'; }
+    RATIOS=$(awk -v a="$(rate 'page 1')" -v b="$(rate 'Datasette page 1')" \
+        -v c="$(rate 'page 500')" -v d="$(rate 'Datasette page 500')" \
+        'BEGIN {printf "convo / Datasette at 64 connections: page 1 %.1f×, page 500 %.1f×", a / b, c / d}')
+fi
 
 {
     echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); load generator (wrk -t2) on the same machine."
@@ -155,4 +189,8 @@ for c in 16 64; do run "random page 1–$PAGES" "$c" "$LIST&page={page}"; done
     echo "| run | conns | req/s | p50 ms | p99 ms | bytes/resp | errors | server CPU | database CPU | server RSS MB |"
     echo "|---|---|---|---|---|---|---|---|---|---|"
     printf '%s\n' "${ROWS[@]}"
+    if [ -n "$RATIOS" ]; then
+        echo
+        echo "$RATIOS (the Datasette rows: bench/datasette.yaml, the same page as one canned query)."
+    fi
 } | tee "$TABLE"
