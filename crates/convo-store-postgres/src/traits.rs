@@ -239,6 +239,23 @@ impl ImportSink for PgStore {
     }
 }
 
+/// The kept counts' stripes summed into stripe 0, slices that count nothing dropped.
+const FOLD_SQL: &str = "
+    LOCK TABLE conversation_activity, conversation_counts IN EXCLUSIVE MODE;
+    WITH f AS (DELETE FROM conversation_activity WHERE stripe <> 0
+               RETURNING institution_id, location_id, slice, n)
+    INSERT INTO conversation_activity (institution_id, location_id, slice, stripe, n)
+         SELECT institution_id, location_id, slice, 0, sum(n) FROM f GROUP BY 1, 2, 3
+    ON CONFLICT (institution_id, location_id, slice, stripe)
+    DO UPDATE SET n = conversation_activity.n + excluded.n;
+    DELETE FROM conversation_activity WHERE n = 0;
+    WITH f AS (DELETE FROM conversation_counts WHERE stripe <> 0
+               RETURNING institution_id, location_id, n)
+    INSERT INTO conversation_counts (institution_id, location_id, stripe, n)
+         SELECT institution_id, location_id, 0, sum(n) FROM f GROUP BY 1, 2
+    ON CONFLICT (institution_id, location_id, stripe)
+    DO UPDATE SET n = conversation_counts.n + excluded.n;";
+
 #[async_trait]
 impl Maintenance for PgStore {
     async fn check_ready(&self) -> Result<(), StoreError> {
@@ -256,27 +273,8 @@ impl Maintenance for PgStore {
     /// stripes summed into one row, and slices that count nothing dropped (fewer rows for a
     /// deep page to add up). Writers wait for the fold, which takes milliseconds.
     async fn optimize(&self) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.db()?;
-        tx.batch_execute(
-            "LOCK TABLE conversation_activity, conversation_counts IN EXCLUSIVE MODE;
-                 WITH f AS (DELETE FROM conversation_activity WHERE stripe <> 0
-                            RETURNING institution_id, location_id, slice, n)
-                 INSERT INTO conversation_activity (institution_id, location_id, slice, stripe, n)
-                      SELECT institution_id, location_id, slice, 0, sum(n) FROM f GROUP BY 1, 2, 3
-                 ON CONFLICT (institution_id, location_id, slice, stripe)
-                 DO UPDATE SET n = conversation_activity.n + excluded.n;
-                 DELETE FROM conversation_activity WHERE n = 0;
-                 WITH f AS (DELETE FROM conversation_counts WHERE stripe <> 0
-                            RETURNING institution_id, location_id, n)
-                 INSERT INTO conversation_counts (institution_id, location_id, stripe, n)
-                      SELECT institution_id, location_id, 0, sum(n) FROM f GROUP BY 1, 2
-                 ON CONFLICT (institution_id, location_id, stripe)
-                 DO UPDATE SET n = conversation_counts.n + excluded.n;",
-        )
-        .await
-        .db()?;
-        tx.commit().await.db()?;
+        in_transaction!(self, |tx| tx.batch_execute(FOLD_SQL).await.db()?)?;
+        let client = self.client().await?;
         client.batch_execute("ANALYZE").await.db()?;
         // Every message moves its conversation in the list index; without vacuum the list's
         // index-only scans turn into heap fetches of dead rows as writes accumulate (seen:
