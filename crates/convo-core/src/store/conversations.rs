@@ -30,6 +30,15 @@ pub struct MessageQuery {
     pub updated_since: Option<Millis>,
 }
 
+impl ListQuery {
+    /// The most rows a page of this query can read: its conversations and, for each, its
+    /// messages. An engine may run a read this small inline rather than hand it to a thread.
+    pub fn rows_at_most(&self) -> i64 {
+        let per_conversation = 1 + self.messages.as_ref().map_or(0, |m| m.limit.max(0));
+        self.limit.max(0).saturating_mul(per_conversation)
+    }
+}
+
 #[async_trait]
 pub trait ConversationStore: KeyStore {
     /// One page of a location's conversations, newest activity first, with their messages.

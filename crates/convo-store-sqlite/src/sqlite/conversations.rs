@@ -7,12 +7,12 @@
 //!    `ORDER BY … LIMIT` range scan per conversation;
 //! 3. the count: kept on the location row, or a range count when `updated_since` filters.
 
-use super::Db;
 use super::cursors::{AFTER_SQL, BEFORE_SQL, NEWER_SQL, OLDER_SQL, cursor_page};
 use super::rows::{
     ONE_CONVERSATION_SQL, ONE_MESSAGE_SQL, conversation_columns, conversation_from,
     message_columns, message_from, sender_joins,
 };
+use super::{Db, snapshot};
 use convo_core::{
     Conversation, ConversationPage, ListQuery, MessageQuery, Paging, StoreError, TenantCtx,
 };
@@ -28,13 +28,13 @@ macro_rules! page_sql {
             "
                    ORDER BY updated_at DESC, id DESC LIMIT ?3 OFFSET ?4) AS pg
              JOIN conversations c ON c.id = pg.id
-             JOIN patients p ON p.id = c.patient_id AND p.institution_id = ?1
-             ORDER BY c.updated_at DESC, c.id DESC"
+             JOIN patients p ON p.id = c.patient_id AND p.institution_id = ?1"
         )
     };
 }
 
-// ?6 is the newest `updated_at` the page can start at (the end of its first slice).
+// No ORDER BY outside: SQLite would sort the joined rows, patients and all; `newest_first` puts
+// the page in order instead. ?6 is the newest `updated_at` the page can start at (the end of its first slice).
 pub(crate) const PAGE_SQL: &str = page_sql!("AND ?5 IS NULL AND updated_at <= ?6");
 pub(crate) const PAGE_SINCE_SQL: &str = page_sql!("AND updated_at >= ?5 AND updated_at <= ?6");
 
@@ -49,12 +49,13 @@ pub(crate) const SLICES_SQL: &str = "SELECT slice, n FROM conversation_activity
 // the thread), once, in a materialised CTE; the join then reads the range from there. (Left
 // inline in the join's ON, SQLite re-ran the subquery for every candidate row whenever the
 // range could not start from it — polling spent 0.8 ms there per page.) Rows that tie with the
-// boundary millisecond may exceed N; `attach_messages` cuts them.
+// boundary millisecond may exceed N; `attach_messages` cuts them. No ORDER BY: SQLite would copy
+// every row of the page, all 22 columns, through a sorter; `attach_messages` orders them.
 macro_rules! messages_sql {
     ($access:literal, $outer:literal, $inner:literal) => {
         concat!(
             "WITH cv AS MATERIALIZED (
-                SELECT j.key AS pos, j.value AS id, coalesce(
+                SELECT j.value AS id, coalesce(
                     (SELECT created_at FROM messages ",
             $access,
             "
@@ -74,9 +75,7 @@ macro_rules! messages_sql {
                 ON m.conversation_id = cv.id ",
             $outer,
             " AND m.created_at >= cv.lo",
-            sender_joins!(),
-            "
-             ORDER BY cv.pos, m.created_at DESC, m.id DESC"
+            sender_joins!()
         )
     };
 }
@@ -154,82 +153,105 @@ pub(crate) fn attach_messages(
             q.updated_since.map(|m| m.0)
         ])
         .db()?;
-    // Rows come grouped by page position, so one forward walk places them.
+    // Each row goes to its conversation (found by id among the page's few), in whatever order
+    // SQLite returns them; each thread is then put newest first and cut to the limit.
+    let mut slots: Vec<(i64, usize)> = conversations
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id, i))
+        .collect();
+    slots.sort_unstable();
     let limit = usize::try_from(q.limit).unwrap_or(usize::MAX);
-    let mut slot = 0;
+    for c in conversations.iter_mut() {
+        // Most threads fill the limit: one allocation each rather than a few doublings.
+        c.messages.reserve(limit.min(32));
+    }
     while let Some(row) = rows.next().db()? {
         let message = message_from(row).db()?;
-        while slot < conversations.len() && conversations[slot].id != message.conversation_id {
-            slot += 1;
-        }
-        match conversations.get_mut(slot) {
-            Some(c) if c.messages.len() < limit => c.messages.push(message),
-            Some(_) => {}
-            None => {
-                return Err(StoreError::broken("message rows out of page order"));
-            }
-        }
+        let at = slots
+            .binary_search_by_key(&message.conversation_id, |&(id, _)| id)
+            .map_err(|_| StoreError::broken("a message row of no conversation on the page"))?;
+        conversations[slots[at].1].messages.push(message);
+    }
+    for c in conversations.iter_mut() {
+        c.messages
+            .sort_by_key(|m| std::cmp::Reverse((m.created_at, m.id)));
+        c.messages.truncate(limit);
     }
     Ok(())
 }
 
+/// Puts a page in the list's order, newest activity first (the statements leave order to us).
+pub(crate) fn newest_first(conversations: &mut [Conversation]) {
+    conversations.sort_by_key(|c| std::cmp::Reverse((c.updated_at, c.id)));
+}
+
+/// One page in its own read transaction.
 pub(crate) fn page(
-    conn: &mut Connection,
+    conn: &Connection,
     tenant: &TenantCtx,
     q: &ListQuery,
 ) -> Result<ConversationPage, StoreError> {
-    // One read transaction: the page, its messages and the count see the same snapshot.
-    let tx = conn.transaction().db()?;
+    snapshot(conn, |conn| read_page(conn, tenant, q))
+}
+
+/// One page; the caller holds a read transaction, so the page, its messages and the count see
+/// the same snapshot.
+pub(crate) fn read_page(
+    conn: &Connection,
+    tenant: &TenantCtx,
+    q: &ListQuery,
+) -> Result<ConversationPage, StoreError> {
     let (inst, loc) = (tenant.institution_id(), tenant.location_id());
     if let Some(paging) = q.cursor {
-        let (mut conversations, info) = cursor_page(&tx, (inst, loc), q, paging)?;
+        let (mut conversations, info) = cursor_page(conn, (inst, loc), q, paging)?;
         if let Some(mq) = &q.messages {
-            attach_messages(&tx, &mut conversations, mq)?;
+            attach_messages(conn, &mut conversations, mq)?;
         }
-        tx.commit().db()?;
         return Ok(ConversationPage {
             conversations,
             paging: Paging::Cursors(info),
         });
     }
     let since = q.updated_since.map(|m| m.0);
-    let start = page_start(&tx, inst, loc, q.offset)?;
+    let start = page_start(conn, inst, loc, q.offset)?;
     let mut conversations = if let Some((newest, offset)) = start {
         let sql = if since.is_some() {
             PAGE_SINCE_SQL
         } else {
             PAGE_SQL
         };
-        let mut stmt = tx.prepare_cached(sql).db()?;
+        let mut stmt = conn.prepare_cached(sql).db()?;
         let rows = stmt
             .query_map(
                 params![inst, loc, q.limit, offset, since, newest],
                 conversation_from,
             )
             .db()?;
-        rows.collect::<Result<Vec<_>, _>>().db()?
+        let mut page = rows.collect::<Result<Vec<_>, _>>().db()?;
+        newest_first(&mut page);
+        page
     } else {
         Vec::new()
     };
     if let Some(mq) = &q.messages {
-        attach_messages(&tx, &mut conversations, mq)?;
+        attach_messages(conn, &mut conversations, mq)?;
     }
     let count: i64 = match since {
         // No row: the location is not the institution's, so nothing of it is listed.
-        None => tx
+        None => conn
             .prepare_cached(COUNT_SQL)
             .db()?
             .query_row(params![inst, loc], |r| r.get(0))
             .optional()
             .db()?
             .unwrap_or(0),
-        Some(s) => tx
+        Some(s) => conn
             .prepare_cached(COUNT_SINCE_SQL)
             .db()?
             .query_row(params![inst, loc, s], |r| r.get(0))
             .db()?,
     };
-    tx.commit().db()?;
     Ok(ConversationPage {
         conversations,
         paging: Paging::Count(count),
@@ -239,31 +261,31 @@ pub(crate) fn page(
 /// One conversation of the tenant's location (`GET /conversations/{id}`), with messages when
 /// asked.
 pub(crate) fn one(
-    conn: &mut Connection,
+    conn: &Connection,
     tenant: &TenantCtx,
     id: i64,
     messages: Option<&MessageQuery>,
 ) -> Result<Option<Conversation>, StoreError> {
-    let tx = conn.transaction().db()?;
-    let found = tx
-        .prepare_cached(ONE_CONVERSATION_SQL)
-        .db()?
-        .query_row(
-            params![tenant.institution_id(), tenant.location_id(), id],
-            conversation_from,
-        )
-        .optional()
-        .db()?;
-    let Some(conversation) = found else {
-        return Ok(None);
-    };
-    let mut one = [conversation];
-    if let Some(q) = messages {
-        attach_messages(&tx, &mut one, q)?;
-    }
-    tx.commit().db()?;
-    let [conversation] = one;
-    Ok(Some(conversation))
+    snapshot(conn, |conn| {
+        let found = conn
+            .prepare_cached(ONE_CONVERSATION_SQL)
+            .db()?
+            .query_row(
+                params![tenant.institution_id(), tenant.location_id(), id],
+                conversation_from,
+            )
+            .optional()
+            .db()?;
+        let Some(conversation) = found else {
+            return Ok(None);
+        };
+        let mut one = [conversation];
+        if let Some(q) = messages {
+            attach_messages(conn, &mut one, q)?;
+        }
+        let [conversation] = one;
+        Ok(Some(conversation))
+    })
 }
 
 /// Where a page at `offset` begins (`None`: past the end): the newest `updated_at` it can hold and how many index

@@ -25,7 +25,7 @@ pub(crate) fn random_hex(bytes: usize) -> Result<String, StoreError> {
 }
 
 pub(crate) fn access(
-    conn: &mut Connection,
+    conn: &Connection,
     key_id: i64,
     subdomain: &str,
     location_id: i64,

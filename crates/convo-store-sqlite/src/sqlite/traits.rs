@@ -4,6 +4,7 @@
 use super::backup::backup_to;
 use super::{
     Db, SqliteStore, conversations, export, import, inbound, keys, messages, outbox, schema,
+    snapshot,
 };
 use async_trait::async_trait;
 use convo_core::import::{ImportBatch, ImportError, ImportSummary, Record};
@@ -14,13 +15,36 @@ use convo_core::{
     ListQuery, Maintenance, Message, MessageQuery, Millis, NewApiKey, OutboxStore, Refusal,
     StoreError, TenantCtx,
 };
+use rusqlite::Connection;
 use std::path::Path;
 use tokio::sync::mpsc;
+
+/// The largest read (in rows, `ListQuery::rows_at_most`) run inline on an async worker: a few
+/// milliseconds at most, so the worker's other connections wait no longer than that. Bigger
+/// pages go to a blocking thread.
+const INLINE_ROWS: i64 = 1_000;
+
+/// The key's access to the location and, when granted, the page: one read transaction.
+fn list_for_key(
+    conn: &Connection,
+    key_id: i64,
+    (subdomain, location_id): (&str, i64),
+    query: &ListQuery,
+) -> Result<Result<(TenantCtx, ConversationPage), Denied>, StoreError> {
+    snapshot(conn, |conn| {
+        let tenant = match keys::access(conn, key_id, subdomain, location_id)? {
+            Ok(tenant) => tenant,
+            Err(denied) => return Ok(Err(denied)),
+        };
+        let page = conversations::read_page(conn, &tenant, query)?;
+        Ok(Ok((tenant, page)))
+    })
+}
 
 #[async_trait]
 impl KeyStore for SqliteStore {
     async fn key_is_live(&self, key_id: i64) -> Result<bool, StoreError> {
-        self.read(move |conn| keys::key_is_live(conn, key_id)).await
+        self.read_here(|conn| keys::key_is_live(conn, key_id)).await
     }
 
     async fn access(
@@ -29,14 +53,13 @@ impl KeyStore for SqliteStore {
         subdomain: &str,
         location_id: i64,
     ) -> Result<Result<TenantCtx, Denied>, StoreError> {
-        let subdomain = subdomain.to_string();
-        self.read(move |conn| keys::access(conn, key_id, &subdomain, location_id))
+        self.read_here(|conn| keys::access(conn, key_id, subdomain, location_id))
             .await
     }
 
     async fn authenticate_key(&self, raw_key: &str) -> Result<Option<i64>, StoreError> {
         let hash = keys::hash_key(raw_key);
-        self.read(move |conn| keys::authenticate(conn, &hash)).await
+        self.read_here(|conn| keys::authenticate(conn, &hash)).await
     }
 
     async fn jwt_secret(&self) -> Result<Vec<u8>, StoreError> {
@@ -65,6 +88,11 @@ impl ConversationStore for SqliteStore {
         tenant: &TenantCtx,
         query: &ListQuery,
     ) -> Result<ConversationPage, StoreError> {
+        if query.rows_at_most() <= INLINE_ROWS {
+            return self
+                .read_here(|conn| conversations::page(conn, tenant, query))
+                .await;
+        }
         let (tenant, query) = (tenant.clone(), query.clone());
         self.read(move |conn| conversations::page(conn, &tenant, &query))
             .await
@@ -76,16 +104,15 @@ impl ConversationStore for SqliteStore {
         scope: (&str, i64),
         query: &ListQuery,
     ) -> Result<Result<(TenantCtx, ConversationPage), Denied>, StoreError> {
-        let (subdomain, location_id, query) = (scope.0.to_string(), scope.1, query.clone());
-        self.read(move |conn| {
-            let tenant = match keys::access(conn, key_id, &subdomain, location_id)? {
-                Ok(tenant) => tenant,
-                Err(denied) => return Ok(Err(denied)),
-            };
-            let page = conversations::page(conn, &tenant, &query)?;
-            Ok(Ok((tenant, page)))
-        })
-        .await
+        let (subdomain, location_id) = scope;
+        if query.rows_at_most() <= INLINE_ROWS {
+            return self
+                .read_here(|conn| list_for_key(conn, key_id, (subdomain, location_id), query))
+                .await;
+        }
+        let (subdomain, query) = (subdomain.to_string(), query.clone());
+        self.read(move |conn| list_for_key(conn, key_id, (&subdomain, location_id), &query))
+            .await
     }
 
     async fn get_conversation(
@@ -94,6 +121,11 @@ impl ConversationStore for SqliteStore {
         id: i64,
         messages: Option<&MessageQuery>,
     ) -> Result<Option<Conversation>, StoreError> {
+        if messages.is_none_or(|m| m.limit <= INLINE_ROWS) {
+            return self
+                .read_here(|conn| conversations::one(conn, tenant, id, messages))
+                .await;
+        }
         let (tenant, messages) = (tenant.clone(), messages.cloned());
         self.read(move |conn| conversations::one(conn, &tenant, id, messages.as_ref()))
             .await

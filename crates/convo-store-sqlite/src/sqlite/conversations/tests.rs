@@ -49,7 +49,7 @@ async fn seeded_reader(
 /// It costs no correctness, only CPU on every request, so only a counter can catch it.
 #[tokio::test]
 async fn hot_statements_are_compiled_once() {
-    let (_dir, mut conn) = seeded_reader(400, 5, 90).await;
+    let (_dir, conn) = seeded_reader(400, 5, 90).await;
     let tenant = TenantCtx::resolved(1, 1, Zone::get("America/New_York").expect("zone"));
     for round in 0..6i64 {
         let since = (round % 2 == 1).then(|| Millis(1_790_000_000_000 - round * 3_600_000 * 24));
@@ -64,7 +64,7 @@ async fn hot_statements_are_compiled_once() {
                 updated_since: since,
             }),
         };
-        let page = page(&mut conn, &tenant, &q).expect("page");
+        let page = page(&conn, &tenant, &q).expect("page");
         assert!(!page.conversations.is_empty());
     }
     // The cursor variant, both directions, with and without `updated_since`.
@@ -77,20 +77,20 @@ async fn hot_statements_are_compiled_once() {
             updated_since: since,
             messages: None,
         };
-        let first = page(&mut conn, &tenant, &q).expect("page");
+        let first = page(&conn, &tenant, &q).expect("page");
         let Paging::Cursors(info) = first.paging else {
             panic!("a cursor page has page_info")
         };
         let end = info.end_cursor.expect("a full page");
         q.cursor = Some(CursorPaging::After(end));
-        let next = page(&mut conn, &tenant, &q).expect("page");
+        let next = page(&conn, &tenant, &q).expect("page");
         let Paging::Cursors(info) = next.paging else {
             panic!("a cursor page has page_info")
         };
         q.cursor = Some(CursorPaging::Before(
             info.start_cursor.expect("a full page"),
         ));
-        let back = page(&mut conn, &tenant, &q).expect("page");
+        let back = page(&conn, &tenant, &q).expect("page");
         assert_eq!(back.conversations, first.conversations);
     }
     for (name, sql) in hot_statements() {
@@ -122,7 +122,7 @@ async fn a_backward_page_walks_only_its_own_rows() {
         updated_since: None,
         messages: None,
     };
-    let Paging::Cursors(first) = page(&mut conn, &tenant, &q).expect("page").paging else {
+    let Paging::Cursors(first) = page(&conn, &tenant, &q).expect("page").paging else {
         panic!("page_info")
     };
     let steps = |conn: &mut rusqlite::Connection, sql: &str| {
@@ -137,7 +137,7 @@ async fn a_backward_page_walks_only_its_own_rows() {
     }
     // Back from the first page's end: four rows lie before it.
     q.cursor = Some(CursorPaging::Before(first.end_cursor.expect("cursor")));
-    let back = page(&mut conn, &tenant, &q).expect("page");
+    let back = page(&conn, &tenant, &q).expect("page");
     assert_eq!(back.conversations.len(), 4);
     let counted = [("before", BEFORE_SQL), ("newer", NEWER_SQL)]
         .map(|(name, sql)| (name, steps(&mut conn, sql)));
@@ -174,4 +174,55 @@ fn every_copy_of_the_slice_width_agrees() {
     }
     let mask = (1_i64 << SLICE_BITS) - 1;
     assert!(COUNT_SINCE_SQL.contains(&mask.to_string()));
+}
+
+/// The page and messages statements have no ORDER BY (a sorter copied every row); the order is
+/// put right in Rust. SQLite's `reverse_unordered_selects` returns unordered rows the other way
+/// round (here, the messages' rows: the page's own rows come from an ordered subquery either
+/// way): pages must come out the same, so nothing leans on an order SQLite never promised.
+#[tokio::test]
+async fn pages_do_not_depend_on_the_order_sqlite_returns_rows_in() {
+    let (_dir, mut conn) = seeded_reader(600, 11, 120).await;
+    let tenant = TenantCtx::resolved(1, 1, Zone::get("America/New_York").expect("zone"));
+    let queries: Vec<ListQuery> = [(20, 0, 5, None), (7, 30, 100, None), (50, 5, 1, Some(40))]
+        .into_iter()
+        .map(|(limit, offset, messages, days)| {
+            let since = days.map(|d: i64| Millis(1_790_000_000_000 - d * 86_400_000));
+            ListQuery {
+                limit,
+                offset,
+                cursor: None,
+                updated_since: since,
+                messages: Some(MessageQuery {
+                    limit: messages,
+                    created_since: None,
+                    updated_since: since,
+                }),
+            }
+        })
+        .collect();
+    let pages = |conn: &mut rusqlite::Connection| {
+        queries
+            .iter()
+            .map(|q| page(conn, &tenant, q).expect("page").conversations)
+            .collect::<Vec<_>>()
+    };
+    let forward = pages(&mut conn);
+    conn.execute_batch("PRAGMA reverse_unordered_selects = ON")
+        .expect("pragma");
+    conn.flush_prepared_statement_cache();
+    let reversed = pages(&mut conn);
+    assert_eq!(forward, reversed);
+    for (page, q) in forward.iter().zip(&queries) {
+        assert!(page.len() > 1);
+        assert!(page.is_sorted_by(|a, b| (a.updated_at, a.id) > (b.updated_at, b.id)));
+        for c in page {
+            let limit = q.messages.as_ref().map_or(0, |m| m.limit) as usize;
+            assert!(c.messages.len() <= limit);
+            assert!(
+                c.messages
+                    .is_sorted_by(|a, b| (a.created_at, a.id) > (b.created_at, b.id))
+            );
+        }
+    }
 }
