@@ -6,6 +6,7 @@ mod dto;
 mod error;
 mod extract;
 pub mod front_door;
+mod json;
 pub mod metrics;
 pub mod outbox;
 pub mod ratelimit;

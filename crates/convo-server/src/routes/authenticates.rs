@@ -1,20 +1,14 @@
 //! `POST /authenticates`: trade a raw API key for a bearer token (CONTRACT §2).
 
 use crate::AppState;
-use crate::dto::Envelope;
-use crate::error::{ApiError, json_response};
+use crate::dto::ok_object;
+use crate::error::ApiError;
 use crate::extract::ApiVersion;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header::AUTHORIZATION};
 use axum::response::Response;
-use serde::Serialize;
 
 const BAD_KEY: &str = "API key is missing or invalid";
-
-#[derive(Serialize)]
-struct TokenData {
-    token: String,
-}
 
 pub async fn create(
     _: ApiVersion,
@@ -39,8 +33,9 @@ pub async fn create(
         .ok_or(ApiError::Unauthorized(BAD_KEY))?;
     let token = state.tokens.issue(key_id)?;
     tracing::info!(key_id, "token issued");
-    Ok(json_response(
-        StatusCode::CREATED,
-        &Envelope::new("Authenticated", TokenData { token }, None),
-    ))
+    Ok(ok_object(StatusCode::CREATED, "Authenticated", |j| {
+        j.raw("{\"token\":");
+        j.str(&token);
+        j.raw("}");
+    }))
 }

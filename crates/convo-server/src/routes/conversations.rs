@@ -1,7 +1,7 @@
 //! `GET /conversations` and `GET /conversations/{id}` (CONTRACT §3 and §4).
 
 use crate::AppState;
-use crate::dto::{ConversationDto, encode_list, ok_one};
+use crate::dto::{self, encode_list, ok_one};
 use crate::error::{ApiError, json_bytes};
 use crate::extract::{ApiVersion, BAD_TOKEN, BearerKey, Scoped};
 use axum::extract::{Path, State};
@@ -39,8 +39,7 @@ pub async fn list(
         .await??;
     tracing::Span::current().record("institution_id", tenant.institution_id());
     let description = description(&params.notes);
-    let body = encode_list(&description, &page, tenant.zone())
-        .map_err(|e| ApiError::Internal(format!("encoding the page: {e}")))?;
+    let body = encode_list(&description, &page, tenant.zone());
     Ok(json_bytes(StatusCode::OK, body))
 }
 
@@ -62,8 +61,7 @@ pub async fn one(
         .get_conversation(&tenant, conversation_id, params.messages.as_ref())
         .await?
         .ok_or_else(missing)?;
-    Ok(ok_one(
-        &params.notes,
-        ConversationDto::new(&conversation, tenant.zone()),
-    ))
+    Ok(ok_one(&params.notes, |j| {
+        dto::conversation(j, &conversation, tenant.zone());
+    }))
 }

@@ -1,8 +1,8 @@
 //! `POST /messages` and `POST /messages/{id}/seen` (CONTRACT §6).
 
 use crate::AppState;
-use crate::dto::{Envelope, MessageDto, ok_one};
-use crate::error::{ApiError, json_response};
+use crate::dto::{self, ok_object, ok_one};
+use crate::error::ApiError;
 use crate::extract::{ApiVersion, Checked, ScopedJson};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -94,10 +94,9 @@ pub async fn send(
     let written = state.store.send_message(&tenant, message).await?;
     state.outbox_wakeup();
     let description = created(&params.notes);
-    Ok(json_response(
-        StatusCode::CREATED,
-        &Envelope::new(&description, MessageDto::new(&written, tenant.zone()), None),
-    ))
+    Ok(ok_object(StatusCode::CREATED, &description, |j| {
+        dto::message(j, &written, tenant.zone());
+    }))
 }
 
 fn created(notes: &[String]) -> String {
@@ -154,8 +153,7 @@ pub async fn seen(
         )));
     };
     let message = state.store.mark_seen(&tenant, message_id, user_id).await?;
-    Ok(ok_one(
-        &params.notes,
-        MessageDto::new(&message, tenant.zone()),
-    ))
+    Ok(ok_one(&params.notes, |j| {
+        dto::message(j, &message, tenant.zone());
+    }))
 }
