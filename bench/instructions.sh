@@ -2,7 +2,8 @@
 # Instructions per request under valgrind's callgrind: a repeatable figure where wall-clock A/B
 # runs on a shared 2-core machine differ by ±10 % between rounds.
 #
-#   bench/instructions.sh BIN [N] [MODE]     # after bench/run.sh; MODE random (default) or page1
+#   bench/instructions.sh BIN [N] [MODE]     # after bench/run.sh; MODE random (default), page1
+#                                            # or polling (updated_since = an hour before the newest activity)
 #
 # Starts BIN on a copy of the practice-group database under callgrind with instrumentation off,
 # warms it with 20 requests, then counts the instructions of N (200) list requests sent one
@@ -27,15 +28,23 @@ trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 1200); do curl -s -o /dev/null "http://127.0.0.1:$PORT/healthz" && break; sleep 0.1; done
 TOKEN=$(curl -sf -X POST -H "Authorization: $KEY" "http://127.0.0.1:$PORT/authenticates" |
     sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
+# Polling asks for what changed in the hour before the data's newest activity.
+SINCE=$(python3 -c 'import datetime, sqlite3, sys
+ms = sqlite3.connect(sys.argv[1]).execute("SELECT max(updated_at) FROM conversations").fetchone()[0]
+t = datetime.datetime.fromtimestamp(ms / 1000 - 3600, datetime.timezone.utc)
+print(t.strftime("%Y-%m-%dT%H:%M:%SZ"))' "$DB")
 requests() {
-    python3 - "$PORT" "$TOKEN" "$1" "$MODE" <<'PY'
+    python3 - "$PORT" "$TOKEN" "$1" "$MODE" "$SINCE" <<'PY'
 import socket, sys
-port, token, n, mode = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+port, token, n, mode, since = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 s = socket.create_connection(("127.0.0.1", port))
 for i in range(n):
-    page = 1 if mode == "page1" else (i * 7919) % 2000 + 1
+    if mode == "polling":
+        which = f"updated_since={since}"
+    else:
+        which = f"page={1 if mode == 'page1' else (i * 7919) % 2000 + 1}"
     s.sendall((f"GET /conversations?subdomain=summit-dental&location_id=1&per_page=20&messages=5"
-               f"&page={page} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n").encode())
+               f"&{which} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n").encode())
     buf = b""
     while b"\r\n\r\n" not in buf:
         buf += s.recv(65536)
