@@ -34,7 +34,8 @@ macro_rules! page_sql {
 }
 
 // No ORDER BY outside: SQLite would sort the joined rows, patients and all; `newest_first` puts
-// the page in order instead. ?6 is the newest `updated_at` the page can start at (the end of its first slice).
+// the page in order instead. ?6 is the newest `updated_at` the page can start at (the end of
+// its first slice).
 pub(crate) const PAGE_SQL: &str = page_sql!("AND ?5 IS NULL AND updated_at <= ?6");
 pub(crate) const PAGE_SINCE_SQL: &str = page_sql!("AND updated_at >= ?5 AND updated_at <= ?6");
 
@@ -182,7 +183,7 @@ pub(crate) fn attach_messages(
 }
 
 /// Puts a page in the list's order, newest activity first (the statements leave order to us).
-pub(crate) fn newest_first(conversations: &mut [Conversation]) {
+fn newest_first(conversations: &mut [Conversation]) {
     conversations.sort_by_key(|c| std::cmp::Reverse((c.updated_at, c.id)));
 }
 

@@ -87,6 +87,10 @@ impl Opener {
     }
 }
 
+/// The largest read (in rows, `ListQuery::rows_at_most`) run inline on an async worker: a few
+/// milliseconds at most, so the worker's other connections wait no longer than that.
+const INLINE_ROWS: i64 = 1_000;
+
 /// SQLite behind the `Store` trait.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -142,6 +146,20 @@ impl SqliteStore {
         f: impl FnOnce(&mut Connection) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
         self.readers.run_here(f).await
+    }
+
+    /// A read of at most `rows` rows: on the calling worker when that is small, else on a
+    /// blocking thread, so a worker's other connections never wait on a big page.
+    pub(crate) async fn read_sized<R, F>(&self, rows: i64, f: F) -> Result<R, StoreError>
+    where
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        if rows <= INLINE_ROWS {
+            self.read_here(f).await
+        } else {
+            self.read(f).await
+        }
     }
 
     pub(crate) async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
@@ -216,8 +234,6 @@ pub(crate) fn db_error(e: rusqlite::Error) -> StoreError {
     StoreError::fault(e)
 }
 
-/// An IMMEDIATE transaction: the write lock is taken at BEGIN, so every check the write makes
-/// holds until its commit (SQLite's one writer; a check-then-insert cannot race).
 /// Runs `f` in one deferred (read) transaction, so all its statements see one snapshot. BEGIN
 /// and COMMIT go through the statement cache: rusqlite's `transaction()` parses both anew each
 /// time (about 1 % of a list request's CPU in perf). An error rolls back; a panic drops the
@@ -241,6 +257,8 @@ pub(crate) fn snapshot<R>(
     }
 }
 
+/// An IMMEDIATE transaction: the write lock is taken at BEGIN, so every check the write makes
+/// holds until its commit (SQLite's one writer; a check-then-insert cannot race).
 pub(crate) fn immediate(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>, StoreError> {
     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .db()

@@ -15,31 +15,8 @@ use convo_core::{
     ListQuery, Maintenance, Message, MessageQuery, Millis, NewApiKey, OutboxStore, Refusal,
     StoreError, TenantCtx,
 };
-use rusqlite::Connection;
 use std::path::Path;
 use tokio::sync::mpsc;
-
-/// The largest read (in rows, `ListQuery::rows_at_most`) run inline on an async worker: a few
-/// milliseconds at most, so the worker's other connections wait no longer than that. Bigger
-/// pages go to a blocking thread.
-const INLINE_ROWS: i64 = 1_000;
-
-/// The key's access to the location and, when granted, the page: one read transaction.
-fn list_for_key(
-    conn: &Connection,
-    key_id: i64,
-    (subdomain, location_id): (&str, i64),
-    query: &ListQuery,
-) -> Result<Result<(TenantCtx, ConversationPage), Denied>, StoreError> {
-    snapshot(conn, |conn| {
-        let tenant = match keys::access(conn, key_id, subdomain, location_id)? {
-            Ok(tenant) => tenant,
-            Err(denied) => return Ok(Err(denied)),
-        };
-        let page = conversations::read_page(conn, &tenant, query)?;
-        Ok(Ok((tenant, page)))
-    })
-}
 
 #[async_trait]
 impl KeyStore for SqliteStore {
@@ -88,14 +65,11 @@ impl ConversationStore for SqliteStore {
         tenant: &TenantCtx,
         query: &ListQuery,
     ) -> Result<ConversationPage, StoreError> {
-        if query.rows_at_most() <= INLINE_ROWS {
-            return self
-                .read_here(|conn| conversations::page(conn, tenant, query))
-                .await;
-        }
         let (tenant, query) = (tenant.clone(), query.clone());
-        self.read(move |conn| conversations::page(conn, &tenant, &query))
-            .await
+        self.read_sized(query.rows_at_most(), move |conn| {
+            conversations::page(conn, &tenant, &query)
+        })
+        .await
     }
 
     async fn list_for_key(
@@ -104,15 +78,19 @@ impl ConversationStore for SqliteStore {
         scope: (&str, i64),
         query: &ListQuery,
     ) -> Result<Result<(TenantCtx, ConversationPage), Denied>, StoreError> {
-        let (subdomain, location_id) = scope;
-        if query.rows_at_most() <= INLINE_ROWS {
-            return self
-                .read_here(|conn| list_for_key(conn, key_id, (subdomain, location_id), query))
-                .await;
-        }
-        let (subdomain, query) = (subdomain.to_string(), query.clone());
-        self.read(move |conn| list_for_key(conn, key_id, (&subdomain, location_id), &query))
-            .await
+        let (subdomain, location_id, query) = (scope.0.to_string(), scope.1, query.clone());
+        // One read transaction: the access check and the page see the same snapshot.
+        self.read_sized(query.rows_at_most(), move |conn| {
+            snapshot(conn, |conn| {
+                let tenant = match keys::access(conn, key_id, &subdomain, location_id)? {
+                    Ok(tenant) => tenant,
+                    Err(denied) => return Ok(Err(denied)),
+                };
+                let page = conversations::read_page(conn, &tenant, &query)?;
+                Ok(Ok((tenant, page)))
+            })
+        })
+        .await
     }
 
     async fn get_conversation(
@@ -121,14 +99,12 @@ impl ConversationStore for SqliteStore {
         id: i64,
         messages: Option<&MessageQuery>,
     ) -> Result<Option<Conversation>, StoreError> {
-        if messages.is_none_or(|m| m.limit <= INLINE_ROWS) {
-            return self
-                .read_here(|conn| conversations::one(conn, tenant, id, messages))
-                .await;
-        }
+        let rows = 1 + messages.map_or(0, |m| m.limit);
         let (tenant, messages) = (tenant.clone(), messages.cloned());
-        self.read(move |conn| conversations::one(conn, &tenant, id, messages.as_ref()))
-            .await
+        self.read_sized(rows, move |conn| {
+            conversations::one(conn, &tenant, id, messages.as_ref())
+        })
+        .await
     }
 
     async fn send_message(

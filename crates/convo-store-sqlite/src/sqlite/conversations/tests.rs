@@ -182,7 +182,7 @@ fn every_copy_of_the_slice_width_agrees() {
 /// way): pages must come out the same, so nothing leans on an order SQLite never promised.
 #[tokio::test]
 async fn pages_do_not_depend_on_the_order_sqlite_returns_rows_in() {
-    let (_dir, mut conn) = seeded_reader(600, 11, 120).await;
+    let (_dir, conn) = seeded_reader(600, 11, 120).await;
     let tenant = TenantCtx::resolved(1, 1, Zone::get("America/New_York").expect("zone"));
     let queries: Vec<ListQuery> = [(20, 0, 5, None), (7, 30, 100, None), (50, 5, 1, Some(40))]
         .into_iter()
@@ -201,17 +201,17 @@ async fn pages_do_not_depend_on_the_order_sqlite_returns_rows_in() {
             }
         })
         .collect();
-    let pages = |conn: &mut rusqlite::Connection| {
+    let pages = |conn: &rusqlite::Connection| {
         queries
             .iter()
             .map(|q| page(conn, &tenant, q).expect("page").conversations)
             .collect::<Vec<_>>()
     };
-    let forward = pages(&mut conn);
+    let forward = pages(&conn);
     conn.execute_batch("PRAGMA reverse_unordered_selects = ON")
         .expect("pragma");
     conn.flush_prepared_statement_cache();
-    let reversed = pages(&mut conn);
+    let reversed = pages(&conn);
     assert_eq!(forward, reversed);
     for (page, q) in forward.iter().zip(&queries) {
         assert!(page.len() > 1);
