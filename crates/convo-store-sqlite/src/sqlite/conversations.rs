@@ -42,8 +42,16 @@ pub(crate) const PAGE_SINCE_SQL: &str = page_sql!("AND updated_at >= ?5 AND upda
 /// The width of an activity slice is 2^SLICE_BITS ms (must match the 0002 migration).
 const SLICE_BITS: u32 = 25;
 
+/// A stretch is 2^STRETCH_BITS ms, 2^(STRETCH_BITS - SLICE_BITS) slices (the 0008 migration).
+const STRETCH_BITS: u32 = 30;
+
+pub(crate) const STRETCHES_SQL: &str = "SELECT stretch, n FROM conversation_activity_stretches
+     WHERE institution_id = ?1 AND location_id = ?2 ORDER BY stretch DESC";
+
+/// The slices of one stretch (?3, ?4: its first and last slice).
 pub(crate) const SLICES_SQL: &str = "SELECT slice, n FROM conversation_activity
-     WHERE institution_id = ?1 AND location_id = ?2 ORDER BY slice DESC";
+     WHERE institution_id = ?1 AND location_id = ?2 AND slice >= ?3 AND slice <= ?4
+     ORDER BY slice DESC";
 
 // Newest N per conversation without a window over whole threads: for each conversation of the
 // page, a correlated subquery finds the N-th newest message's `created_at` (walking N entries of
@@ -93,6 +101,22 @@ pub(crate) const MESSAGES_UPDATED_SQL: &str = messages_sql!(
     "AND updated_at >= ?4"
 );
 
+/// Polling's first try: every message of the page's conversations updated since `?4`, no
+/// boundary per thread (the boundary sorted each thread's updated rows by `created_at` in a
+/// temporary b-tree: polling cost ~1.7× page 1). `attach_messages` orders and cuts them; an old
+/// `updated_since` can match whole threads, so at most `?5` rows are read and past that the
+/// bounded statement above runs instead.
+pub(crate) const MESSAGES_CHANGED_SQL: &str = concat!(
+    message_columns!(),
+    "
+     FROM json_each(?1) AS j
+     CROSS JOIN messages m INDEXED BY messages_updated
+        ON m.conversation_id = j.value AND m.updated_at >= ?4 AND m.created_at >= ?2",
+    sender_joins!(),
+    "
+     LIMIT ?5"
+);
+
 const COUNT_SQL: &str =
     "SELECT conversation_count FROM locations WHERE id = ?2 AND institution_id = ?1";
 /// Whole slices newer than `since`'s own, plus a range count inside that one slice.
@@ -113,8 +137,10 @@ pub fn hot_statements() -> Vec<(&'static str, &'static str)> {
         ("cursor older", OLDER_SQL),
         ("messages", MESSAGES_SQL),
         ("messages updated_since", MESSAGES_UPDATED_SQL),
+        ("messages changed since", MESSAGES_CHANGED_SQL),
         ("count", COUNT_SQL),
         ("count updated_since", COUNT_SINCE_SQL),
+        ("stretches", STRETCHES_SQL),
         ("slices", SLICES_SQL),
         ("one conversation", ONE_CONVERSATION_SQL),
         ("one message", ONE_MESSAGE_SQL),
@@ -139,21 +165,6 @@ pub(crate) fn attach_messages(
             .collect::<Vec<_>>()
             .join(",")
     );
-    let sql = if q.updated_since.is_some() {
-        MESSAGES_UPDATED_SQL
-    } else {
-        MESSAGES_SQL
-    };
-    let mut stmt = conn.prepare_cached(sql).db()?;
-    let created_since = q.created_since.map_or(i64::MIN, |m| m.0);
-    let mut rows = stmt
-        .query(params![
-            ids,
-            created_since,
-            q.limit,
-            q.updated_since.map(|m| m.0)
-        ])
-        .db()?;
     // Each row goes to its conversation (found by id among the page's few), in whatever order
     // SQLite returns them; each thread is then put newest first and cut to the limit.
     let mut slots: Vec<(i64, usize)> = conversations
@@ -167,12 +178,45 @@ pub(crate) fn attach_messages(
         // Most threads fill the limit: one allocation each rather than a few doublings.
         c.messages.reserve(limit.min(32));
     }
-    while let Some(row) = rows.next().db()? {
-        let message = message_from(row).db()?;
-        let at = slots
-            .binary_search_by_key(&message.conversation_id, |&(id, _)| id)
-            .map_err(|_| StoreError::broken("a message row of no conversation on the page"))?;
-        conversations[slots[at].1].messages.push(message);
+    let created_since = q.created_since.map_or(i64::MIN, |m| m.0);
+    let since = q.updated_since.map(|m| m.0);
+    // The bounded statements take ?1–?4, the capped one ?5 as well.
+    let read = |conversations: &mut [Conversation], sql: &str, cap: Option<i64>| {
+        let mut stmt = conn.prepare_cached(sql).db()?;
+        let mut rows = match cap {
+            Some(cap) => stmt.query(params![ids, created_since, q.limit, since, cap]),
+            None => stmt.query(params![ids, created_since, q.limit, since]),
+        }
+        .db()?;
+        let mut n = 0i64;
+        while let Some(row) = rows.next().db()? {
+            let message = message_from(row).db()?;
+            let at = slots
+                .binary_search_by_key(&message.conversation_id, |&(id, _)| id)
+                .map_err(|_| StoreError::broken("a message row of no conversation on the page"))?;
+            conversations[slots[at].1].messages.push(message);
+            n += 1;
+        }
+        Ok::<_, StoreError>(n)
+    };
+    if since.is_some() {
+        // A few times what the page shows: a short polling window fits well within it.
+        let cap = i64::try_from(conversations.len())
+            .unwrap_or(i64::MAX)
+            .saturating_mul(q.limit)
+            .saturating_mul(4)
+            .max(256);
+        if read(
+            conversations,
+            MESSAGES_CHANGED_SQL,
+            Some(cap.saturating_add(1)),
+        )? > cap
+        {
+            conversations.iter_mut().for_each(|c| c.messages.clear());
+            read(conversations, MESSAGES_UPDATED_SQL, None)?;
+        }
+    } else {
+        read(conversations, MESSAGES_SQL, None)?;
     }
     for c in conversations.iter_mut() {
         c.messages
@@ -289,10 +333,10 @@ pub(crate) fn one(
     })
 }
 
-/// Where a page at `offset` begins (`None`: past the end): the newest `updated_at` it can hold and how many index
-/// entries to skip from there. Walks the location's activity slices, newest first, until the
-/// one holding the offset. Filtering by `updated_since` keeps a prefix of the same order, so
-/// the same start serves both.
+/// Where a page at `offset` begins (`None`: past the end): the newest `updated_at` it can hold
+/// and how many index entries to skip from there. Walks the location's activity stretches,
+/// newest first, to the one holding the offset, then that stretch's slices the same way.
+/// Filtering by `updated_since` keeps a prefix of the same order, so the same start serves both.
 fn page_start(
     conn: &Connection,
     inst: i64,
@@ -302,18 +346,37 @@ fn page_start(
     if offset <= 0 {
         return Ok(Some((i64::MAX, 0)));
     }
-    let mut stmt = conn.prepare_cached(SLICES_SQL).db()?;
-    let mut rows = stmt.query(params![inst, loc]).db()?;
+    let Some((stretch, offset)) = walk(conn, STRETCHES_SQL, params![inst, loc], offset)? else {
+        // Past the last conversation: an empty page.
+        return Ok(None);
+    };
+    let per_stretch = STRETCH_BITS - SLICE_BITS;
+    let (first, last) = (stretch << per_stretch, ((stretch + 1) << per_stretch) - 1);
+    // The stretch's count is the sum of its slices' (same transaction, same triggers' writes).
+    let (slice, offset) = walk(conn, SLICES_SQL, params![inst, loc, first, last], offset)?
+        .ok_or_else(|| StoreError::broken("an activity stretch its slices do not add up to"))?;
+    let slice_end = (slice << SLICE_BITS) | ((1i64 << SLICE_BITS) - 1);
+    Ok(Some((slice_end, offset)))
+}
+
+/// Walks `(bucket, n)` rows, newest first, to the bucket holding `offset`: that bucket and the
+/// offset left inside it.
+fn walk(
+    conn: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+    offset: i64,
+) -> Result<Option<(i64, i64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).db()?;
+    let mut rows = stmt.query(args).db()?;
     let mut skipped = 0i64;
     while let Some(row) = rows.next().db()? {
-        let (slice, n): (i64, i64) = (row.get(0).db()?, row.get(1).db()?);
+        let (bucket, n): (i64, i64) = (row.get(0).db()?, row.get(1).db()?);
         if skipped + n > offset {
-            let slice_end = (slice << SLICE_BITS) | ((1i64 << SLICE_BITS) - 1);
-            return Ok(Some((slice_end, offset - skipped)));
+            return Ok(Some((bucket, offset - skipped)));
         }
         skipped += n;
     }
-    // Past the last conversation: an empty page.
     Ok(None)
 }
 

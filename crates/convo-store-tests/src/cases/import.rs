@@ -207,6 +207,50 @@ pub async fn integrity_rules_hold_on_a_first_load(db: Db) {
     }
 }
 
+/// A first load may take its own path (SQLite stages the messages and writes them in thread
+/// order at the end): a message id given twice in one file ends as its later line says, in the
+/// later line's conversation, and both conversations' activity follows, just as the same file
+/// imported again, record by record, into the filled database leaves it.
+pub async fn a_first_load_keeps_the_last_line_of_an_id(db: Db) {
+    let store = db.store.as_ref();
+    let file = format!(
+        "{BASE}{}",
+        r#"{"type":"conversation","id":1001,"location_id":10,"patient_id":101,"created_at":"2024-01-01T00:00:00Z"}
+{"type":"message","id":2,"conversation_id":1001,"body":"moved","created_at":"2024-01-02T12:00:00Z","sender":{"type":"Patient","id":101}}
+"#
+    );
+    import_text(store, &file).await.expect("first load");
+    let mut q = query(10, 0, None);
+    q.messages = Some(MessageQuery {
+        limit: 10,
+        created_since: None,
+        updated_since: None,
+    });
+    let page = store
+        .list_conversations(&tenant(1, 10), &q)
+        .await
+        .expect("list");
+    type Thread<'a> = (i64, Millis, Vec<(i64, &'a str)>);
+    let threads: Vec<Thread> = page
+        .conversations
+        .iter()
+        .map(|c| {
+            let messages = c.messages.iter().map(|m| (m.id, m.body.as_str())).collect();
+            (c.id, c.updated_at, messages)
+        })
+        .collect();
+    assert_eq!(
+        threads,
+        [
+            (1001, Millis(1_704_196_800_000), vec![(2, "moved")]),
+            (1000, Millis(1_704_153_600_000), vec![(1, "hi")]),
+        ]
+    );
+    let first = snapshot(store).await;
+    import_text(store, &file).await.expect("again");
+    assert_eq!(first, snapshot(store).await);
+}
+
 pub async fn an_input_that_stops_early_writes_nothing(db: Db) {
     let store = db.store.as_ref();
     let (tx, rx) = mpsc::channel(4);

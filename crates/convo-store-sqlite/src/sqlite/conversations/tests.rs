@@ -67,6 +67,28 @@ async fn hot_statements_are_compiled_once() {
         let page = page(&conn, &tenant, &q).expect("page");
         assert!(!page.conversations.is_empty());
     }
+    // Polling far back: more changed messages than the first statement reads, so the bounded
+    // one runs as well (twice, with other bindings the second time).
+    for limit in [1, 2] {
+        let since = Some(Millis(1_790_000_000_000 - 3_600_000 * 24 * 3_650));
+        let q = ListQuery {
+            limit: 100,
+            offset: 0,
+            cursor: None,
+            updated_since: since,
+            messages: Some(MessageQuery {
+                limit,
+                created_since: None,
+                updated_since: since,
+            }),
+        };
+        assert!(
+            !page(&conn, &tenant, &q)
+                .expect("page")
+                .conversations
+                .is_empty()
+        );
+    }
     // The cursor variant, both directions, with and without `updated_since`.
     for round in 0..4i64 {
         let since = (round % 2 == 1).then_some(Millis(1_790_000_000_000 - 3_600_000 * 24 * 30));
@@ -148,8 +170,9 @@ async fn a_backward_page_walks_only_its_own_rows() {
     }
 }
 
-/// The slice width is written out in SQL (the ranged count, the 0002 migration's triggers):
-/// every copy must be `SLICE_BITS`, or counts drift from the slices silently.
+/// The slice width is written out in SQL (the ranged count, the 0002 migration's triggers), and
+/// the stretch width in the 0008 migration's: every copy must be `SLICE_BITS` or
+/// `STRETCH_BITS`, or counts drift from the slices silently.
 #[test]
 fn every_copy_of_the_slice_width_agrees() {
     let shifts = |sql: &str| -> Vec<u32> {
@@ -174,6 +197,12 @@ fn every_copy_of_the_slice_width_agrees() {
     }
     let mask = (1_i64 << SLICE_BITS) - 1;
     assert!(COUNT_SINCE_SQL.contains(&mask.to_string()));
+    let stretches = shifts(include_str!("../schema/0008_activity_stretches.sql"));
+    assert!(!stretches.is_empty());
+    assert!(
+        stretches.iter().all(|&s| s == STRETCH_BITS),
+        "{stretches:?}"
+    );
 }
 
 /// The page and messages statements have no ORDER BY (a sorter copied every row); the order is
@@ -223,6 +252,58 @@ async fn pages_do_not_depend_on_the_order_sqlite_returns_rows_in() {
                 c.messages
                     .is_sorted_by(|a, b| (a.created_at, a.id) > (b.created_at, b.id))
             );
+        }
+    }
+}
+
+/// Polling reads every changed message of the page when they are few, and falls back to the
+/// per-thread boundary when an old `updated_since` matches too many: both must give each
+/// thread's newest N changed messages, which a plain per-conversation query says directly.
+#[tokio::test]
+async fn polling_gives_the_newest_changed_messages_by_either_statement() {
+    let (_dir, conn) = seeded_reader(400, 17, 200).await;
+    let tenant = TenantCtx::resolved(1, 1, Zone::get("America/New_York").expect("zone"));
+    let until = 1_790_000_000_000_i64;
+    for (days, expect_fallback) in [(1, false), (20, false), (400, true)] {
+        let since = Millis(until - days * 86_400_000);
+        for sql in [MESSAGES_CHANGED_SQL, MESSAGES_UPDATED_SQL] {
+            conn.prepare_cached(sql)
+                .expect("cached")
+                .reset_status(StatementStatus::VmStep);
+        }
+        let q = ListQuery {
+            limit: 100,
+            offset: 0,
+            cursor: None,
+            updated_since: Some(since),
+            messages: Some(MessageQuery {
+                limit: 3,
+                created_since: None,
+                updated_since: Some(since),
+            }),
+        };
+        let page = page(&conn, &tenant, &q).expect("page");
+        assert!(!page.conversations.is_empty(), "{days} days");
+        let fell_back = conn
+            .prepare_cached(MESSAGES_UPDATED_SQL)
+            .expect("cached")
+            .get_status(StatementStatus::VmStep)
+            > 0;
+        assert_eq!(fell_back, expect_fallback, "{days} days");
+        let mut newest = conn
+            .prepare(
+                "SELECT id FROM messages WHERE conversation_id = ?1 AND updated_at >= ?2
+                 ORDER BY created_at DESC, id DESC LIMIT 3",
+            )
+            .expect("prepare");
+        for c in &page.conversations {
+            let want: Vec<i64> = newest
+                .query_map(params![c.id, since.0], |r| r.get(0))
+                .expect("query")
+                .collect::<Result<_, _>>()
+                .expect("rows");
+            let got: Vec<i64> = c.messages.iter().map(|m| m.id).collect();
+            assert_eq!(got, want, "conversation {} over {days} days", c.id);
         }
     }
 }

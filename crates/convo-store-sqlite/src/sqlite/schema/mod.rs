@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0005_send_keys.sql"),
     include_str!("0006_claim_owners.sql"),
     include_str!("0007_send_keys_by_institution.sql"),
+    include_str!("0008_activity_stretches.sql"),
 ];
 
 /// The schema version this build writes and expects (`PRAGMA user_version`).
