@@ -2,13 +2,14 @@
 # Instructions per request under valgrind's callgrind: a repeatable figure where wall-clock A/B
 # runs on a shared 2-core machine differ by ±10 % between rounds.
 #
-#   bench/instructions.sh BIN [N] [MODE]     # after bench/run.sh; MODE random (default), page1
-#                                            # or polling (updated_since = an hour before the newest activity)
+#   bench/instructions.sh BIN [N] [MODE]     # after bench/run.sh; MODE random (default), pageK
+#                                            # (page1, page500, …) or polling (updated_since = an
+#                                            # hour before the newest activity)
 #
 # Starts BIN on a copy of the practice-group database under callgrind with instrumentation off,
 # warms it with 20 requests, then counts the instructions of N (200) list requests sent one
 # after another on one keep-alive connection (`per_page=20&messages=5`, pages spread over 1–2000
-# or page 1). Compare two binaries' figures; the ratio is the hot path's cost change.
+# or page K). Compare two binaries' figures; the ratio is the hot path's cost change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(realpath "$1"); N=${2:-200}; MODE=${3:-random}; PORT=${PORT:-8098}
@@ -42,7 +43,7 @@ for i in range(n):
     if mode == "polling":
         which = f"updated_since={since}"
     else:
-        which = f"page={1 if mode == 'page1' else (i * 7919) % 2000 + 1}"
+        which = f"page={mode[4:] if mode[4:].isdigit() else (i * 7919) % 2000 + 1}"
     s.sendall((f"GET /conversations?subdomain=summit-dental&location_id=1&per_page=20&messages=5"
                f"&{which} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n").encode())
     buf = b""

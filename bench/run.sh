@@ -5,6 +5,10 @@
 #   CONVERSATIONS=20000 DURATION=5 bench/run.sh   # a quick look
 #   ENGINE=postgres bench/run.sh   # the same on PostgreSQL (database convo_bench on PG_ADMIN's
 #                                  # server, dropped and created; default the local one)
+#   SCALE_TO=1000000 bench/run.sh  # then the same runs again at 1,000,000 conversations (~20 M
+#                                  # messages, ~7 GB of NDJSON and ~3.6 GB of database under
+#                                  # $BENCH_DIR/scale-1000000) and a scaling table, both sizes
+#                                  # side by side (issue 14)
 #
 # Everything it writes goes under $BENCH_DIR (default target/bench); the table is printed and
 # also saved as $BENCH_DIR/results.md. See bench/README.md for what each row means.
@@ -110,10 +114,11 @@ db_ticks() {
 }
 rss_mb() { awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/${RUN_PID:-$SERVER}/status"; }
 
-# run NAME CONNECTIONS PATH
+# run NAME CONNECTIONS PATH [KEY]: KEY also records req/s and p99 for the scaling table.
 ROWS=()
+FIGURES=()
 run() {
-    local name=$1 conns=$2 path=$3
+    local name=$1 conns=$2 path=$3 key=${4:-}
     echo "== $name, $conns connections" >&2
     export CONVO_PATH=$path
     local port=${RUN_PORT:-$PORT}
@@ -129,16 +134,19 @@ run() {
     local cpu=$(( (after - before) * 100 / TICKS / DURATION ))
     local db_cpu=$(( (db_after - db_before) * 100 / TICKS / DURATION ))
     ROWS+=("| $name | $conns | $rps | $p50 | $p99 | $bytes | $errors | $cpu % | $db_cpu % | $(rss_mb) |")
+    [ -z "$key" ] || FIGURES+=("$key $conns	$rps req/s, p99 $p99 ms")
     [ "$errors" = 0 ] || echo "!! $errors errors in $name" >&2
 }
 
 # Sanity: the list answers 200 with the expected page before anything is timed.
 curl -sf -o /dev/null -H "Authorization: Bearer $TOKEN" -H "$ACCEPT" "http://127.0.0.1:$PORT$LIST"
 
-for c in 16 64; do run "page 1" "$c" "$LIST&page=1"; done
-for c in 16 64; do run "page 500" "$c" "$LIST&page=500"; done
-for c in 16 64; do run "polling (updated_since = last hour)" "$c" "$LIST&updated_since=$SINCE"; done
-for c in 16 64; do run "random page 1–$PAGES" "$c" "$LIST&page={page}"; done
+for c in 16 64; do run "page 1" "$c" "$LIST&page=1" "page 1"; done
+for c in 16 64; do run "page 500" "$c" "$LIST&page=500" "page 500"; done
+for c in 16 64; do
+    run "polling (updated_since = last hour)" "$c" "$LIST&updated_since=$SINCE" "polling"
+done
+for c in 16 64; do run "random page 1–$PAGES" "$c" "$LIST&page={page}" "random page"; done
 
 # The comparison issue 14 measures against: Datasette (from PyPI, in a venv of its own) serving
 # the same SQLite file, the same page as one canned query (bench/datasette.yaml), page 1 and
@@ -194,3 +202,34 @@ fi
         echo "$RATIOS (the Datasette rows: bench/datasette.yaml, the same page as one canned query)."
     fi
 } | tee "$TABLE"
+
+# One figure per line, for the scaling table.
+{
+    echo "conversations	$CONVERSATIONS"
+    echo "messages	$MESSAGES"
+    echo "database	${DB_MB} MB"
+    echo "import	${IMPORT_SECS} s, peak RSS $(( IMPORT_KB / 1024 )) MB"
+    echo "import rate	$(awk -v m="$MESSAGES" -v s="$IMPORT_SECS" 'BEGIN {printf "%.0f messages/s", m / s}')"
+    echo "server start	${START_MS} ms"
+    printf '%s\n' "${FIGURES[@]}"
+} >"$BENCH_DIR/figures-$ENGINE.tsv"
+
+# The same runs at SCALE_TO conversations, and both sizes side by side.
+if [ -n "${SCALE_TO:-}" ]; then
+    kill $SERVER 2>/dev/null || true
+    wait $SERVER 2>/dev/null || true
+    SCALED=$BENCH_DIR/scale-$SCALE_TO
+    CONVERSATIONS=$SCALE_TO DATASETTE=0 SCALE_TO= BENCH_DIR=$SCALED bench/run.sh >/dev/null
+    SMALL=$BENCH_DIR/figures-$ENGINE.tsv LARGE=$SCALED/figures-$ENGINE.tsv
+    {
+        echo
+        echo "Scaling ($ENGINE): the same runs at $CONVERSATIONS and $SCALE_TO conversations; random pages are any page of location 1 (2,000 of them at 100,000 conversations)."
+        echo
+        echo "| figure | $CONVERSATIONS conversations | $SCALE_TO conversations |"
+        echo "|---|---|---|"
+        awk -F'\t' 'NR == FNR {small[$1] = $2; order[++n] = $1; next}
+                    {large[$1] = $2}
+                    END {for (i = 1; i <= n; i++) printf "| %s | %s | %s |\n", order[i], small[order[i]], large[order[i]]}' \
+            "$SMALL" "$LARGE"
+    } | tee "$BENCH_DIR/scaling-$ENGINE.md"
+fi

@@ -27,7 +27,7 @@ async fn a_schema_from_another_build_is_not_ready() {
             e,
             StoreError::Refused(Refusal::SchemaMismatch {
                 found: 999,
-                expected: 8
+                expected: 9
             })
         ),
         "{e:?}"

@@ -47,18 +47,19 @@ fn activity(path: &PathBuf) -> (Rows, Rows) {
         kept, derived,
         "activity slices drifted from the conversations"
     );
-    let stretches = rows(
-        "SELECT institution_id, location_id, stretch, n FROM conversation_activity_stretches
-         ORDER BY 1, 2, 3",
-    );
-    let derived = rows(
-        "SELECT institution_id, location_id, updated_at >> 30, count(*) FROM conversations
-         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-    );
-    assert_eq!(
-        stretches, derived,
-        "activity stretches drifted from the conversations"
-    );
+    for (table, column, bits) in [
+        ("conversation_activity_stretches", "stretch", 30),
+        ("conversation_activity_fine", "fine", 20),
+    ] {
+        let level = rows(&format!(
+            "SELECT institution_id, location_id, {column}, n FROM {table} ORDER BY 1, 2, 3"
+        ));
+        let derived = rows(&format!(
+            "SELECT institution_id, location_id, updated_at >> {bits}, count(*)
+               FROM conversations GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        ));
+        assert_eq!(level, derived, "{table} drifted from the conversations");
+    }
     let counts = rows(
         "SELECT l.id, l.conversation_count, (SELECT count(*) FROM conversations c
                 WHERE c.location_id = l.id), 0 FROM locations l ORDER BY l.id",
@@ -126,9 +127,9 @@ async fn hot_statements_use_indexes_with_real_statistics() {
 }
 
 /// A list request runs the same statements whatever the page size: access + BEGIN + page +
-/// messages + count + COMMIT; without messages, one fewer; past page 1, two more to find where
-/// the page starts (its stretch, then its slice). Polling's messages are one statement too while
-/// what changed is few (the fixture's 3 per conversation).
+/// messages + count + COMMIT; without messages, one fewer; past page 1, three more to find where
+/// the page starts (its stretch, its slice, its fine step); polling's messages, one more (the
+/// changed messages' keys, then the messages).
 #[tokio::test]
 async fn a_page_runs_a_constant_number_of_statements() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -185,8 +186,9 @@ async fn a_page_runs_a_constant_number_of_statements() {
         counts.push((q, statements.load(Ordering::SeqCst) - before));
     }
     for (q, n) in &counts {
-        let expected =
-            if q.contains("messages") { 6 } else { 5 } + 2 * u64::from(q.contains("&page="));
+        let expected = if q.contains("messages") { 6 } else { 5 }
+            + 3 * u64::from(q.contains("&page="))
+            + u64::from(q.contains("messages=") && q.contains("updated_since"));
         assert_eq!(*n, expected, "{q}: {counts:?}");
     }
 }

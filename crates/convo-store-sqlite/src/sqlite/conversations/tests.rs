@@ -67,8 +67,8 @@ async fn hot_statements_are_compiled_once() {
         let page = page(&conn, &tenant, &q).expect("page");
         assert!(!page.conversations.is_empty());
     }
-    // Polling far back: more changed messages than the first statement reads, so the bounded
-    // one runs as well (twice, with other bindings the second time).
+    // Polling far back, where whole threads changed (twice, with other bindings the second
+    // time).
     for limit in [1, 2] {
         let since = Some(Millis(1_790_000_000_000 - 3_600_000 * 24 * 3_650));
         let q = ListQuery {
@@ -171,8 +171,8 @@ async fn a_backward_page_walks_only_its_own_rows() {
 }
 
 /// The slice width is written out in SQL (the ranged count, the 0002 migration's triggers), and
-/// the stretch width in the 0008 migration's: every copy must be `SLICE_BITS` or
-/// `STRETCH_BITS`, or counts drift from the slices silently.
+/// the stretch and fine widths in the 0008 and 0009 migrations': every copy must be its
+/// constant, or counts drift from the slices silently.
 #[test]
 fn every_copy_of_the_slice_width_agrees() {
     let shifts = |sql: &str| -> Vec<u32> {
@@ -197,12 +197,17 @@ fn every_copy_of_the_slice_width_agrees() {
     }
     let mask = (1_i64 << SLICE_BITS) - 1;
     assert!(COUNT_SINCE_SQL.contains(&mask.to_string()));
-    let stretches = shifts(include_str!("../schema/0008_activity_stretches.sql"));
-    assert!(!stretches.is_empty());
-    assert!(
-        stretches.iter().all(|&s| s == STRETCH_BITS),
-        "{stretches:?}"
-    );
+    for (sql, bits) in [
+        (
+            include_str!("../schema/0008_activity_stretches.sql"),
+            STRETCH_BITS,
+        ),
+        (include_str!("../schema/0009_activity_fine.sql"), FINE_BITS),
+    ] {
+        let found = shifts(sql);
+        assert!(!found.is_empty());
+        assert!(found.iter().all(|&s| s == bits), "{found:?}");
+    }
 }
 
 /// The page and messages statements have no ORDER BY (a sorter copied every row); the order is
@@ -256,21 +261,17 @@ async fn pages_do_not_depend_on_the_order_sqlite_returns_rows_in() {
     }
 }
 
-/// Polling reads every changed message of the page when they are few, and falls back to the
-/// per-thread boundary when an old `updated_since` matches too many: both must give each
-/// thread's newest N changed messages, which a plain per-conversation query says directly.
+/// Polling finds each thread's boundary from the changed messages' keys, then reads rows from
+/// there: each thread's newest N changed messages, whether few changed (a day) or whole threads
+/// did (ten years back), as a plain per-conversation query says directly.
 #[tokio::test]
-async fn polling_gives_the_newest_changed_messages_by_either_statement() {
+async fn polling_gives_the_newest_changed_messages() {
     let (_dir, conn) = seeded_reader(400, 17, 200).await;
     let tenant = TenantCtx::resolved(1, 1, Zone::get("America/New_York").expect("zone"));
     let until = 1_790_000_000_000_i64;
-    for (days, expect_fallback) in [(1, false), (20, false), (400, true)] {
+    for (days, created_days) in [(1, None), (20, None), (3_650, None), (3_650, Some(60))] {
         let since = Millis(until - days * 86_400_000);
-        for sql in [MESSAGES_CHANGED_SQL, MESSAGES_UPDATED_SQL] {
-            conn.prepare_cached(sql)
-                .expect("cached")
-                .reset_status(StatementStatus::VmStep);
-        }
+        let created_since = created_days.map(|d: i64| Millis(until - d * 86_400_000));
         let q = ListQuery {
             limit: 100,
             offset: 0,
@@ -278,27 +279,25 @@ async fn polling_gives_the_newest_changed_messages_by_either_statement() {
             updated_since: Some(since),
             messages: Some(MessageQuery {
                 limit: 3,
-                created_since: None,
+                created_since,
                 updated_since: Some(since),
             }),
         };
         let page = page(&conn, &tenant, &q).expect("page");
         assert!(!page.conversations.is_empty(), "{days} days");
-        let fell_back = conn
-            .prepare_cached(MESSAGES_UPDATED_SQL)
-            .expect("cached")
-            .get_status(StatementStatus::VmStep)
-            > 0;
-        assert_eq!(fell_back, expect_fallback, "{days} days");
         let mut newest = conn
             .prepare(
                 "SELECT id FROM messages WHERE conversation_id = ?1 AND updated_at >= ?2
+                   AND created_at >= ?3
                  ORDER BY created_at DESC, id DESC LIMIT 3",
             )
             .expect("prepare");
         for c in &page.conversations {
             let want: Vec<i64> = newest
-                .query_map(params![c.id, since.0], |r| r.get(0))
+                .query_map(
+                    params![c.id, since.0, created_since.map_or(i64::MIN, |m| m.0)],
+                    |r| r.get(0),
+                )
                 .expect("query")
                 .collect::<Result<_, _>>()
                 .expect("rows");
