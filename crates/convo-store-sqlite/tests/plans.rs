@@ -83,6 +83,53 @@ async fn slices_and_counts_follow_every_write() {
     }
 }
 
+/// A first load drops the triggers that keep the counts and builds the counts at its end; one
+/// that fails must leave the triggers as they were, so that the counts still follow every write
+/// after it.
+#[tokio::test]
+async fn a_failed_first_load_leaves_the_triggers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("failed.db");
+    let store = SqliteStore::open(&path, SqliteOptions::default())
+        .await
+        .expect("open");
+    let triggers = || -> i64 {
+        Connection::open(&path)
+            .expect("open")
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema
+                  WHERE type = 'trigger' AND tbl_name = 'conversations'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count")
+    };
+    let before = triggers();
+    assert!(before >= 3, "{before} triggers");
+    let mut records = generated(300, 30);
+    records.push(
+        convo_core::import::Record::parse_line(
+            r#"{"type":"message","id":99999999,"conversation_id":424242,"body":"x","created_at":"2024-01-05T00:00:00Z","sender":{"type":"System","id":null}}"#,
+        )
+        .expect("parse"),
+    );
+    import_records(&store, records)
+        .await
+        .expect_err("a message of no conversation");
+    assert_eq!(triggers(), before);
+    import_records(&store, generated(300, 30))
+        .await
+        .expect("first load");
+    assert_eq!(triggers(), before);
+    import_text(&store, &later_activity())
+        .await
+        .expect("second import");
+    let (_, counts) = activity(&path);
+    for (_, kept, actual, _) in counts {
+        assert_eq!(kept, actual);
+    }
+}
+
 /// No hot statement scans a table: a SCAN of anything but the page's own id list (json_each, a
 /// CTE or a subquery over it) or a constant row walks a whole table or index.
 async fn assert_on_indexes(store: &SqliteStore) {

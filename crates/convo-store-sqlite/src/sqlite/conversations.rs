@@ -40,11 +40,11 @@ pub(crate) const PAGE_SQL: &str = page_sql!("AND ?5 IS NULL AND updated_at <= ?6
 pub(crate) const PAGE_SINCE_SQL: &str = page_sql!("AND updated_at >= ?5 AND updated_at <= ?6");
 
 /// The width of an activity slice is 2^SLICE_BITS ms (must match the 0002 migration).
-const SLICE_BITS: u32 = 25;
+pub(crate) const SLICE_BITS: u32 = 25;
 
 /// A stretch is 2^STRETCH_BITS ms (the 0008 migration), a fine step 2^FINE_BITS (0009).
-const STRETCH_BITS: u32 = 30;
-const FINE_BITS: u32 = 20;
+pub(crate) const STRETCH_BITS: u32 = 30;
+pub(crate) const FINE_BITS: u32 = 20;
 
 /// The activity levels a page's start walks, coarsest first: each statement lists one
 /// location's `(bucket, n)` rows between two buckets (?3, ?4), newest first.
