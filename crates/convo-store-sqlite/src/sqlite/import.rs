@@ -172,21 +172,29 @@ fn defer_activity(tx: &Transaction) -> Result<Option<Vec<String>>, ImportError> 
     if !empty {
         return Ok(None);
     }
-    let triggers: Vec<(String, String)> = tx
+    drop_defined(tx, "trigger", "conversations").map(Some)
+}
+
+/// Drops every `kind` (index, trigger) defined on `table` and returns their definitions, to
+/// be run again later in the same transaction.
+fn drop_defined(tx: &Transaction, kind: &str, table: &str) -> Result<Vec<String>, ImportError> {
+    let store = |e| ImportError::Store(super::db_error(e));
+    let defined: Vec<(String, String)> = tx
         .prepare(
             "SELECT name, sql FROM sqlite_schema
-              WHERE type = 'trigger' AND tbl_name = 'conversations' AND sql IS NOT NULL",
+              WHERE type = ?1 AND tbl_name = ?2 AND sql IS NOT NULL",
         )
         .and_then(|mut s| {
-            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            s.query_map([kind, table], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()
         })
         .map_err(store)?;
-    for (name, _) in &triggers {
-        tx.execute_batch(&format!("DROP TRIGGER \"{}\";", name.replace('"', "\"\"")))
+    for (name, _) in &defined {
+        let name = name.replace('"', "\"\"");
+        tx.execute_batch(&format!("DROP {kind} \"{name}\";"))
             .map_err(store)?;
     }
-    Ok(Some(triggers.into_iter().map(|(_, sql)| sql).collect()))
+    Ok(defined.into_iter().map(|(_, sql)| sql).collect())
 }
 
 /// Every location's count and activity levels, from its conversations (what the deferred
@@ -232,21 +240,8 @@ const MESSAGE_COLUMNS: &str = "id, conversation_id, body, created_at, updated_at
 /// builds the table's secondary indexes, as the schema defines them, over the result.
 fn write_staged(tx: &Transaction) -> Result<(), ImportError> {
     let run = |sql: &str| tx.execute_batch(sql).db().map_err(ImportError::Store);
-    let indexes: Vec<(String, String)> = tx
-        .prepare(
-            "SELECT name, sql FROM sqlite_schema
-              WHERE type = 'index' AND tbl_name = 'messages' AND sql IS NOT NULL",
-        )
-        .and_then(|mut s| {
-            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()
-        })
-        .db()
-        .map_err(ImportError::Store)?;
     run(&format!("PRAGMA cache_size = -{SORT_CACHE_KIB};"))?;
-    for (name, _) in &indexes {
-        run(&format!("DROP INDEX \"{}\";", name.replace('"', "\"\"")))?;
-    }
+    let indexes = drop_defined(tx, "index", "messages")?;
     // The file is read; what is left can take a while on a big load, so say what it is.
     let started = Instant::now();
     tracing::info!("import: writing the staged messages in thread order");
@@ -258,7 +253,7 @@ fn write_staged(tx: &Transaction) -> Result<(), ImportError> {
     ))?;
     let written = started.elapsed();
     tracing::info!(seconds = written.as_secs_f64(), "import: indexing messages");
-    for (_, sql) in &indexes {
+    for sql in &indexes {
         run(sql)?;
     }
     // Every conversation with messages now got them from this file.

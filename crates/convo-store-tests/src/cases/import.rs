@@ -41,6 +41,20 @@ async fn snapshot(store: &dyn Store) -> String {
     out
 }
 
+/// Location 10's first page, each conversation with up to ten messages.
+async fn with_messages(store: &dyn Store) -> convo_core::ConversationPage {
+    let mut q = query(10, 0, None);
+    q.messages = Some(MessageQuery {
+        limit: 10,
+        created_since: None,
+        updated_since: None,
+    });
+    store
+        .list_conversations(&tenant(1, 10), &q)
+        .await
+        .expect("list")
+}
+
 pub async fn imports_and_derives_activity(db: Db) {
     let store = db.store.as_ref();
     let s = import_text(store, BASE).await.expect("import");
@@ -69,16 +83,7 @@ pub async fn imports_and_derives_activity(db: Db) {
     // A same-id line replaces its record, and activity follows the edit.
     let newer = r#"{"type":"message","id":1,"conversation_id":1000,"body":"edited","created_at":"2024-01-02T00:00:00Z","updated_at":"2024-02-01T00:00:00Z","sender":{"type":"User","id":5}}"#;
     import_text(store, newer).await.expect("replace");
-    let mut q = query(10, 0, None);
-    q.messages = Some(MessageQuery {
-        limit: 10,
-        created_since: None,
-        updated_since: None,
-    });
-    let page = store
-        .list_conversations(&tenant(1, 10), &q)
-        .await
-        .expect("list");
+    let page = with_messages(store).await;
     let c = &page.conversations[0];
     assert_eq!(c.updated_at, Millis(1_706_745_600_000));
     let edited = c.messages.iter().find(|m| m.id == 1).expect("message 1");
@@ -220,16 +225,7 @@ pub async fn a_first_load_keeps_the_last_line_of_an_id(db: Db) {
 "#
     );
     import_text(store, &file).await.expect("first load");
-    let mut q = query(10, 0, None);
-    q.messages = Some(MessageQuery {
-        limit: 10,
-        created_since: None,
-        updated_since: None,
-    });
-    let page = store
-        .list_conversations(&tenant(1, 10), &q)
-        .await
-        .expect("list");
+    let page = with_messages(store).await;
     type Thread<'a> = (i64, Millis, Vec<(i64, &'a str)>);
     let threads: Vec<Thread> = page
         .conversations
