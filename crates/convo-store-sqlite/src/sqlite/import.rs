@@ -12,7 +12,7 @@
 //! written from it in one sorted pass, and its secondary indexes are built after it rather than
 //! kept row by row. It is the same transaction, so a refusal still leaves nothing behind.
 
-use super::{Db, immediate, phones};
+use super::{Db, OPTIMIZE_SQL, immediate, phones};
 use convo_core::import::{self, ImportBatch, ImportItem, Record};
 use convo_core::import::{ImportError, ImportSummary};
 use convo_core::tz::Zone;
@@ -20,6 +20,15 @@ use convo_core::{Millis, SenderKind, StoreError};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::time::Instant;
 use tokio::sync::mpsc;
+
+/// The columns of a stored message, in the order `message` binds them (?1–?16).
+macro_rules! message_columns {
+    () => {
+        "id, conversation_id, body, created_at, updated_at, sender_type, sender_id, seen_by,
+         has_attachment, attachment_file_name, attachment_content_type, attachment_file_size,
+         attachment_url, attachment_updated_at, sms_msg_id, is_custom_reminder_response"
+    };
+}
 
 pub(crate) fn run(
     conn: &mut Connection,
@@ -41,7 +50,7 @@ pub(crate) fn run(
         // blind nor reads the whole file to make them (`optimize` analyses only the tables
         // whose size changed enough to matter).
         let started = Instant::now();
-        let _ = conn.execute_batch("PRAGMA analysis_limit = 400; PRAGMA optimize = 0x10002;");
+        let _ = conn.execute_batch(OPTIMIZE_SQL);
         tracing::info!(
             seconds = started.elapsed().as_secs_f64(),
             "import: planner statistics refreshed"
@@ -92,7 +101,7 @@ fn apply_all(
          CREATE TEMP TABLE import_touched (id INTEGER PRIMARY KEY);",
     )
     .db()?;
-    let first_load = messages_empty(&tx)?;
+    let first_load = is_empty(&tx, "messages")?;
     if first_load {
         tx.execute_batch(STAGE_SQL).db()?;
     }
@@ -146,13 +155,14 @@ fn apply_all(
     Ok(summary)
 }
 
-/// Whether the messages table is empty, i.e. this import is its first load.
-fn messages_empty(tx: &Transaction) -> Result<bool, ImportError> {
-    tx.query_row("SELECT NOT EXISTS (SELECT 1 FROM messages)", [], |r| {
-        r.get(0)
-    })
+/// Whether `table` has no rows (messages: this import is their first load).
+fn is_empty(tx: &Transaction, table: &str) -> Result<bool, StoreError> {
+    tx.query_row(
+        &format!("SELECT NOT EXISTS (SELECT 1 FROM {table})"),
+        [],
+        |r| r.get(0),
+    )
     .db()
-    .map_err(ImportError::Store)
 }
 
 /// Into a database without conversations, the triggers that keep each location's count and
@@ -162,14 +172,8 @@ fn messages_empty(tx: &Transaction) -> Result<bool, ImportError> {
 /// for every conversation the derivation moves): 1.5 M writes for a 100,000-conversation load.
 /// The triggers come back from their own definitions in the same transaction. `None`: nothing
 /// deferred (the database has conversations, and the triggers keep its counts as it goes).
-fn defer_activity(tx: &Transaction) -> Result<Option<Vec<String>>, ImportError> {
-    let store = |e| ImportError::Store(super::db_error(e));
-    let empty: bool = tx
-        .query_row("SELECT NOT EXISTS (SELECT 1 FROM conversations)", [], |r| {
-            r.get(0)
-        })
-        .map_err(store)?;
-    if !empty {
+fn defer_activity(tx: &Transaction) -> Result<Option<Vec<String>>, StoreError> {
+    if !is_empty(tx, "conversations")? {
         return Ok(None);
     }
     drop_defined(tx, "trigger", "conversations").map(Some)
@@ -177,8 +181,7 @@ fn defer_activity(tx: &Transaction) -> Result<Option<Vec<String>>, ImportError> 
 
 /// Drops every `kind` (index, trigger) defined on `table` and returns their definitions, to
 /// be run again later in the same transaction.
-fn drop_defined(tx: &Transaction, kind: &str, table: &str) -> Result<Vec<String>, ImportError> {
-    let store = |e| ImportError::Store(super::db_error(e));
+fn drop_defined(tx: &Transaction, kind: &str, table: &str) -> Result<Vec<String>, StoreError> {
     let defined: Vec<(String, String)> = tx
         .prepare(
             "SELECT name, sql FROM sqlite_schema
@@ -188,11 +191,10 @@ fn drop_defined(tx: &Transaction, kind: &str, table: &str) -> Result<Vec<String>
             s.query_map([kind, table], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()
         })
-        .map_err(store)?;
+        .db()?;
     for (name, _) in &defined {
         let name = name.replace('"', "\"\"");
-        tx.execute_batch(&format!("DROP {kind} \"{name}\";"))
-            .map_err(store)?;
+        tx.execute_batch(&format!("DROP {kind} \"{name}\";")).db()?;
     }
     Ok(defined.into_iter().map(|(_, sql)| sql).collect())
 }
@@ -231,28 +233,28 @@ const STAGE_SQL: &str = "DROP TABLE IF EXISTS temp.import_messages;
         attachment_url TEXT, attachment_updated_at INTEGER, sms_msg_id INTEGER,
         is_custom_reminder_response INTEGER NOT NULL);";
 
-const MESSAGE_COLUMNS: &str = "id, conversation_id, body, created_at, updated_at, sender_type,
-    sender_id, seen_by, has_attachment, attachment_file_name, attachment_content_type,
-    attachment_file_size, attachment_url, attachment_updated_at, sms_msg_id,
-    is_custom_reminder_response";
-
 /// Writes a first load's staged messages into the (empty) table in its own key order, then
 /// builds the table's secondary indexes, as the schema defines them, over the result.
-fn write_staged(tx: &Transaction) -> Result<(), ImportError> {
-    let run = |sql: &str| tx.execute_batch(sql).db().map_err(ImportError::Store);
+fn write_staged(tx: &Transaction) -> Result<(), StoreError> {
+    let run = |sql: &str| tx.execute_batch(sql).db();
     run(&format!("PRAGMA cache_size = -{SORT_CACHE_KIB};"))?;
     let indexes = drop_defined(tx, "index", "messages")?;
     // The file is read; what is left can take a while on a big load, so say what it is.
-    let started = Instant::now();
     tracing::info!("import: writing the staged messages in thread order");
-    run(&format!(
-        "INSERT INTO messages ({MESSAGE_COLUMNS})
-         SELECT {MESSAGE_COLUMNS} FROM temp.import_messages
-          ORDER BY conversation_id, created_at DESC, id DESC;
+    let started = Instant::now();
+    run(concat!(
+        "INSERT INTO messages (",
+        message_columns!(),
+        ") SELECT ",
+        message_columns!(),
+        " FROM temp.import_messages ORDER BY conversation_id, created_at DESC, id DESC;
          DROP TABLE temp.import_messages;"
     ))?;
-    let written = started.elapsed();
-    tracing::info!(seconds = written.as_secs_f64(), "import: indexing messages");
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        "import: messages written; building their indexes"
+    );
+    let started = Instant::now();
     for sql in &indexes {
         run(sql)?;
     }
@@ -260,8 +262,8 @@ fn write_staged(tx: &Transaction) -> Result<(), ImportError> {
     run("INSERT OR IGNORE INTO temp.import_touched (id)
          SELECT DISTINCT conversation_id FROM messages;")?;
     tracing::info!(
-        seconds = (started.elapsed() - written).as_secs_f64(),
-        "import: deriving conversation activity"
+        seconds = started.elapsed().as_secs_f64(),
+        "import: message indexes built; deriving conversation activity"
     );
     run(&format!("PRAGMA cache_size = -{IMPORT_CACHE_KIB};"))
 }
@@ -603,11 +605,11 @@ fn message(
     // row (another conversation or time), which an UPDATE of the key columns does. A first
     // load stages the row instead (write_staged), and touches conversations once at the end.
     let sql = if first_load {
-        "INSERT INTO temp.import_messages (id, conversation_id, body, created_at,
-            updated_at, sender_type, sender_id, seen_by, has_attachment, attachment_file_name,
-            attachment_content_type, attachment_file_size, attachment_url,
-            attachment_updated_at, sms_msg_id, is_custom_reminder_response)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+        concat!(
+            "INSERT INTO temp.import_messages (",
+            message_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+        )
     } else if previous.is_some() {
         "UPDATE messages SET conversation_id = ?2, body = ?3, created_at = ?4, updated_at = ?5,
             sender_type = ?6, sender_id = ?7, seen_by = ?8, has_attachment = ?9,
@@ -616,11 +618,11 @@ fn message(
             sms_msg_id = ?15, is_custom_reminder_response = ?16
          WHERE id = ?1"
     } else {
-        "INSERT INTO messages (id, conversation_id, body, created_at, updated_at, sender_type,
-            sender_id, seen_by, has_attachment, attachment_file_name, attachment_content_type,
-            attachment_file_size, attachment_url, attachment_updated_at, sms_msg_id,
-            is_custom_reminder_response)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+        concat!(
+            "INSERT INTO messages (",
+            message_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+        )
     };
     let row = params![
         r.id,
@@ -643,9 +645,8 @@ fn message(
     ];
     match tx.prepare_cached(sql)?.execute(row) {
         // A first load's id seen earlier in the file: the later line replaces the staged one.
-        // (Not INSERT OR REPLACE: a statement that may delete before it inserts keeps a
-        // statement journal, written to a temp file for every staged page, 13 % of the
-        // import's time.)
+        // (Not INSERT OR REPLACE: a statement that may delete before it inserts and may then
+        // abort keeps a statement journal of every page it touches, for every staged row.)
         Err(rusqlite::Error::SqliteFailure(e, _))
             if first_load && e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
         {

@@ -87,6 +87,10 @@ impl Opener {
     }
 }
 
+/// Refreshes the planner's statistics for the tables whose size changed enough to matter,
+/// each sampled (`analysis_limit`) rather than read whole once it has statistics.
+pub(crate) const OPTIMIZE_SQL: &str = "PRAGMA analysis_limit = 400; PRAGMA optimize = 0x10002;";
+
 /// The largest read (in rows, `ListQuery::rows_at_most`) run inline on an async worker: a few
 /// milliseconds at most, so the worker's other connections wait no longer than that.
 const INLINE_ROWS: i64 = 1_000;

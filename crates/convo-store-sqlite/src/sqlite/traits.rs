@@ -263,11 +263,8 @@ impl Maintenance for SqliteStore {
 
     /// Refreshes the planner's statistics (the server does it at start).
     async fn optimize(&self) -> Result<(), StoreError> {
-        self.write(|conn| {
-            conn.execute_batch("PRAGMA analysis_limit = 400; PRAGMA optimize = 0x10002;")
-                .db()
-        })
-        .await
+        self.write(|conn| conn.execute_batch(super::OPTIMIZE_SQL).db())
+            .await
     }
 
     /// Writes a consistent copy of the database to `dest` (which must not exist) while writers
