@@ -12,12 +12,15 @@
 use crate::Db;
 use crate::import::MESSAGE_UPSERT;
 use crate::rows::message_table_columns;
-use convo_core::StoreError;
 use convo_core::import::{self, Record};
 use convo_core::phone::bio_phones;
+use convo_core::{SenderKind, StoreError};
 use deadpool_postgres::Transaction;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
 use std::sync::LazyLock;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
 
 /// Records per run: large enough that a statement's overhead vanishes, small enough that a run
 /// sent down the slow path costs little.
@@ -33,6 +36,21 @@ pub(crate) struct Written {
     /// id the database has (nothing else writes messages meanwhile: the deferred indexes'
     /// drops lock the table), so its records need no probe for an earlier version.
     pub messages_below: Option<i64>,
+    /// While loading into an empty database: each conversation the conversations' fast path
+    /// has written, with its institution and patient (neither can change later: the import
+    /// refuses to move a conversation, its location or its patient). A message whose every
+    /// reference it vouches for is copied in without asking the database (`copy_message`).
+    pub threads: Option<HashMap<i64, (i64, i64)>>,
+    /// The users' institutions as last read; `None` once a user record has been written
+    /// since (read again at the next run of messages).
+    pub users: Option<HashMap<i64, i64>>,
+    /// The copy of vouched-for messages, while one is open.
+    pub copy: Option<MessageCopy>,
+    /// The message table's primary key and id index, dropped for a first load's copy (whose
+    /// rising new ids need neither; without them the copy takes half the time, and the
+    /// builds a fraction of what the entries cost one by one): built again before a message
+    /// is written any other way, or at the end.
+    pub message_keys: Vec<String>,
 }
 
 /// The kinds that have a fast path.
@@ -83,8 +101,11 @@ pub(crate) async fn apply(
     written: &mut Written,
 ) -> Result<bool, StoreError> {
     match kind {
-        Kind::Message => messages(tx, run, written).await,
-        Kind::Conversation => conversations(tx, run, &mut written.touched).await,
+        Kind::Message => {
+            restore_message_keys(tx, written).await?;
+            messages(tx, run, written).await
+        }
+        Kind::Conversation => conversations(tx, run, written).await,
         Kind::Patient => patients(tx, run, now).await,
     }
 }
@@ -167,21 +188,12 @@ async fn messages(
     let mut seen = (Vec::new(), Vec::new());
     let mut seen_json = Vec::with_capacity(ms.len());
     for m in &ms {
-        let mut ids: Vec<i64> = Vec::with_capacity(m.seen_by.len());
-        for id in &m.seen_by {
-            if !ids.contains(id) {
-                ids.push(*id);
-                seen.0.push(m.id);
-                seen.1.push(*id);
-            }
+        let (ids, json) = seen_by(m);
+        for id in ids {
+            seen.0.push(m.id);
+            seen.1.push(id);
         }
-        seen_json.push(format!(
-            "[{}]",
-            ids.iter()
-                .map(|id| format!("\"{id}\""))
-                .collect::<Vec<_>>()
-                .join(",")
-        ));
+        seen_json.push(json);
     }
     let col = |f: fn(&import::Message) -> Option<i64>| ms.iter().map(|m| f(m)).collect::<Vec<_>>();
     let ids: Vec<i64> = ms.iter().map(|m| m.id).collect();
@@ -337,10 +349,163 @@ async fn messages(
     Ok(true)
 }
 
+/// A message's readers once each, in order, and the stored JSON of them.
+fn seen_by(m: &import::Message) -> (Vec<i64>, String) {
+    let mut ids: Vec<i64> = Vec::with_capacity(m.seen_by.len());
+    for id in &m.seen_by {
+        if !ids.contains(id) {
+            ids.push(*id);
+        }
+    }
+    let json = format!(
+        "[{}]",
+        ids.iter()
+            .map(|id| format!("\"{id}\""))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    (ids, json)
+}
+
+/// The message table's columns as `COPY` sends them (`message_table_columns!`'s order).
+const MESSAGE_TYPES: [Type; 17] = [
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+    Type::INT8,
+    Type::TEXT,
+    Type::BOOL,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8,
+    Type::BOOL,
+];
+
+static COPY_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "COPY messages ({}) FROM STDIN (FORMAT binary, FREEZE)",
+        message_table_columns!()
+    )
+});
+
+/// A copy into `messages` left open while the messages of a first load keep coming: the
+/// file is read, checked and encoded here while PostgreSQL stores what came before, instead
+/// of each waiting for the other at every run.
+pub(crate) struct MessageCopy {
+    writer: Pin<Box<BinaryCopyInWriter>>,
+}
+
+/// Into an empty database, a new message whose references the import itself wrote
+/// (`Written::threads`, `Written::users`) needs no question to the database: it is checked
+/// here by the record path's rules and copied straight into `messages` (no staging table, no
+/// probe per row, no check query). `false` when the message is not vouched for: the caller
+/// then ends the copy (`end_copy`) and sends it the checked way, which answers for it as
+/// before. Only while no run is pending, so that the writes keep the file's order.
+pub(crate) async fn copy_message(
+    tx: &Transaction<'_>,
+    record: &Record,
+    written: &mut Written,
+) -> Result<bool, StoreError> {
+    let (Record::Message(m), Some(below), Some(threads)) =
+        (record, written.messages_below, &written.threads)
+    else {
+        return Ok(false);
+    };
+    // Rising ids above every id written: none is stored yet.
+    let Some(&(inst, patient)) = threads.get(&m.conversation_id).filter(|_| m.id > below) else {
+        return Ok(false);
+    };
+    if written.users.is_none() {
+        end_copy(written).await?;
+        let rows = tx
+            .query("SELECT id, institution_id FROM users", &[])
+            .await
+            .db()?;
+        written.users = Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect());
+    }
+    let Some(users) = &written.users else {
+        return Ok(false);
+    };
+    let of_institution = |user: &i64| users.get(user) == Some(&inst);
+    let sender_ok = match (m.sender.kind, m.sender.id) {
+        (SenderKind::Patient, Some(id)) => id == patient,
+        (SenderKind::User, Some(id)) => of_institution(&id),
+        _ => true,
+    };
+    if !sender_ok
+        || !m.seen_by.iter().all(of_institution)
+        || m.updated_at.is_some_and(|u| u.0 < m.created_at.0)
+    {
+        return Ok(false);
+    }
+    if written.copy.is_none() {
+        // Rows written frozen: the first load truncated the table in this transaction
+        // (`import::defer_indexes`), the one case this path runs in.
+        let sink = tx.copy_in(COPY_SQL.as_str()).await.db()?;
+        written.copy = Some(MessageCopy {
+            writer: Box::pin(BinaryCopyInWriter::new(sink, &MESSAGE_TYPES)),
+        });
+    }
+    let Some(copy) = &mut written.copy else {
+        return Ok(false);
+    };
+    let created = m.created_at.0.0;
+    let a = m.attachment.as_ref();
+    let values: [&(dyn ToSql + Sync); 17] = [
+        &inst,
+        &m.id,
+        &m.conversation_id,
+        &m.body,
+        &created,
+        &m.updated_at.map_or(created, |t| t.0.0),
+        &m.sender.kind.as_str(),
+        &m.sender.id,
+        &seen_by(m).1,
+        &a.is_some(),
+        &a.and_then(|a| a.file_name.as_deref()),
+        &a.and_then(|a| a.content_type.as_deref()),
+        &a.and_then(|a| a.file_size),
+        &a.and_then(|a| a.url.as_deref()),
+        // An attachment without its own time was attached when the message was written.
+        &a.map(|a| a.updated_at.map_or(created, |t| t.0.0)),
+        &m.sms_msg_id,
+        &m.is_custom_reminder_response,
+    ];
+    copy.writer.as_mut().write(&values).await.db()?;
+    written.messages_below = Some(m.id);
+    Ok(true)
+}
+
+/// Builds the message keys the copy went without, if they are still away.
+pub(crate) async fn restore_message_keys(
+    tx: &Transaction<'_>,
+    written: &mut Written,
+) -> Result<(), StoreError> {
+    for create in std::mem::take(&mut written.message_keys) {
+        tx.batch_execute(&create).await.db()?;
+    }
+    Ok(())
+}
+
+/// Ends the open copy, if any, before anything else is sent on the connection.
+pub(crate) async fn end_copy(written: &mut Written) -> Result<(), StoreError> {
+    if let Some(mut copy) = written.copy.take() {
+        copy.writer.as_mut().finish().await.db()?;
+    }
+    Ok(())
+}
+
 async fn conversations(
     tx: &Transaction<'_>,
     run: &[Record],
-    touched: &mut HashSet<i64>,
+    written: &mut Written,
 ) -> Result<bool, StoreError> {
     let cs: Vec<&import::Conversation> = run
         .iter()
@@ -397,16 +562,22 @@ async fn conversations(
         .db()?
         .is_some();
     if !bad {
-        exec(
-            tx,
-            "INSERT INTO conversations (institution_id, id, location_id, patient_id, created_at,
-                    updated_at)
-                 SELECT r.location_institution, r.id, r.location_id, r.patient_id, r.created_at,
-                        r.created_at
-                   FROM s_conversations r
-             ON CONFLICT (institution_id, id) DO UPDATE SET created_at = excluded.created_at",
-        )
-        .await?;
+        let stored = tx
+            .query(
+                "INSERT INTO conversations (institution_id, id, location_id, patient_id,
+                        created_at, updated_at)
+                     SELECT r.location_institution, r.id, r.location_id, r.patient_id,
+                            r.created_at, r.created_at
+                       FROM s_conversations r
+                 ON CONFLICT (institution_id, id) DO UPDATE SET created_at = excluded.created_at
+                 RETURNING id, institution_id, patient_id",
+                &[],
+            )
+            .await
+            .db()?;
+        if let Some(threads) = &mut written.threads {
+            threads.extend(stored.iter().map(|r| (r.get(0), (r.get(1), r.get(2)))));
+        }
         exec(
             tx,
             "INSERT INTO import_touched (institution_id, id)
@@ -414,7 +585,7 @@ async fn conversations(
              ON CONFLICT DO NOTHING",
         )
         .await?;
-        touched.extend(&ids);
+        written.touched.extend(&ids);
     }
     exec(tx, "TRUNCATE s_conversations").await?;
     Ok(!bad)

@@ -14,6 +14,7 @@ use convo_core::{
     StoreError, TenantCtx,
 };
 use std::path::Path;
+use std::time::Instant;
 use tokio::sync::mpsc;
 
 #[async_trait]
@@ -214,7 +215,13 @@ impl ImportSink for PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.db()?;
         let summary = import::apply_all(&tx, &mut items).await?;
+        let started = Instant::now();
         tx.commit().await.db()?;
+        tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
+            "import: committed"
+        );
+        let started = Instant::now();
         client
             .batch_execute(
                 "VACUUM (ANALYZE) conversations, conversation_activity, messages, patients,
@@ -222,6 +229,10 @@ impl ImportSink for PgStore {
             )
             .await
             .db()?;
+        tracing::info!(
+            seconds = started.elapsed().as_secs_f64(),
+            "import: planner statistics and visibility maps refreshed"
+        );
         Ok(summary)
     }
 
