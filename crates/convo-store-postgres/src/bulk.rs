@@ -9,18 +9,15 @@
 //! location and patient), which sends the run down the record-by-record path. So does any
 //! record the check finds wrong: that path then names the first bad line with the same words.
 
-use crate::Db;
 use crate::import::MESSAGE_UPSERT;
+use crate::{Db, copy};
 use crate::rows::message_table_columns;
 use convo_core::import::{self, Record};
 use convo_core::phone::bio_phones;
-use convo_core::{SenderKind, StoreError};
+use convo_core::StoreError;
 use deadpool_postgres::Transaction;
 use std::collections::{HashMap, HashSet};
-use std::pin::Pin;
 use std::sync::LazyLock;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{ToSql, Type};
 
 /// Records per run: large enough that a statement's overhead vanishes, small enough that a run
 /// sent down the slow path costs little.
@@ -44,8 +41,20 @@ pub(crate) struct Written {
     /// The users' institutions as last read; `None` once a user record has been written
     /// since (read again at the next run of messages).
     pub users: Option<HashMap<i64, i64>>,
-    /// The copy of vouched-for messages, while one is open.
-    pub copy: Option<MessageCopy>,
+    /// The first load's copy, while one is open (`copy`).
+    pub copy: Option<copy::OpenCopy>,
+    /// While the database started without conversations and every conversation came through
+    /// a fast path in rising ids: the largest id written (as `messages_below`).
+    pub conversations_below: Option<i64>,
+    /// In a first load, the patients the patients' fast path wrote, with their institution.
+    pub patients: HashMap<i64, i64>,
+    /// In a first load, the (location, patient) pair of every conversation written.
+    pub pairs: HashSet<(i64, i64)>,
+    /// The locations' institutions as last read; `None` once a location record has been
+    /// written since.
+    pub locations: Option<HashMap<i64, i64>>,
+    /// Whether conversations were copied (`import_touched` then gets them all at the end).
+    pub conversations_copied: bool,
     /// The message table's primary key and id index, dropped for a first load's copy (whose
     /// rising new ids need neither; without them the copy takes half the time, and the
     /// builds a fraction of what the entries cost one by one): built again before a message
@@ -102,11 +111,20 @@ pub(crate) async fn apply(
 ) -> Result<bool, StoreError> {
     match kind {
         Kind::Message => {
-            restore_message_keys(tx, written).await?;
+            copy::restore_message_keys(tx, written).await?;
             messages(tx, run, written).await
         }
         Kind::Conversation => conversations(tx, run, written).await,
-        Kind::Patient => patients(tx, run, now).await,
+        Kind::Patient => {
+            let stored = patients(tx, run, now).await?;
+            if stored && written.threads.is_some() {
+                written.patients.extend(run.iter().filter_map(|r| match r {
+                    Record::Patient(p) => Some((p.id, p.institution_id)),
+                    _ => None,
+                }));
+            }
+            Ok(stored)
+        }
     }
 }
 
@@ -350,7 +368,7 @@ async fn messages(
 }
 
 /// A message's readers once each, in order, and the stored JSON of them.
-fn seen_by(m: &import::Message) -> (Vec<i64>, String) {
+pub(crate) fn seen_by(m: &import::Message) -> (Vec<i64>, String) {
     let mut ids: Vec<i64> = Vec::with_capacity(m.seen_by.len());
     for id in &m.seen_by {
         if !ids.contains(id) {
@@ -365,141 +383,6 @@ fn seen_by(m: &import::Message) -> (Vec<i64>, String) {
             .join(",")
     );
     (ids, json)
-}
-
-/// The message table's columns as `COPY` sends them (`message_table_columns!`'s order).
-const MESSAGE_TYPES: [Type; 17] = [
-    Type::INT8,
-    Type::INT8,
-    Type::INT8,
-    Type::TEXT,
-    Type::INT8,
-    Type::INT8,
-    Type::TEXT,
-    Type::INT8,
-    Type::TEXT,
-    Type::BOOL,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT8,
-    Type::TEXT,
-    Type::INT8,
-    Type::INT8,
-    Type::BOOL,
-];
-
-static COPY_SQL: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "COPY messages ({}) FROM STDIN (FORMAT binary, FREEZE)",
-        message_table_columns!()
-    )
-});
-
-/// A copy into `messages` left open while the messages of a first load keep coming: the
-/// file is read, checked and encoded here while PostgreSQL stores what came before, instead
-/// of each waiting for the other at every run.
-pub(crate) struct MessageCopy {
-    writer: Pin<Box<BinaryCopyInWriter>>,
-}
-
-/// Into an empty database, a new message whose references the import itself wrote
-/// (`Written::threads`, `Written::users`) needs no question to the database: it is checked
-/// here by the record path's rules and copied straight into `messages` (no staging table, no
-/// probe per row, no check query). `false` when the message is not vouched for: the caller
-/// then ends the copy (`end_copy`) and sends it the checked way, which answers for it as
-/// before. Only while no run is pending, so that the writes keep the file's order.
-pub(crate) async fn copy_message(
-    tx: &Transaction<'_>,
-    record: &Record,
-    written: &mut Written,
-) -> Result<bool, StoreError> {
-    let (Record::Message(m), Some(below), Some(threads)) =
-        (record, written.messages_below, &written.threads)
-    else {
-        return Ok(false);
-    };
-    // Rising ids above every id written: none is stored yet.
-    let Some(&(inst, patient)) = threads.get(&m.conversation_id).filter(|_| m.id > below) else {
-        return Ok(false);
-    };
-    if written.users.is_none() {
-        end_copy(written).await?;
-        let rows = tx
-            .query("SELECT id, institution_id FROM users", &[])
-            .await
-            .db()?;
-        written.users = Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect());
-    }
-    let Some(users) = &written.users else {
-        return Ok(false);
-    };
-    let of_institution = |user: &i64| users.get(user) == Some(&inst);
-    let sender_ok = match (m.sender.kind, m.sender.id) {
-        (SenderKind::Patient, Some(id)) => id == patient,
-        (SenderKind::User, Some(id)) => of_institution(&id),
-        _ => true,
-    };
-    if !sender_ok
-        || !m.seen_by.iter().all(of_institution)
-        || m.updated_at.is_some_and(|u| u.0 < m.created_at.0)
-    {
-        return Ok(false);
-    }
-    if written.copy.is_none() {
-        // Rows written frozen: the first load truncated the table in this transaction
-        // (`import::defer_indexes`), the one case this path runs in.
-        let sink = tx.copy_in(COPY_SQL.as_str()).await.db()?;
-        written.copy = Some(MessageCopy {
-            writer: Box::pin(BinaryCopyInWriter::new(sink, &MESSAGE_TYPES)),
-        });
-    }
-    let Some(copy) = &mut written.copy else {
-        return Ok(false);
-    };
-    let created = m.created_at.0.0;
-    let a = m.attachment.as_ref();
-    let values: [&(dyn ToSql + Sync); 17] = [
-        &inst,
-        &m.id,
-        &m.conversation_id,
-        &m.body,
-        &created,
-        &m.updated_at.map_or(created, |t| t.0.0),
-        &m.sender.kind.as_str(),
-        &m.sender.id,
-        &seen_by(m).1,
-        &a.is_some(),
-        &a.and_then(|a| a.file_name.as_deref()),
-        &a.and_then(|a| a.content_type.as_deref()),
-        &a.and_then(|a| a.file_size),
-        &a.and_then(|a| a.url.as_deref()),
-        // An attachment without its own time was attached when the message was written.
-        &a.map(|a| a.updated_at.map_or(created, |t| t.0.0)),
-        &m.sms_msg_id,
-        &m.is_custom_reminder_response,
-    ];
-    copy.writer.as_mut().write(&values).await.db()?;
-    written.messages_below = Some(m.id);
-    Ok(true)
-}
-
-/// Builds the message keys the copy went without, if they are still away.
-pub(crate) async fn restore_message_keys(
-    tx: &Transaction<'_>,
-    written: &mut Written,
-) -> Result<(), StoreError> {
-    for create in std::mem::take(&mut written.message_keys) {
-        tx.batch_execute(&create).await.db()?;
-    }
-    Ok(())
-}
-
-/// Ends the open copy, if any, before anything else is sent on the connection.
-pub(crate) async fn end_copy(written: &mut Written) -> Result<(), StoreError> {
-    if let Some(mut copy) = written.copy.take() {
-        copy.writer.as_mut().finish().await.db()?;
-    }
-    Ok(())
 }
 
 async fn conversations(
@@ -570,14 +453,19 @@ async fn conversations(
                             r.created_at, r.created_at
                        FROM s_conversations r
                  ON CONFLICT (institution_id, id) DO UPDATE SET created_at = excluded.created_at
-                 RETURNING id, institution_id, patient_id",
+                 RETURNING id, institution_id, patient_id, location_id",
                 &[],
             )
             .await
             .db()?;
         if let Some(threads) = &mut written.threads {
             threads.extend(stored.iter().map(|r| (r.get(0), (r.get(1), r.get(2)))));
+            written
+                .pairs
+                .extend(stored.iter().map(|r| (r.get(3), r.get(2))));
         }
+        let largest = ids.iter().copied().max().unwrap_or(i64::MIN);
+        written.conversations_below = written.conversations_below.map(|b| b.max(largest));
         exec(
             tx,
             "INSERT INTO import_touched (institution_id, id)

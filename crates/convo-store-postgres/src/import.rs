@@ -8,7 +8,7 @@
 //! triggers to keep them), and each id sequence moves past the largest id in its table.
 
 use crate::rows::message_table_columns;
-use crate::{Db, bulk, phones};
+use crate::{Db, bulk, copy, phones};
 use convo_core::import::{self, ImportBatch, ImportItem, Record};
 use convo_core::import::{ImportError, ImportSummary};
 use convo_core::tz::Zone;
@@ -59,6 +59,7 @@ pub(crate) async fn apply_all(
     let mut written = bulk::Written {
         messages_below: deferred.is_some().then_some(i64::MIN),
         threads: deferred.is_some().then(Default::default),
+        conversations_below: deferred.is_some().then_some(i64::MIN),
         message_keys: deferred
             .as_mut()
             .map(|d| std::mem::take(&mut d.message_keys))
@@ -72,7 +73,7 @@ pub(crate) async fn apply_all(
         let batch = match items.try_recv() {
             Ok(batch) => batch,
             Err(_) => {
-                bulk::end_copy(&mut written).await?;
+                copy::end_copy(&mut written).await?;
                 // The reader stopped before the end (a bad line or a read error): write
                 // nothing.
                 items.recv().await.ok_or(ImportError::Aborted)?
@@ -83,16 +84,20 @@ pub(crate) async fn apply_all(
                 break 'read;
             };
             let kind = bulk::kind(&record);
-            // A first load's messages stream into one open copy while each is vouched for
-            // and no run waits before them (the writes keep the file's order).
-            if kind == Some(bulk::Kind::Message) && run_kind != kind {
+            // A first load's conversations and messages stream into an open copy while
+            // each is vouched for and no run waits before them (the writes keep the file's
+            // order).
+            if kind.is_some() && run_kind != kind {
                 flush(tx, run_kind, &mut run, now, &mut summary, &mut written).await?;
             }
-            if run.is_empty() && bulk::copy_message(tx, &record, &mut written).await? {
-                summary.messages += 1;
+            if run.is_empty() && copy::copy(tx, &record, &mut written).await? {
+                match kind {
+                    Some(bulk::Kind::Conversation) => summary.conversations += 1,
+                    _ => summary.messages += 1,
+                }
                 continue;
             }
-            bulk::end_copy(&mut written).await?;
+            copy::end_copy(&mut written).await?;
             if run_kind != kind || run.len() >= bulk::RUN {
                 flush(tx, run_kind, &mut run, now, &mut summary, &mut written).await?;
             }
@@ -100,16 +105,18 @@ pub(crate) async fn apply_all(
             if kind.is_some() {
                 run.push((line, record));
             } else {
-                if matches!(record, Record::User(_)) {
-                    written.users = None;
+                match record {
+                    Record::User(_) => written.users = None,
+                    Record::Location(_) => written.locations = None,
+                    _ => {}
                 }
                 one(tx, line, record, now, &mut summary).await?;
             }
         }
     }
-    bulk::end_copy(&mut written).await?;
+    copy::end_copy(&mut written).await?;
     flush(tx, run_kind, &mut run, now, &mut summary, &mut written).await?;
-    bulk::restore_message_keys(tx, &mut written).await?;
+    copy::finish(tx, &mut written).await?;
     // What is left can take a while on a big load: say what it is and what it took.
     tracing::info!(
         seconds = started.elapsed().as_secs_f64(),
@@ -276,8 +283,10 @@ async fn flush(
         return Ok(());
     }
     // The record path writes what the fast path does not track.
-    if kind == bulk::Kind::Message {
-        written.messages_below = None;
+    match kind {
+        bulk::Kind::Message => written.messages_below = None,
+        bulk::Kind::Conversation => written.conversations_below = None,
+        bulk::Kind::Patient => {}
     }
     for (line, record) in run.drain(..) {
         one(tx, line, record, now, summary).await?;

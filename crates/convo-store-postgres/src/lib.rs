@@ -9,6 +9,7 @@
 
 mod bulk;
 mod conversations;
+mod copy;
 mod cursors;
 mod export;
 mod import;
