@@ -10,11 +10,11 @@
 //! record the check finds wrong: that path then names the first bad line with the same words.
 
 use crate::import::MESSAGE_UPSERT;
-use crate::{Db, copy};
 use crate::rows::message_table_columns;
+use crate::{Db, copy};
+use convo_core::StoreError;
 use convo_core::import::{self, Record};
 use convo_core::phone::bio_phones;
-use convo_core::StoreError;
 use deadpool_postgres::Transaction;
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
@@ -55,6 +55,13 @@ pub(crate) struct Written {
     pub locations: Option<HashMap<i64, i64>>,
     /// Whether conversations were copied (`import_touched` then gets them all at the end).
     pub conversations_copied: bool,
+    /// While the patients table started empty and every patient came through a fast path in
+    /// rising ids: the largest id written.
+    pub patients_below: Option<i64>,
+    /// The institutions as last read; `None` once an institution record has been written.
+    pub institutions: Option<HashSet<i64>>,
+    /// Copied patients' phones (institution, phone, patient), copied after them.
+    pub phones: Vec<(i64, String, i64)>,
     /// The message table's primary key and id index, dropped for a first load's copy (whose
     /// rising new ids need neither; without them the copy takes half the time, and the
     /// builds a fraction of what the entries cost one by one): built again before a message
@@ -117,6 +124,14 @@ pub(crate) async fn apply(
         Kind::Conversation => conversations(tx, run, written).await,
         Kind::Patient => {
             let stored = patients(tx, run, now).await?;
+            if stored {
+                let largest = run.iter().filter_map(|r| match r {
+                    Record::Patient(p) => Some(p.id),
+                    _ => None,
+                });
+                let largest = largest.max().unwrap_or(i64::MIN);
+                written.patients_below = written.patients_below.map(|b| b.max(largest));
+            }
             if stored && written.threads.is_some() {
                 written.patients.extend(run.iter().filter_map(|r| match r {
                     Record::Patient(p) => Some((p.id, p.institution_id)),

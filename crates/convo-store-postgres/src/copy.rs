@@ -1,4 +1,4 @@
-//! A first load's copies: into an empty database, a conversation or a message whose every
+//! A first load's copies: into an empty database, a patient, a conversation or a message whose every
 //! reference the import itself wrote needs no question to the database. It is checked here by
 //! the record path's rules against what `bulk::Written` knows, and streamed into one open
 //! `COPY` (no staging table, no probe per row, no check query) while the file is read,
@@ -11,6 +11,7 @@ use crate::Db;
 use crate::bulk::{Kind, Written, seen_by};
 use crate::rows::message_table_columns;
 use convo_core::import::{self, Record};
+use convo_core::phone::bio_phones;
 use convo_core::{SenderKind, StoreError};
 use deadpool_postgres::Transaction;
 use std::pin::Pin;
@@ -59,16 +60,44 @@ const CONVERSATIONS_SQL: &str = "COPY conversations (institution_id, id, locatio
 
 const CONVERSATION_TYPES: [Type; 6] = [Type::INT8; 6];
 
+const PATIENTS_SQL: &str = "COPY patients (institution_id, id, email, first_name, middle_name,
+    last_name, foreign_id, foreign_id_type, bio, inactive, last_sync_time, guarantor_id,
+    unsubscribe_sms, created_at, updated_at) FROM STDIN (FORMAT binary)";
+
+const PATIENT_TYPES: [Type; 15] = [
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::BOOL,
+    Type::INT8,
+    Type::INT8,
+    Type::BOOL,
+    Type::INT8,
+    Type::INT8,
+];
+
+const PHONES_SQL: &str =
+    "COPY patient_phones (institution_id, phone, patient_id) FROM STDIN (FORMAT binary)";
+
 /// Copies `record` when it is vouched for; `false` when it must go the checked way (the
-/// caller ends the copy first: `end_copy`).
+/// caller ends the copy first: `end_copy`). `now`: the import's time, for absent patient
+/// timestamps.
 pub(crate) async fn copy(
     tx: &Transaction<'_>,
     record: &Record,
     written: &mut Written,
+    now: i64,
 ) -> Result<bool, StoreError> {
     match record {
         Record::Message(m) => message(tx, m, written).await,
         Record::Conversation(c) => conversation(tx, c, written).await,
+        Record::Patient(p) => patient(tx, p, written, now).await,
         _ => Ok(false),
     }
 }
@@ -80,12 +109,13 @@ async fn open<'w>(
     kind: Kind,
 ) -> Result<Pin<&'w mut BinaryCopyInWriter>, StoreError> {
     if written.copy.as_ref().is_some_and(|c| c.kind != kind) {
-        end_copy(written).await?;
+        end_copy(tx, written).await?;
     }
     if written.copy.is_none() {
         let (sql, types): (&str, &[Type]) = match kind {
             Kind::Message => (MESSAGES_SQL.as_str(), &MESSAGE_TYPES),
-            _ => (CONVERSATIONS_SQL, &CONVERSATION_TYPES),
+            Kind::Conversation => (CONVERSATIONS_SQL, &CONVERSATION_TYPES),
+            Kind::Patient => (PATIENTS_SQL, &PATIENT_TYPES),
         };
         let sink = tx.copy_in(sql).await.db()?;
         written.copy = Some(OpenCopy {
@@ -112,7 +142,7 @@ async fn message(
         return Ok(false);
     };
     if written.users.is_none() {
-        end_copy(written).await?;
+        end_copy(tx, written).await?;
         let rows = tx
             .query("SELECT id, institution_id FROM users", &[])
             .await
@@ -180,7 +210,7 @@ async fn conversation(
         return Ok(false);
     }
     if written.locations.is_none() {
-        end_copy(written).await?;
+        end_copy(tx, written).await?;
         let rows = tx
             .query("SELECT id, institution_id FROM locations", &[])
             .await
@@ -219,10 +249,92 @@ async fn conversation(
     Ok(true)
 }
 
-/// Ends the open copy, if any, before anything else is sent on the connection.
-pub(crate) async fn end_copy(written: &mut Written) -> Result<(), StoreError> {
-    if let Some(mut copy) = written.copy.take() {
-        copy.writer.as_mut().finish().await.db()?;
+/// A patient is vouched for when the patients table was empty when the import started, its
+/// id is new, and its institution exists. Its phones wait for the end of the copy (one copy
+/// at a time on a connection).
+async fn patient(
+    tx: &Transaction<'_>,
+    p: &import::Patient,
+    written: &mut Written,
+    now: i64,
+) -> Result<bool, StoreError> {
+    match written.patients_below {
+        Some(below) if p.id > below && written.threads.is_some() => {}
+        _ => return Ok(false),
+    }
+    if written.institutions.is_none() {
+        end_copy(tx, written).await?;
+        let rows = tx.query("SELECT id FROM institutions", &[]).await.db()?;
+        written.institutions = Some(rows.iter().map(|r| r.get(0)).collect());
+    }
+    if !written
+        .institutions
+        .as_ref()
+        .is_some_and(|i| i.contains(&p.institution_id))
+    {
+        return Ok(false);
+    }
+    let bio = p.bio.as_deref().unwrap_or("{}");
+    // Absent timestamps mean "the import time" (a first write: nothing to keep).
+    let time = |t: Option<convo_core::import::Ts>| t.map_or(now, |t| t.0.0);
+    let values: [&(dyn ToSql + Sync); 15] = [
+        &p.institution_id,
+        &p.id,
+        &p.email,
+        &p.first_name,
+        &p.middle_name,
+        &p.last_name,
+        &p.foreign_id,
+        &p.foreign_id_type,
+        &bio,
+        &p.inactive,
+        &p.last_sync_time.map(|t| t.0.0),
+        &p.guarantor_id,
+        &p.unsubscribe_sms,
+        &time(p.created_at),
+        &time(p.updated_at),
+    ];
+    open(tx, written, Kind::Patient)
+        .await?
+        .write(&values)
+        .await
+        .db()?;
+    let mut phones: Vec<String> = Vec::new();
+    for phone in bio_phones(bio) {
+        if !phones.contains(&phone) {
+            phones.push(phone);
+        }
+    }
+    written
+        .phones
+        .extend(phones.into_iter().map(|ph| (p.institution_id, ph, p.id)));
+    written.patients.insert(p.id, p.institution_id);
+    written.patients_below = Some(p.id);
+    Ok(true)
+}
+
+/// Ends the open copy, if any, before anything else is sent on the connection; a patients'
+/// copy is followed by their phones'.
+pub(crate) async fn end_copy(
+    tx: &Transaction<'_>,
+    written: &mut Written,
+) -> Result<(), StoreError> {
+    let Some(mut copy) = written.copy.take() else {
+        return Ok(());
+    };
+    copy.writer.as_mut().finish().await.db()?;
+    if copy.kind == Kind::Patient && !written.phones.is_empty() {
+        let sink = tx.copy_in(PHONES_SQL).await.db()?;
+        let writer = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::TEXT, Type::INT8]);
+        let mut writer = std::pin::pin!(writer);
+        for (inst, phone, patient) in std::mem::take(&mut written.phones) {
+            writer
+                .as_mut()
+                .write(&[&inst, &phone, &patient])
+                .await
+                .db()?;
+        }
+        writer.finish().await.db()?;
     }
     Ok(())
 }
@@ -241,7 +353,7 @@ pub(crate) async fn restore_message_keys(
 /// After the last record of a first load: the keys back, and every copied conversation in
 /// `import_touched` (the table held none before, so all of them are this import's).
 pub(crate) async fn finish(tx: &Transaction<'_>, written: &mut Written) -> Result<(), StoreError> {
-    end_copy(written).await?;
+    end_copy(tx, written).await?;
     restore_message_keys(tx, written).await?;
     if written.conversations_copied {
         tx.execute(

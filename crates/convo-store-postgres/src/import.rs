@@ -56,7 +56,15 @@ pub(crate) async fn apply_all(
     // kind changes; every other record goes at once, after the run before it.
     let mut run: Vec<(u64, Record)> = Vec::with_capacity(bulk::RUN);
     let mut run_kind = None;
+    // Patients are copied only into an empty table: its ids need no probe then.
+    let no_patients = deferred.is_some()
+        && tx
+            .query_one("SELECT NOT EXISTS (SELECT 1 FROM patients)", &[])
+            .await
+            .db()?
+            .get::<_, bool>(0);
     let mut written = bulk::Written {
+        patients_below: no_patients.then_some(i64::MIN),
         messages_below: deferred.is_some().then_some(i64::MIN),
         threads: deferred.is_some().then(Default::default),
         conversations_below: deferred.is_some().then_some(i64::MIN),
@@ -73,7 +81,7 @@ pub(crate) async fn apply_all(
         let batch = match items.try_recv() {
             Ok(batch) => batch,
             Err(_) => {
-                copy::end_copy(&mut written).await?;
+                copy::end_copy(tx, &mut written).await?;
                 // The reader stopped before the end (a bad line or a read error): write
                 // nothing.
                 items.recv().await.ok_or(ImportError::Aborted)?
@@ -90,14 +98,15 @@ pub(crate) async fn apply_all(
             if kind.is_some() && run_kind != kind {
                 flush(tx, run_kind, &mut run, now, &mut summary, &mut written).await?;
             }
-            if run.is_empty() && copy::copy(tx, &record, &mut written).await? {
+            if run.is_empty() && copy::copy(tx, &record, &mut written, now.0).await? {
                 match kind {
                     Some(bulk::Kind::Conversation) => summary.conversations += 1,
+                    Some(bulk::Kind::Patient) => summary.patients += 1,
                     _ => summary.messages += 1,
                 }
                 continue;
             }
-            copy::end_copy(&mut written).await?;
+            copy::end_copy(tx, &mut written).await?;
             if run_kind != kind || run.len() >= bulk::RUN {
                 flush(tx, run_kind, &mut run, now, &mut summary, &mut written).await?;
             }
@@ -108,13 +117,14 @@ pub(crate) async fn apply_all(
                 match record {
                     Record::User(_) => written.users = None,
                     Record::Location(_) => written.locations = None,
+                    Record::Institution(_) => written.institutions = None,
                     _ => {}
                 }
                 one(tx, line, record, now, &mut summary).await?;
             }
         }
     }
-    copy::end_copy(&mut written).await?;
+    copy::end_copy(tx, &mut written).await?;
     flush(tx, run_kind, &mut run, now, &mut summary, &mut written).await?;
     copy::finish(tx, &mut written).await?;
     // What is left can take a while on a big load: say what it is and what it took.
@@ -286,7 +296,7 @@ async fn flush(
     match kind {
         bulk::Kind::Message => written.messages_below = None,
         bulk::Kind::Conversation => written.conversations_below = None,
-        bulk::Kind::Patient => {}
+        bulk::Kind::Patient => written.patients_below = None,
     }
     for (line, record) in run.drain(..) {
         one(tx, line, record, now, summary).await?;

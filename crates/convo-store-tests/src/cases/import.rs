@@ -247,6 +247,95 @@ pub async fn a_first_load_keeps_the_last_line_of_an_id(db: Db) {
     assert_eq!(first, snapshot(store).await);
 }
 
+/// A first load whose kinds interleave and whose records an engine may write by faster
+/// means only while it can vouch for them (PostgreSQL copies what the import itself wrote and
+/// falls back to its checked path otherwise): patients after conversations, users and a
+/// location arriving between messages, an id given again, a message after it. Every record
+/// lands as the record-by-record import would write it, and importing the file again into
+/// the filled database changes nothing.
+pub async fn a_first_load_with_interleaved_kinds_writes_every_record(db: Db) {
+    let store = db.store.as_ref();
+    let file = r#"{"type":"institution","id":1,"subdomain":"acme","name":"Acme"}
+{"type":"location","id":10,"institution_id":1,"name":"A","tz":"America/Chicago"}
+{"type":"patient","id":100,"institution_id":1,"first_name":"Ana"}
+{"type":"patient","id":101,"institution_id":1,"first_name":"Ben"}
+{"type":"user","id":5,"institution_id":1,"first_name":"Sam"}
+{"type":"conversation","id":1000,"location_id":10,"patient_id":100,"created_at":"2024-01-01T00:00:00Z"}
+{"type":"patient","id":102,"institution_id":1,"first_name":"Cy"}
+{"type":"conversation","id":1001,"location_id":10,"patient_id":101,"created_at":"2024-01-01T00:00:00Z"}
+{"type":"message","id":1,"conversation_id":1000,"body":"a","created_at":"2024-01-02T00:00:00Z","sender":{"type":"User","id":5}}
+{"type":"message","id":2,"conversation_id":1001,"body":"b","created_at":"2024-01-03T00:00:00Z","sender":{"type":"Patient","id":101}}
+{"type":"conversation","id":1002,"location_id":10,"patient_id":102,"created_at":"2024-01-01T00:00:00Z"}
+{"type":"message","id":3,"conversation_id":1002,"body":"c","created_at":"2024-01-04T00:00:00Z","sender":{"type":"System","id":null}}
+{"type":"user","id":6,"institution_id":1,"first_name":"Kim"}
+{"type":"message","id":4,"conversation_id":1000,"body":"d","created_at":"2024-01-05T00:00:00Z","sender":{"type":"System","id":null},"seen_by":["6"]}
+{"type":"message","id":2,"conversation_id":1001,"body":"b2","created_at":"2024-01-06T00:00:00Z","sender":{"type":"Patient","id":101}}
+{"type":"message","id":5,"conversation_id":1002,"body":"e","created_at":"2024-01-07T00:00:00Z","sender":{"type":"System","id":null}}
+{"type":"location","id":11,"institution_id":1,"name":"B","tz":"UTC"}
+{"type":"patient","id":103,"institution_id":1,"first_name":"Dee"}
+{"type":"conversation","id":1003,"location_id":11,"patient_id":103,"created_at":"2024-01-01T00:00:00Z"}
+{"type":"message","id":6,"conversation_id":1003,"body":"f","created_at":"2024-01-08T00:00:00Z","sender":{"type":"Patient","id":103}}
+"#;
+    let s = import_text(store, file).await.expect("first load");
+    assert_eq!(
+        s,
+        ImportSummary {
+            institutions: 1,
+            locations: 2,
+            patients: 4,
+            users: 2,
+            conversations: 4,
+            messages: 7
+        }
+    );
+    type Thread = (i64, Millis, Vec<(i64, String, String)>);
+    let threads = |page: convo_core::ConversationPage| -> Vec<Thread> {
+        page.conversations
+            .iter()
+            .map(|c| {
+                let messages = c
+                    .messages
+                    .iter()
+                    .map(|m| (m.id, m.body.clone(), m.seen_by.clone()))
+                    .collect();
+                (c.id, c.updated_at, messages)
+            })
+            .collect()
+    };
+    let m = |id: i64, body: &str, seen: &str| (id, body.to_owned(), seen.to_owned());
+    let first = threads(with_messages(store).await);
+    assert_eq!(
+        first,
+        [
+            (
+                1002,
+                Millis(1_704_585_600_000),
+                vec![m(5, "e", "[]"), m(3, "c", "[]")]
+            ),
+            (1001, Millis(1_704_499_200_000), vec![m(2, "b2", "[]")]),
+            (
+                1000,
+                Millis(1_704_412_800_000),
+                vec![m(4, "d", "[\"6\"]"), m(1, "a", "[]")]
+            ),
+        ]
+    );
+    let other = store
+        .list_conversations(&tenant(1, 11), &whole_list())
+        .await
+        .expect("list");
+    assert_eq!(
+        other
+            .conversations
+            .iter()
+            .map(|c| (c.id, c.updated_at))
+            .collect::<Vec<_>>(),
+        [(1003, Millis(1_704_672_000_000))]
+    );
+    import_text(store, file).await.expect("again");
+    assert_eq!(first, threads(with_messages(store).await));
+}
+
 pub async fn an_input_that_stops_early_writes_nothing(db: Db) {
     let store = db.store.as_ref();
     let (tx, rx) = mpsc::channel(4);

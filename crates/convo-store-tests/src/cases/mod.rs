@@ -54,6 +54,7 @@ pub fn all() -> Vec<Case> {
         import::integrity_rules_are_refused_with_their_line,
         import::integrity_rules_hold_on_a_first_load,
         import::a_first_load_keeps_the_last_line_of_an_id,
+        import::a_first_load_with_interleaved_kinds_writes_every_record,
         import::an_input_that_stops_early_writes_nothing,
         tenancy::no_store_call_crosses_an_institution,
     ]
