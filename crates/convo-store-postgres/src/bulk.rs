@@ -58,8 +58,9 @@ pub(crate) struct Written {
     /// While the patients table started empty and every patient came through a fast path in
     /// rising ids: the largest id written.
     pub patients_below: Option<i64>,
-    /// The institutions as last read; `None` once an institution record has been written.
-    pub institutions: Option<HashSet<i64>>,
+    /// The institutions as last read (each its own owner); `None` once an institution record
+    /// has been written.
+    pub institutions: Option<HashMap<i64, i64>>,
     /// Copied patients' phones (institution, phone, patient), copied after them.
     pub phones: Vec<(i64, String, i64)>,
     /// The message table's primary key and id index, dropped for a first load's copy (whose
@@ -390,14 +391,19 @@ pub(crate) fn seen_by(m: &import::Message) -> (Vec<i64>, String) {
             ids.push(*id);
         }
     }
-    let json = format!(
+    let json = seen_json(&ids);
+    (ids, json)
+}
+
+/// The stored JSON of a message's readers: their ids as strings (the record path's too).
+pub(crate) fn seen_json(ids: &[i64]) -> String {
+    format!(
         "[{}]",
         ids.iter()
             .map(|id| format!("\"{id}\""))
             .collect::<Vec<_>>()
             .join(",")
-    );
-    (ids, json)
+    )
 }
 
 async fn conversations(

@@ -14,6 +14,7 @@ use convo_core::import::{self, Record};
 use convo_core::phone::bio_phones;
 use convo_core::{SenderKind, StoreError};
 use deadpool_postgres::Transaction;
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::LazyLock;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -142,12 +143,7 @@ async fn message(
         return Ok(false);
     };
     if written.users.is_none() {
-        end_copy(tx, written).await?;
-        let rows = tx
-            .query("SELECT id, institution_id FROM users", &[])
-            .await
-            .db()?;
-        written.users = Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect());
+        written.users = Some(owners(tx, written, "SELECT id, institution_id FROM users").await?);
     }
     let Some(users) = &written.users else {
         return Ok(false);
@@ -210,12 +206,8 @@ async fn conversation(
         return Ok(false);
     }
     if written.locations.is_none() {
-        end_copy(tx, written).await?;
-        let rows = tx
-            .query("SELECT id, institution_id FROM locations", &[])
-            .await
-            .db()?;
-        written.locations = Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect());
+        let sql = "SELECT id, institution_id FROM locations";
+        written.locations = Some(owners(tx, written, sql).await?);
     }
     let inst = written
         .locations
@@ -263,14 +255,13 @@ async fn patient(
         _ => return Ok(false),
     }
     if written.institutions.is_none() {
-        end_copy(tx, written).await?;
-        let rows = tx.query("SELECT id FROM institutions", &[]).await.db()?;
-        written.institutions = Some(rows.iter().map(|r| r.get(0)).collect());
+        let sql = "SELECT id, id FROM institutions";
+        written.institutions = Some(owners(tx, written, sql).await?);
     }
     if !written
         .institutions
         .as_ref()
-        .is_some_and(|i| i.contains(&p.institution_id))
+        .is_some_and(|i| i.contains_key(&p.institution_id))
     {
         return Ok(false);
     }
@@ -311,6 +302,18 @@ async fn patient(
     written.patients.insert(p.id, p.institution_id);
     written.patients_below = Some(p.id);
     Ok(true)
+}
+
+/// Rows' owning institutions by id, as `sql` reads them (after ending the open copy: it
+/// holds the connection).
+async fn owners(
+    tx: &Transaction<'_>,
+    written: &mut Written,
+    sql: &str,
+) -> Result<HashMap<i64, i64>, StoreError> {
+    end_copy(tx, written).await?;
+    let rows = tx.query(sql, &[]).await.db()?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// Ends the open copy, if any, before anything else is sent on the connection; a patients'

@@ -757,13 +757,7 @@ async fn message(
             created.to_utc_string()
         ));
     }
-    let seen_json = format!(
-        "[{}]",
-        seen.iter()
-            .map(|id| format!("\"{id}\""))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let seen_json = bulk::seen_json(&seen);
     let prev = tx
         .prepare_cached("SELECT institution_id, conversation_id FROM messages WHERE id = $1")
         .await?;
