@@ -1,15 +1,15 @@
-//! `GET /conversations` in one statement, one round trip: the page (activity slices skip whole
+//! `GET /conversations` in one statement, one round trip: the page (activity counts skip whole
 //! stretches of the order by their counts, then OFFSET walks the covering list index only
-//! inside the slice where the page begins), the patients, each conversation's newest messages
+//! inside the fine step where the page begins), the patients, each conversation's newest messages
 //! (a LATERAL range scan per conversation) and the count, all from one snapshot.
 //!
 //! Every list statement numbers its parameters alike: `$1` institution, `$2` location, `$3`
 //! messages created since (or i64::MIN), `$4` messages per conversation (0: none); then its
 //! own; then, in the polling variant only, the messages' `updated_since` as the last one.
 //!
-//! Activity slices are 2^25 ms wide (`>> 25`, `| 33554431` below), as on SQLite. Their counts
-//! and the location's are kept in stripes (a row per slice and writer's stripe): a slice's
-//! count is the sum of its rows.
+//! Activity is counted at three levels (2^30, 2^25 and 2^20 ms buckets), as on SQLite. The
+//! counts and the location's are kept in stripes (a row per bucket and writer's stripe): a
+//! bucket's count is the sum of its rows.
 
 use crate::Db;
 use crate::cursors::cursor_page;
@@ -84,33 +84,81 @@ pub(crate) fn list_sql(ctes: &str, scalar: &str, poll: Option<&str>) -> String {
     )
 }
 
-/// Page-number paging: `$5` page size, `$6` offset, `$7` conversations updated since (or
-/// i64::MIN), `$8` whether `updated_since` was given. The first page needs no slices; a deeper
-/// one starts at the end of the slice holding its offset (`st`), and skips from there only the
-/// conversations of that slice. A slice's stripes are its peers in the windows (`cum` counts
-/// them all, `skipped` none): a `GROUP BY slice` first was planned as a hash aggregate of every
-/// slice, where the windows stream from the index and stop at the slice found.
-const PAGE_CTES: &str = "
-    st AS (
-        SELECT slice, skipped
+/// The activity levels, each named by its shift (migration 4): stretches of 2^30 ms, slices of
+/// 2^25 ms, fine steps of 2^20 ms, the same arithmetic as SQLite's.
+macro_rules! activity_levels {
+    () => {
+        "(VALUES (20::smallint), (25::smallint), (30::smallint)) l (shift)"
+    };
+}
+pub(crate) use activity_levels;
+
+/// The levels a page's start walks, coarsest first: each bucket holds 32 of the next level's.
+const WALK: [(&str, u32); 3] = [("stretch", 30), ("slice", 25), ("fine", 20)];
+
+/// The bucket of level `shift` that holds offset `$6`, and how many conversations come before
+/// it: the level's buckets newest first, inside the bucket the coarser level found (`outer`),
+/// until the running count passes the offset. A bucket's stripes are its peers in the windows
+/// (`cum` counts them all, `skipped` none): a `GROUP BY slice` first was planned as a hash
+/// aggregate of every bucket, where the windows stream from the index and stop at the one
+/// found.
+fn level_cte(name: &str, shift: u32, outer: Option<(&str, u32)>) -> String {
+    let (within, before) = match outer {
+        None => (String::new(), "0".to_owned()),
+        Some((o, coarser)) => {
+            let k = coarser - shift;
+            let mask = (1u32 << k) - 1;
+            (
+                format!(
+                    " AND slice >= (SELECT slice << {k} FROM {o})
+                      AND slice <= (SELECT (slice << {k}) | {mask} FROM {o})"
+                ),
+                format!("(SELECT skipped FROM {o})"),
+            )
+        }
+    };
+    format!(
+        "{name} AS (
+        SELECT slice, {before} + skipped AS skipped
           FROM (SELECT slice,
                        (sum(n) OVER (ORDER BY slice DESC))::bigint AS cum,
                        coalesce(sum(n) OVER (ORDER BY slice DESC
                                 RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)::bigint
                            AS skipped
                   FROM conversation_activity
-                 WHERE institution_id = $1 AND location_id = $2) s
-         WHERE cum > $6::bigint
-         ORDER BY slice DESC LIMIT 1),
-    pg AS MATERIALIZED (
+                 WHERE institution_id = $1 AND location_id = $2 AND shift = {shift}{within}) s
+         WHERE cum > $6::bigint - {before}
+         ORDER BY slice DESC LIMIT 1)"
+    )
+}
+
+/// Page-number paging: `$5` page size, `$6` offset, `$7` conversations updated since (or
+/// i64::MIN), `$8` whether `updated_since` was given. The first page needs no levels; a deeper
+/// one walks them (`WALK`) to the fine step holding its offset, starts at that step's end and
+/// skips from there only the conversations of that step. Filtering by `updated_since` keeps a
+/// prefix of the same order, so the levels count for it too.
+fn page_ctes() -> String {
+    let mut ctes = Vec::new();
+    let mut outer = None;
+    for (name, shift) in WALK {
+        ctes.push(level_cte(name, shift, outer));
+        outer = Some((name, shift));
+    }
+    let (last, shift) = WALK[WALK.len() - 1];
+    let end = (1u64 << shift) - 1;
+    ctes.push(format!(
+        "pg AS MATERIALIZED (
         SELECT c.id, c.created_at, c.updated_at, c.patient_id
           FROM conversations c
          WHERE c.institution_id = $1 AND c.location_id = $2 AND c.updated_at >= $7::bigint
            AND c.updated_at <= CASE WHEN $6::bigint = 0 THEN 9223372036854775807
-                                    ELSE (SELECT (slice << 25) | 33554431 FROM st) END
+                                    ELSE (SELECT (slice << {shift}) | {end} FROM {last}) END
          ORDER BY c.updated_at DESC, c.id DESC
          LIMIT $5::bigint
-        OFFSET CASE WHEN $6::bigint = 0 THEN 0 ELSE (SELECT $6::bigint - skipped FROM st) END)";
+        OFFSET CASE WHEN $6::bigint = 0 THEN 0 ELSE (SELECT $6::bigint - skipped FROM {last}) END)"
+    ));
+    ctes.join(",\n    ")
+}
 
 /// The count: kept per location (in stripes); with `updated_since`, whole slices newer than
 /// the one holding it plus a range count inside that one slice.
@@ -118,7 +166,7 @@ const COUNT_SCALAR: &str = "CASE WHEN NOT $8::boolean
         THEN coalesce((SELECT sum(n) FROM conversation_counts
                         WHERE institution_id = $1 AND location_id = $2), 0)::bigint
         ELSE coalesce((SELECT sum(n) FROM conversation_activity
-                        WHERE institution_id = $1 AND location_id = $2
+                        WHERE institution_id = $1 AND location_id = $2 AND shift = 25
                           AND slice > ($7::bigint >> 25)), 0)::bigint
            + (SELECT count(*) FROM conversations
                WHERE institution_id = $1 AND location_id = $2 AND updated_at >= $7::bigint
@@ -126,9 +174,9 @@ const COUNT_SCALAR: &str = "CASE WHEN NOT $8::boolean
         END";
 
 pub(crate) static PAGE_SQL: LazyLock<String> =
-    LazyLock::new(|| list_sql(PAGE_CTES, COUNT_SCALAR, None));
+    LazyLock::new(|| list_sql(&page_ctes(), COUNT_SCALAR, None));
 pub(crate) static PAGE_POLL_SQL: LazyLock<String> =
-    LazyLock::new(|| list_sql(PAGE_CTES, COUNT_SCALAR, Some("$9")));
+    LazyLock::new(|| list_sql(&page_ctes(), COUNT_SCALAR, Some("$9")));
 
 /// One conversation of the location: `$5` its id.
 const ONE_CTES: &str = "pg AS (

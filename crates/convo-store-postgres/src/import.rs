@@ -7,6 +7,7 @@
 //! kept counts and activity slices of the locations it touched are rebuilt (there are no
 //! triggers to keep them), and each id sequence moves past the largest id in its table.
 
+use crate::conversations::activity_levels;
 use crate::rows::message_table_columns;
 use crate::{Db, bulk, copy, phones};
 use convo_core::import::{self, ImportBatch, ImportItem, Record};
@@ -320,7 +321,7 @@ async fn one(
 /// What the records imply: conversation activity, then counts and slices of the locations
 /// touched, then the id sequences.
 async fn derive(tx: &Transaction<'_>) -> Result<(), StoreError> {
-    tx.batch_execute(
+    tx.batch_execute(concat!(
         "UPDATE conversations c
             SET updated_at = greatest(c.created_at, coalesce(
                 (SELECT max(m.updated_at) FROM messages m
@@ -337,12 +338,15 @@ async fn derive(tx: &Transaction<'_>) -> Result<(), StoreError> {
                JOIN conversations c ON c.institution_id = t.institution_id AND c.id = t.id;
          DELETE FROM conversation_activity a USING import_locations l
           WHERE a.institution_id = l.institution_id AND a.location_id = l.location_id;
-         INSERT INTO conversation_activity (institution_id, location_id, slice, n)
-             SELECT c.institution_id, c.location_id, c.updated_at >> 25, count(*)
+         INSERT INTO conversation_activity (institution_id, location_id, shift, slice, stripe, n)
+             SELECT c.institution_id, c.location_id, l.shift, c.updated_at >> l.shift, 0, count(*)
                FROM conversations c
-               JOIN import_locations l
-                 ON c.institution_id = l.institution_id AND c.location_id = l.location_id
-              GROUP BY 1, 2, 3;
+               JOIN import_locations i
+                 ON c.institution_id = i.institution_id AND c.location_id = i.location_id,
+                    ",
+        activity_levels!(),
+        "
+              GROUP BY 1, 2, 3, 4;
          DELETE FROM conversation_counts n USING import_locations l
           WHERE n.institution_id = l.institution_id AND n.location_id = l.location_id;
          INSERT INTO conversation_counts (institution_id, location_id, n)
@@ -350,8 +354,8 @@ async fn derive(tx: &Transaction<'_>) -> Result<(), StoreError> {
                FROM conversations c
                JOIN import_locations l
                  ON c.institution_id = l.institution_id AND c.location_id = l.location_id
-              GROUP BY 1, 2;",
-    )
+              GROUP BY 1, 2;"
+    ))
     .await
     .db()?;
     for table in ["patients", "conversations", "messages"] {

@@ -5,6 +5,7 @@
 //! `INSERT … ON CONFLICT`, read-modify-write locks its row first.
 
 use crate::Db;
+use crate::conversations::activity_levels;
 use crate::pipeline::pipelined;
 use crate::rows::{ONE_MESSAGE_SQL, message_from, message_table_columns};
 use convo_core::phone::bio_phones;
@@ -154,11 +155,14 @@ WITH ins AS (
     ON CONFLICT (institution_id, location_id, patient_id) DO NOTHING
     RETURNING id, updated_at),
 act AS (
-    INSERT INTO conversation_activity (institution_id, location_id, slice, stripe, n)
-    SELECT $1, $2, updated_at >> 25, ",
+    INSERT INTO conversation_activity (institution_id, location_id, shift, slice, stripe, n)
+    SELECT $1, $2, l.shift, updated_at >> l.shift, ",
     stripe!(),
-    ", 1 FROM ins
-    ON CONFLICT (institution_id, location_id, slice, stripe)
+    ", 1 FROM ins, ",
+    activity_levels!(),
+    "
+     ORDER BY l.shift
+    ON CONFLICT (institution_id, location_id, shift, slice, stripe)
     DO UPDATE SET n = conversation_activity.n + 1
     RETURNING 1),
 cnt AS (
@@ -202,7 +206,7 @@ async fn conversation_for(
 
 /// Moves a conversation's last activity forward (never back: an out-of-order write never hides
 /// newer activity), and its count from the old activity slice to the new one when it crosses
-/// one. `old` reads the row before the update (every part of one statement sees one snapshot),
+/// one, at each activity level. `old` reads the row before the update (every part of one statement sees one snapshot),
 /// locked, so two touches of one conversation queue rather than both move it. The lock is
 /// `NO KEY UPDATE`, as the update's own: `FOR UPDATE` would conflict with the key-share locks
 /// that inserting a message (its foreign key) takes on the conversation, and two writers of
@@ -217,16 +221,19 @@ upd AS (
     UPDATE conversations c SET updated_at = greatest(c.updated_at, $3)
       FROM old
      WHERE c.institution_id = $1 AND c.id = $2
-    RETURNING c.location_id, old.updated_at >> 25 AS was, c.updated_at >> 25 AS now),
+    RETURNING c.location_id, old.updated_at AS was, c.updated_at AS now),
 moved AS (
-    INSERT INTO conversation_activity (institution_id, location_id, slice, stripe, n)
-    SELECT $1, upd.location_id, d.slice, ",
+    INSERT INTO conversation_activity (institution_id, location_id, shift, slice, stripe, n)
+    SELECT $1, upd.location_id, l.shift, d.slice, ",
     stripe!(),
     ", d.n
-      FROM upd, LATERAL (VALUES (upd.was, -1), (upd.now, 1)) d (slice, n)
-     WHERE upd.was <> upd.now
-     ORDER BY d.slice
-    ON CONFLICT (institution_id, location_id, slice, stripe)
+      FROM upd, ",
+    activity_levels!(),
+    ",
+           LATERAL (VALUES (upd.was >> l.shift, -1), (upd.now >> l.shift, 1)) d (slice, n)
+     WHERE (upd.was >> l.shift) <> (upd.now >> l.shift)
+     ORDER BY l.shift, d.slice
+    ON CONFLICT (institution_id, location_id, shift, slice, stripe)
     DO UPDATE SET n = conversation_activity.n + excluded.n
     RETURNING 1)
 SELECT count(*) FROM moved"

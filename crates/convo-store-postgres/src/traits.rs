@@ -254,10 +254,10 @@ impl ImportSink for PgStore {
 const FOLD_SQL: &str = "
     LOCK TABLE conversation_activity, conversation_counts IN EXCLUSIVE MODE;
     WITH f AS (DELETE FROM conversation_activity WHERE stripe <> 0
-               RETURNING institution_id, location_id, slice, n)
-    INSERT INTO conversation_activity (institution_id, location_id, slice, stripe, n)
-         SELECT institution_id, location_id, slice, 0, sum(n) FROM f GROUP BY 1, 2, 3
-    ON CONFLICT (institution_id, location_id, slice, stripe)
+               RETURNING institution_id, location_id, shift, slice, n)
+    INSERT INTO conversation_activity (institution_id, location_id, shift, slice, stripe, n)
+         SELECT institution_id, location_id, shift, slice, 0, sum(n) FROM f GROUP BY 1, 2, 3, 4
+    ON CONFLICT (institution_id, location_id, shift, slice, stripe)
     DO UPDATE SET n = conversation_activity.n + excluded.n;
     DELETE FROM conversation_activity WHERE n = 0;
     WITH f AS (DELETE FROM conversation_counts WHERE stripe <> 0

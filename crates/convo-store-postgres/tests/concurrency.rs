@@ -371,8 +371,9 @@ async fn concurrent_writers_count_in_stripes_of_their_own() {
            INSERT INTO conversations (institution_id, id, location_id, patient_id, created_at,
                                       updated_at)
            VALUES (1, 1005, 10, 105, 1700000000000, 1700000000000);
-           INSERT INTO conversation_activity (institution_id, location_id, slice, n)
-           VALUES (1, 10, 1700000000000 >> 25, 1);
+           INSERT INTO conversation_activity (institution_id, location_id, shift, slice, stripe, n)
+           SELECT 1, 10, l.shift, 1700000000000 >> l.shift, 0, 1
+             FROM (VALUES (20::smallint), (25::smallint), (30::smallint)) l (shift);
            INSERT INTO conversation_counts (institution_id, location_id, stripe, n)
            VALUES (1, 10, 0, 1)
            ON CONFLICT (institution_id, location_id, stripe)
@@ -390,12 +391,12 @@ async fn concurrent_writers_count_in_stripes_of_their_own() {
         .send_message(&tenant(1, 10), to(100))
         .await
         .expect("send");
-    let slice = first.created_at.0 >> 25;
+    let at = first.created_at.0;
     let rows = raw
         .query(
             "SELECT stripe::int FROM conversation_activity
-              WHERE institution_id = 1 AND location_id = 10 AND slice = $1",
-            &[&slice],
+              WHERE institution_id = 1 AND location_id = 10 AND shift = 25 AND slice = $1::bigint >> 25",
+            &[&at],
         )
         .await
         .expect("stripes");
@@ -416,14 +417,17 @@ async fn concurrent_writers_count_in_stripes_of_their_own() {
         backends.iter().any(|pid| pid % 16 == own),
         "stripe {own} is not a backend's of {backends:?}"
     );
-    // Another writer holds every other stripe's counts, uncommitted.
+    // Another writer holds every other stripe's counts, uncommitted, at every level.
     raw.batch_execute("BEGIN").await.expect("begin");
     raw.execute(
-        "INSERT INTO conversation_activity (institution_id, location_id, slice, stripe, n)
-         SELECT 1, 10, $1, s, 0 FROM generate_series(0, 15) s WHERE s <> $2
-         ON CONFLICT (institution_id, location_id, slice, stripe)
+        "INSERT INTO conversation_activity (institution_id, location_id, shift, slice, stripe, n)
+         SELECT 1, 10, l.shift, $1::bigint >> l.shift, s, 0
+           FROM generate_series(0, 15) s,
+                (VALUES (20::smallint), (25::smallint), (30::smallint)) l (shift)
+          WHERE s <> $2
+         ON CONFLICT (institution_id, location_id, shift, slice, stripe)
          DO UPDATE SET n = conversation_activity.n",
-        &[&slice, &own],
+        &[&at, &own],
     )
     .await
     .expect("hold the slice");
@@ -452,17 +456,15 @@ async fn concurrent_writers_count_in_stripes_of_their_own() {
         .await
         .expect("list");
     assert_eq!(page.paging, convo_core::Paging::Count(6));
-    // A slice's count split over stripes, one of them below zero, still places every page.
+    // A bucket's count split over stripes, one of them below zero, still places every page.
     raw.execute(
-        "INSERT INTO conversation_activity (institution_id, location_id, slice, stripe, n)
-         VALUES (1, 10, $1, $2, -1), (1, 10, $1, $3, 1)
-         ON CONFLICT (institution_id, location_id, slice, stripe)
+        "INSERT INTO conversation_activity (institution_id, location_id, shift, slice, stripe, n)
+         SELECT 1, 10, l.shift, $1::bigint >> l.shift, x.stripe, x.n
+           FROM (VALUES (20::smallint), (25::smallint), (30::smallint)) l (shift),
+                (VALUES ($2::smallint, -1), ($3::smallint, 1)) x (stripe, n)
+         ON CONFLICT (institution_id, location_id, shift, slice, stripe)
          DO UPDATE SET n = conversation_activity.n + excluded.n",
-        &[
-            &slice,
-            &(((own + 1) % 16) as i16),
-            &(((own + 2) % 16) as i16),
-        ],
+        &[&at, &(((own + 1) % 16) as i16), &(((own + 2) % 16) as i16)],
     )
     .await
     .expect("split");

@@ -33,10 +33,11 @@ INSERT INTO patient_phones (institution_id, phone, patient_id)
     SELECT 1, '+1202' || lpad(g::text, 7, '0'), g FROM generate_series(10000::bigint, 29999) g;
 INSERT INTO conversations (institution_id, id, location_id, patient_id, created_at, updated_at)
     SELECT 1, g, 10, g, g * 1000, 1650000000000 + g * 3000000 FROM generate_series(10000::bigint, 29999) g;
-INSERT INTO conversation_activity (institution_id, location_id, slice, n)
-    SELECT 1, 10, updated_at >> 25, count(*) FROM conversations
-     WHERE institution_id = 1 AND location_id = 10 AND id >= 10000 GROUP BY 3
-    ON CONFLICT (institution_id, location_id, slice, stripe)
+INSERT INTO conversation_activity (institution_id, location_id, shift, slice, stripe, n)
+    SELECT 1, 10, l.shift, updated_at >> l.shift, 0, count(*)
+      FROM conversations, (VALUES (20::smallint), (25::smallint), (30::smallint)) l (shift)
+     WHERE institution_id = 1 AND location_id = 10 AND id >= 10000 GROUP BY 3, 4
+    ON CONFLICT (institution_id, location_id, shift, slice, stripe)
     DO UPDATE SET n = conversation_activity.n + excluded.n;
 INSERT INTO messages (institution_id, id, conversation_id, body, created_at, updated_at,
                       sender_type, sender_id)

@@ -11,6 +11,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("0001_init.sql"),
     include_str!("0002_worker_home.sql"),
     include_str!("0003_striped_counts.sql"),
+    include_str!("0004_activity_levels.sql"),
 ];
 
 /// The schema version this build writes and expects.

@@ -1,7 +1,7 @@
 //! `GET /conversations` by page number (CONTRACT §3): order, paging, messages per thread.
 
 use crate::Db;
-use crate::fixture::{HOUR, UNTIL, generated, seeded, tenant};
+use crate::fixture::{HOUR, UNTIL, generated, seeded, tenant, thread};
 use crate::oracle::Oracle;
 use convo_core::store::{ConversationStore, import_text};
 use convo_core::{ListQuery, MessageQuery, Millis, TenantCtx};
@@ -66,15 +66,17 @@ pub async fn page_numbers_give_the_plain_order(db: Db) {
     }
 }
 
-/// Conversations on the last and first millisecond of 2^25 ms stretches (SQLite's activity
-/// slices; any engine's buckets are likelier at powers of two than anywhere else), and ties on
-/// one instant.
+/// Conversations on the last and first millisecond of 2^20, 2^25 and 2^30 ms buckets (both
+/// engines' activity levels; any engine's buckets are likelier at powers of two than anywhere
+/// else), and ties on one instant.
 pub(super) fn edge_instants() -> Vec<i64> {
-    let base = (UNTIL >> 25) << 25;
     let mut at = Vec::new();
-    for k in 0..6 {
-        let edge = base - k * (1 << 25);
-        at.extend([edge - 1, edge - 1, edge, edge + 1, edge + (1 << 25) - 1]);
+    for bits in [25, 20, 30] {
+        let base = (UNTIL >> bits) << bits;
+        for k in 0..4 {
+            let edge = base - k * (1 << bits);
+            at.extend([edge - 1, edge - 1, edge, edge + 1, edge + (1 << bits) - 1]);
+        }
     }
     at
 }
@@ -187,6 +189,39 @@ pub async fn one_conversation_of_the_location(db: Db) {
                 .expect("get")
                 .is_none(),
             "location {loc}, conversation {id}"
+        );
+    }
+}
+
+/// Live writes move conversations between activity buckets at every level (a seen moves its
+/// thread to now, out of a bucket of the generated past): deep pages, which start from the
+/// kept counts, still give the order that one whole page reads straight from the list index.
+pub async fn pages_follow_live_writes(db: Db) {
+    seeded(db.store.as_ref(), 600, 60).await;
+    let store = db.store.as_ref();
+    let here = tenant(1, 1);
+    let whole = async || -> Vec<i64> {
+        let page = store
+            .list_conversations(&here, &query(100_000, 0, None))
+            .await
+            .expect("list");
+        page.conversations.iter().map(|c| c.id).collect()
+    };
+    let before = whole().await;
+    assert!(before.len() >= 150);
+    // Oldest first, so that each seen takes a thread from further back than the last.
+    for &id in before.iter().rev().step_by(9) {
+        if let Some(newest) = thread(store, &here, id, 1).await.messages.first() {
+            store.mark_seen(&here, newest.id, 1).await.expect("seen");
+        }
+    }
+    let after = whole().await;
+    assert_ne!(after, before);
+    for per_page in [1, 7, 20] {
+        assert_eq!(
+            walk(store, &here, per_page, None).await,
+            after,
+            "per_page {per_page}"
         );
     }
 }

@@ -26,6 +26,7 @@ pub fn all() -> Vec<Case> {
     cases![
         listing::page_numbers_give_the_plain_order,
         listing::pages_start_right_at_slice_edges,
+        listing::pages_follow_live_writes,
         listing::each_conversation_carries_its_newest_messages,
         listing::one_conversation_of_the_location,
         counts::counts_agree_with_the_records,
