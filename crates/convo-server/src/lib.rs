@@ -14,6 +14,7 @@ mod routes;
 mod telemetry;
 pub mod twilio;
 mod twiml;
+pub mod webhooks;
 
 use axum::Router;
 use convo_core::{Secret, Store, StoreError};
