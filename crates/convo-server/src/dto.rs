@@ -103,6 +103,13 @@ pub fn patient(j: &mut Json, p: &Patient) {
 
 /// A message; `created_at_with_tz` and `timezone_offset` in the location's zone.
 pub fn message(j: &mut Json, m: &Message, zone: &Zone) {
+    message_fields(j, m, zone);
+    j.raw("}");
+}
+
+/// A message object without its closing brace, for bodies that add keys after §3's (webhook
+/// events).
+pub fn message_fields(j: &mut Json, m: &Message, zone: &Zone) {
     let offset = zone.offset_at(m.created_at);
     let a = m.attachment.as_ref();
     j.raw("{\"id\":");
@@ -145,7 +152,6 @@ pub fn message(j: &mut Json, m: &Message, zone: &Zone) {
     j.local(m.created_at, offset);
     j.raw(",\"timezone_offset\":");
     j.offset(offset);
-    j.raw("}");
 }
 
 pub fn conversation(j: &mut Json, c: &Conversation, zone: &Zone) {

@@ -4,5 +4,6 @@
 
 pub mod address;
 pub mod client;
+pub mod payload;
 pub mod schedule;
 pub mod sign;
