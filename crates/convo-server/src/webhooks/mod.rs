@@ -3,6 +3,7 @@
 //! store's events and deliveries, and the delivery worker build on these.
 
 pub mod address;
+pub mod attempt;
 pub mod client;
 pub mod payload;
 pub mod schedule;
