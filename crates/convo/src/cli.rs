@@ -102,6 +102,9 @@ pub enum Command {
     /// Outgoing SMS: see their delivery records, send a failed one again.
     #[command(subcommand)]
     Deliveries(DeliveriesCommand),
+    /// Message webhooks: try them out.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
     /// Create or upgrade the database schema, then exit.
     Migrate,
     /// Write a consistent copy of the (live) database to FILE: safe while a server writes.
@@ -173,6 +176,19 @@ pub enum DeliveriesCommand {
     Retry {
         /// The delivery's id (the message's `sms_msg_id`).
         id: i64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WebhooksCommand {
+    /// Receive deliveries on 127.0.0.1:PORT, check both signatures with the endpoint's secret,
+    /// and print a line for each (204 when both verify, 401 otherwise).
+    Listen {
+        #[arg(long, default_value_t = 8089)]
+        port: u16,
+        /// The endpoint's `secret_key` (`whsec_…`), as its registration answered.
+        #[arg(long, env = "CONVO_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: String,
     },
 }
 

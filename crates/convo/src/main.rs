@@ -104,12 +104,36 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             );
             Ok(())
         }
+        Command::Webhooks(cli::WebhooksCommand::Listen { port, secret }) => {
+            webhooks_listen(port, secret).await
+        }
         Command::Migrate => {
             connect_with(&cli.database_url, &database).await?;
             eprintln!("database is up to date");
             Ok(())
         }
     }
+}
+
+/// `convo webhooks listen`: lines on stdout until interrupted.
+async fn webhooks_listen(port: u16, secret: String) -> Result<(), CliError> {
+    use convo_server::webhooks::listen;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    let at = listener.local_addr()?;
+    eprintln!("listening for webhook deliveries on http://{at}/ (Ctrl-C stops)");
+    let server = tokio::spawn(listen::serve(listener, listen::router(secret, tx)));
+    loop {
+        tokio::select! {
+            line = lines.recv() => match line {
+                Some(line) => println!("{line}"),
+                None => break,
+            },
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    server.abort();
+    Ok(())
 }
 
 async fn api_key(store: &dyn KeyStore, cmd: ApiKeyCommand) -> Result<(), CliError> {

@@ -331,3 +331,68 @@ fn a_signed_reply_arrives_and_a_killed_server_loses_nothing_it_acknowledged() {
         "{logs}"
     );
 }
+
+/// `convo webhooks listen` takes a signed delivery (from the server's own attempt code), says
+/// what arrived on stdout, and refuses one signed with another secret.
+#[test]
+fn webhooks_listen_prints_verified_deliveries() {
+    use convo_server::webhooks::address::Cidr;
+    use convo_server::webhooks::attempt::{Outcome, Rules, attempt};
+    use convo_server::webhooks::{client, sign};
+    use std::io::{BufRead, BufReader};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let secret = sign::new_secret().expect("secret");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_convo"))
+        .args(["webhooks", "listen", "--port", "0", "--secret", &secret])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut first = String::new();
+    stderr.read_line(&mut first).expect("read");
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .to_string();
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let allow: Arc<[Cidr]> = Arc::from(["127.0.0.0/8".parse::<Cidr>().expect("cidr")]);
+    let rules = Rules {
+        allow: Arc::clone(&allow),
+        allow_http: true,
+        timeout: Duration::from_secs(5),
+    };
+    let http = client::delivery_client(allow, rules.timeout).expect("client");
+    let body = br#"{"resource_type":"Message","event_name":"message_created","subdomain":"demo","data":{"messages":[{"id":7,"body":"On my way","conversation_id":3,"sender_info":{"meta_type":"Patient"}}]},"event_id":"evt_5"}"#;
+    let now = convo_core::Millis::now().0 / 1000;
+    let (good, bad) = runtime.block_on(async {
+        let good = attempt(&http, &rules, &url, &secret, 5, now, body.to_vec()).await;
+        let other = sign::new_secret().expect("secret");
+        let bad = attempt(&http, &rules, &url, &other, 6, now, body.to_vec()).await;
+        (good, bad)
+    });
+    assert_eq!(good, Outcome::Delivered { status: 204 });
+    assert!(
+        matches!(bad, Outcome::Failed(ref f) if f.status == Some(401)),
+        "{bad:?}"
+    );
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("read");
+    assert_eq!(
+        line.trim_end(),
+        "evt_5 message_created: message 7 in conversation 3 from Patient: \"On my way\" \
+         (both signatures verified)"
+    );
+    line.clear();
+    stdout.read_line(&mut line).expect("read");
+    assert!(line.starts_with("refused a delivery (evt_6)"), "{line}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

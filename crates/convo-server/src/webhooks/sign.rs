@@ -78,17 +78,109 @@ pub fn standard_signature(
     timestamp: &str,
     body: &[u8],
 ) -> Result<String, BadSecret> {
-    let raw = secret_key
-        .strip_prefix(PREFIX)
-        .and_then(|b64| STANDARD.decode(b64).ok())
-        .filter(|raw| !raw.is_empty())
-        .ok_or(BadSecret)?;
-    let key = hmac::Key::new(hmac::HMAC_SHA256, &raw);
+    let key = hmac::Key::new(hmac::HMAC_SHA256, &standard_key(secret_key)?);
     let mut ctx = hmac::Context::with_key(&key);
     for part in [id.as_bytes(), b".", timestamp.as_bytes(), b".", body] {
         ctx.update(part);
     }
     Ok(format!("v1,{}", STANDARD.encode(ctx.sign().as_ref())))
+}
+
+/// The signing headers a receiver got, as text (absent: `None`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Received<'a> {
+    pub timestamp: Option<&'a str>,
+    pub signature: Option<&'a str>,
+    pub webhook_id: Option<&'a str>,
+    pub webhook_timestamp: Option<&'a str>,
+    pub webhook_signature: Option<&'a str>,
+}
+
+/// Why a receiver refuses a delivery.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Rejected {
+    #[error("the {0} header is missing")]
+    Missing(&'static str),
+    #[error("the NexHealth signature does not match")]
+    NexHealth,
+    #[error("no webhook-signature matches")]
+    Standard,
+    #[error("webhook-timestamp is more than 5 minutes from now")]
+    Stale,
+    #[error(transparent)]
+    Secret(#[from] BadSecret),
+}
+
+/// How far a Standard Webhooks timestamp may be from the receiver's clock (the libraries' 5 min).
+const TOLERANCE_S: i64 = 5 * 60;
+
+/// A receiver's check of both schemes, in constant time: what `convo webhooks listen` does, and
+/// what a receiver written for either scheme does with its own pair. Several space-separated
+/// `v1,` values pass when any one matches (key rotation).
+pub fn verify(
+    secret_key: &str,
+    got: &Received<'_>,
+    body: &[u8],
+    now_s: i64,
+) -> Result<(), Rejected> {
+    let timestamp = got.timestamp.ok_or(Rejected::Missing("timestamp"))?;
+    let signature = got.signature.ok_or(Rejected::Missing("signature"))?;
+    let id = got.webhook_id.ok_or(Rejected::Missing("webhook-id"))?;
+    let ts = got
+        .webhook_timestamp
+        .ok_or(Rejected::Missing("webhook-timestamp"))?;
+    let signatures = got
+        .webhook_signature
+        .ok_or(Rejected::Missing("webhook-signature"))?;
+
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret_key.as_bytes());
+    let mut signed = Vec::with_capacity(timestamp.len() + 1 + body.len() * 4 / 3 + 4);
+    signed.extend_from_slice(timestamp.as_bytes());
+    signed.push(b'.');
+    signed.extend_from_slice(STANDARD.encode(body).as_bytes());
+    let tag = unhex(signature.trim()).ok_or(Rejected::NexHealth)?;
+    hmac::verify(&key, &signed, &tag).map_err(|_| Rejected::NexHealth)?;
+
+    let raw = standard_key(secret_key)?;
+    let key = hmac::Key::new(hmac::HMAC_SHA256, &raw);
+    let mut signed = Vec::with_capacity(id.len() + ts.len() + 2 + body.len());
+    for part in [id.as_bytes(), b".", ts.as_bytes(), b".", body] {
+        signed.extend_from_slice(part);
+    }
+    let matched = signatures.split(' ').any(|value| {
+        value
+            .strip_prefix("v1,")
+            .and_then(|b64| STANDARD.decode(b64).ok())
+            .is_some_and(|tag| hmac::verify(&key, &signed, &tag).is_ok())
+    });
+    if !matched {
+        return Err(Rejected::Standard);
+    }
+    let sent: i64 = ts.parse().map_err(|_| Rejected::Stale)?;
+    if (now_s - sent).abs() > TOLERANCE_S {
+        return Err(Rejected::Stale);
+    }
+    Ok(())
+}
+
+fn standard_key(secret_key: &str) -> Result<Vec<u8>, BadSecret> {
+    secret_key
+        .strip_prefix(PREFIX)
+        .and_then(|b64| STANDARD.decode(b64).ok())
+        .filter(|raw| !raw.is_empty())
+        .ok_or(BadSecret)
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let bytes = text.as_bytes();
+    if !bytes.len().is_multiple_of(2) {
+        return None;
+    }
+    bytes
+        .chunks(2)
+        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
+        .collect()
 }
 
 /// `2026-11-24T12:00:00Z`.
@@ -193,5 +285,67 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    fn received(s: &Signed) -> Received<'_> {
+        Received {
+            timestamp: Some(&s.timestamp),
+            signature: Some(&s.signature),
+            webhook_id: Some(&s.webhook_id),
+            webhook_timestamp: Some(&s.webhook_timestamp),
+            webhook_signature: Some(&s.webhook_signature),
+        }
+    }
+
+    #[test]
+    fn a_receiver_accepts_what_was_signed_and_nothing_else() {
+        let secret = new_secret().expect("random");
+        let body = br#"{"event_name":"message_created"}"#;
+        let now = 1_795_521_600;
+        let s = sign(&secret, 9, now, body).expect("signed");
+        assert_eq!(verify(&secret, &received(&s), body, now + 10), Ok(()));
+        // Rotation: any one of several values may match.
+        let rotated = format!("v1,AAAA {}", s.webhook_signature);
+        let got = Received {
+            webhook_signature: Some(&rotated),
+            ..received(&s)
+        };
+        assert_eq!(verify(&secret, &got, body, now), Ok(()));
+        assert_eq!(
+            verify(&secret, &received(&s), b"{}", now),
+            Err(Rejected::NexHealth)
+        );
+        let other = new_secret().expect("random");
+        assert_eq!(
+            verify(&other, &received(&s), body, now),
+            Err(Rejected::NexHealth)
+        );
+        assert_eq!(
+            verify(&secret, &received(&s), body, now + 301),
+            Err(Rejected::Stale)
+        );
+        assert_eq!(
+            verify(&secret, &received(&s), body, now - 301),
+            Err(Rejected::Stale)
+        );
+        let partial = "v1,".to_string();
+        let got = Received {
+            webhook_signature: Some(&partial),
+            ..received(&s)
+        };
+        assert_eq!(verify(&secret, &got, body, now), Err(Rejected::Standard));
+        let got = Received {
+            webhook_id: Some("evt_10"),
+            ..received(&s)
+        };
+        assert_eq!(verify(&secret, &got, body, now), Err(Rejected::Standard));
+        let got = Received {
+            signature: None,
+            ..received(&s)
+        };
+        assert_eq!(
+            verify(&secret, &got, body, now),
+            Err(Rejected::Missing("signature"))
+        );
     }
 }
