@@ -103,16 +103,21 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn an_allowed_network_reaches_the_receiver() {
-        let (port, accepted) = receiver(OK).await;
+    /// A POST to `localhost:port` through a client that may reach 127.0.0.0/8.
+    async fn post_allowing_loopback(port: u16) -> reqwest::Response {
         let allow: Arc<[Cidr]> = Arc::from(["127.0.0.0/8".parse::<Cidr>().expect("cidr")]);
         let client = delivery_client(allow, Duration::from_secs(5)).expect("client");
-        let res = client
+        client
             .post(format!("http://localhost:{port}/hook"))
             .send()
             .await
-            .expect("delivered");
+            .expect("answered")
+    }
+
+    #[tokio::test]
+    async fn an_allowed_network_reaches_the_receiver() {
+        let (port, accepted) = receiver(OK).await;
+        let res = post_allowing_loopback(port).await;
         assert_eq!(res.status(), 200);
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
@@ -122,13 +127,7 @@ mod tests {
         const MOVED: &str = "HTTP/1.1 302 Found\r\nlocation: http://localhost:1/elsewhere\r\n\
                              content-length: 0\r\nconnection: close\r\n\r\n";
         let (port, accepted) = receiver(MOVED).await;
-        let allow: Arc<[Cidr]> = Arc::from(["127.0.0.0/8".parse::<Cidr>().expect("cidr")]);
-        let client = delivery_client(allow, Duration::from_secs(5)).expect("client");
-        let res = client
-            .post(format!("http://localhost:{port}/hook"))
-            .send()
-            .await
-            .expect("answered");
+        let res = post_allowing_loopback(port).await;
         assert_eq!(res.status(), 302);
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
