@@ -14,6 +14,7 @@ pub mod secret;
 pub mod store;
 pub mod time;
 pub mod tz;
+pub mod webhook;
 pub mod write;
 
 pub use model::*;

@@ -7,8 +7,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use convo_core::outbox::DeliveryStatus;
 use convo_core::tz::Zone;
+use convo_core::webhook::WebhookEvent;
 use convo_core::{Message, Millis, Sender, SenderKind};
-use convo_server::webhooks::payload::{self, Event, EventName};
+use convo_server::webhooks::payload::{self, Event};
 use convo_server::webhooks::sign;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -81,7 +82,7 @@ fn pythons_verifiers_accept_every_signed_delivery() {
         let m = message(text);
         let event = Event {
             id: 40 + i64::try_from(i).expect("small"),
-            name: EventName::MessageCreated,
+            name: WebhookEvent::MessageCreated,
             time: Millis(now * 1000),
             subdomain: "bright-smiles",
             institution_id: 1,

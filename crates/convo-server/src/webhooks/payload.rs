@@ -7,28 +7,14 @@ use crate::dto;
 use crate::json::Json;
 use convo_core::outbox::DeliveryStatus;
 use convo_core::tz::Zone;
+use convo_core::webhook::WebhookEvent;
 use convo_core::{Message, Millis};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventName {
-    MessageCreated,
-    MessageUpdated,
-}
-
-impl EventName {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            EventName::MessageCreated => "message_created",
-            EventName::MessageUpdated => "message_updated",
-        }
-    }
-}
 
 /// What an event froze at commit: the message as it was, where it belongs, and, for a staff
 /// message, its delivery's status and error code then.
 pub struct Event<'a> {
     pub id: i64,
-    pub name: EventName,
+    pub name: WebhookEvent,
     /// The commit time of the change.
     pub time: Millis,
     pub subdomain: &'a str,
@@ -117,7 +103,7 @@ mod tests {
         let zone = Zone::get("America/New_York").expect("zone");
         let e = Event {
             id: 42,
-            name: EventName::MessageUpdated,
+            name: WebhookEvent::MessageUpdated,
             time: Millis(1_795_521_660_500),
             subdomain: "bright-smiles",
             institution_id: 1,
@@ -172,7 +158,7 @@ mod tests {
         let zone = Zone::get("America/New_York").expect("zone");
         let e = Event {
             id: 7,
-            name: EventName::MessageCreated,
+            name: WebhookEvent::MessageCreated,
             time: Millis(1_795_521_600_000),
             subdomain: "demo",
             institution_id: 3,
