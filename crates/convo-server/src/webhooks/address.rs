@@ -302,4 +302,29 @@ mod tests {
             assert!(bad.parse::<Cidr>().is_err(), "{bad}");
         }
     }
+
+    proptest::proptest! {
+        /// Whatever the spelling, a literal is judged by the address it parses to: decimal,
+        /// hexadecimal, dotted, IPv4-mapped and NAT64 forms of one address agree.
+        #[test]
+        fn every_spelling_of_an_address_is_judged_alike(n: u32) {
+            let v4 = Ipv4Addr::from(n);
+            let [a, b, c, d] = v4.octets();
+            let want = is_global(IpAddr::V4(v4));
+            let hi = u16::from_be_bytes([a, b]);
+            let lo = u16::from_be_bytes([c, d]);
+            for url in [
+                format!("https://{v4}/"),
+                format!("https://{n}/"),
+                format!("https://0x{n:x}/"),
+                format!("https://0x{a:x}.{b}.{c}.{d}/"),
+                format!("https://[::ffff:{v4}]/"),
+                format!("https://[::ffff:{hi:x}:{lo:x}]/"),
+                format!("https://[64:ff9b::{hi:x}:{lo:x}]/"),
+            ] {
+                let got = check_target(&url, false, &[]);
+                proptest::prop_assert_eq!(got.is_ok(), want, "{}", url);
+            }
+        }
+    }
 }
