@@ -5,6 +5,7 @@
 pub mod address;
 pub mod attempt;
 pub mod client;
+pub mod inflight;
 pub mod listen;
 pub mod payload;
 pub mod schedule;
