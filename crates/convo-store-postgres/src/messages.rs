@@ -205,9 +205,9 @@ async fn conversation_for(
 }
 
 /// Moves a conversation's last activity forward (never back: an out-of-order write never hides
-/// newer activity), and its count from the old activity slice to the new one when it crosses
-/// one, at each activity level. `old` reads the row before the update (every part of one statement sees one snapshot),
-/// locked, so two touches of one conversation queue rather than both move it. The lock is
+/// newer activity), and at each activity level its count from the old bucket to the new one
+/// when it crosses one. `old` reads the row before the update (every part of one statement
+/// sees one snapshot), locked, so two touches of one conversation queue rather than both move it. The lock is
 /// `NO KEY UPDATE`, as the update's own: `FOR UPDATE` would conflict with the key-share locks
 /// that inserting a message (its foreign key) takes on the conversation, and two writers of
 /// one thread deadlocked on each other's (a second each, until the detector broke it). The

@@ -197,10 +197,7 @@ fn session_options(existing: Option<&str>, options: &PgOptions) -> String {
         out.push_str(e);
     }
     let mut set = |setting: String| {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.push_str("-c ");
+        out.push_str(" -c ");
         out.push_str(&setting);
     };
     if let Some(t) = options.statement_timeout {

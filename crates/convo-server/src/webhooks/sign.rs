@@ -63,11 +63,16 @@ pub fn sign(
 /// `timestamp + "." + base64(body)` (standard alphabet, padded), `timestamp` as sent.
 pub fn nexhealth_signature(secret_key: &str, timestamp: &str, body: &[u8]) -> String {
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret_key.as_bytes());
-    let mut ctx = hmac::Context::with_key(&key);
-    ctx.update(timestamp.as_bytes());
-    ctx.update(b".");
-    ctx.update(STANDARD.encode(body).as_bytes());
-    hex(ctx.sign().as_ref())
+    hex(hmac::sign(&key, &nexhealth_text(timestamp, body)).as_ref())
+}
+
+/// What NexHealth's scheme signs: `timestamp + "." + base64(body)`.
+fn nexhealth_text(timestamp: &str, body: &[u8]) -> Vec<u8> {
+    let mut text = Vec::with_capacity(timestamp.len() + 1 + body.len().div_ceil(3) * 4);
+    text.extend_from_slice(timestamp.as_bytes());
+    text.push(b'.');
+    text.extend_from_slice(STANDARD.encode(body).as_bytes());
+    text
 }
 
 /// Standard Webhooks v1: `v1,` and the base64 HMAC-SHA256 keyed by the decoded part of the
@@ -79,11 +84,17 @@ pub fn standard_signature(
     body: &[u8],
 ) -> Result<String, BadSecret> {
     let key = hmac::Key::new(hmac::HMAC_SHA256, &standard_key(secret_key)?);
-    let mut ctx = hmac::Context::with_key(&key);
+    let tag = hmac::sign(&key, &standard_text(id, timestamp, body));
+    Ok(format!("v1,{}", STANDARD.encode(tag.as_ref())))
+}
+
+/// What Standard Webhooks signs: `id + "." + timestamp + "." + body`.
+fn standard_text(id: &str, timestamp: &str, body: &[u8]) -> Vec<u8> {
+    let mut text = Vec::with_capacity(id.len() + timestamp.len() + 2 + body.len());
     for part in [id.as_bytes(), b".", timestamp.as_bytes(), b".", body] {
-        ctx.update(part);
+        text.extend_from_slice(part);
     }
-    Ok(format!("v1,{}", STANDARD.encode(ctx.sign().as_ref())))
+    text
 }
 
 /// The signing headers a receiver got, as text (absent: `None`).
@@ -134,19 +145,11 @@ pub fn verify(
         .ok_or(Rejected::Missing("webhook-signature"))?;
 
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret_key.as_bytes());
-    let mut signed = Vec::with_capacity(timestamp.len() + 1 + body.len() * 4 / 3 + 4);
-    signed.extend_from_slice(timestamp.as_bytes());
-    signed.push(b'.');
-    signed.extend_from_slice(STANDARD.encode(body).as_bytes());
     let tag = unhex(signature.trim()).ok_or(Rejected::NexHealth)?;
-    hmac::verify(&key, &signed, &tag).map_err(|_| Rejected::NexHealth)?;
+    hmac::verify(&key, &nexhealth_text(timestamp, body), &tag).map_err(|_| Rejected::NexHealth)?;
 
-    let raw = standard_key(secret_key)?;
-    let key = hmac::Key::new(hmac::HMAC_SHA256, &raw);
-    let mut signed = Vec::with_capacity(id.len() + ts.len() + 2 + body.len());
-    for part in [id.as_bytes(), b".", ts.as_bytes(), b".", body] {
-        signed.extend_from_slice(part);
-    }
+    let key = hmac::Key::new(hmac::HMAC_SHA256, &standard_key(secret_key)?);
+    let signed = standard_text(id, ts, body);
     let matched = signatures.split(' ').any(|value| {
         value
             .strip_prefix("v1,")
@@ -183,12 +186,9 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// `2026-11-24T12:00:00Z`.
+/// `2026-11-24T12:00:00Z` (a whole second prints no fraction).
 fn rfc3339_seconds(unix_seconds: i64) -> Option<String> {
-    let at = convo_core::Millis(unix_seconds.checked_mul(1000)?);
-    // to_utc_string gives milliseconds (`…:00.000Z`); the header is to the second.
-    let text = at.to_utc_string();
-    Some(format!("{}Z", text.get(..19)?))
+    Some(jiff::Timestamp::from_second(unix_seconds).ok()?.to_string())
 }
 
 fn hex(bytes: &[u8]) -> String {
