@@ -83,6 +83,12 @@ pub enum Refusal {
     BackupPathNotUtf8,
     #[error("cannot write the backup: {0}")]
     BackupFailed(String),
+    /// Moving a subscription onto an endpoint that already has the same one.
+    #[error("webhook endpoint {endpoint_id} already has this subscription (id {subscription_id})")]
+    SubscriptionExists {
+        endpoint_id: i64,
+        subscription_id: i64,
+    },
     /// An engine whose consistent copies are its own tools' job (PostgreSQL: `pg_dump`).
     #[error(
         "`convo backup` copies SQLite databases; back this database up with {0} (README: Backups)"

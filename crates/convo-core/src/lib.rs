@@ -21,6 +21,6 @@ pub use model::*;
 pub use secret::Secret;
 pub use store::{
     ConversationStore, Denied, ImportSink, KeyStore, ListQuery, Maintenance, MessageQuery, Missing,
-    OutboxStore, Refusal, Store, StoreError, TenantCtx,
+    OutboxStore, Refusal, Store, StoreError, TenantCtx, WebhookStore,
 };
 pub use time::{Instant, Millis};

@@ -1,5 +1,9 @@
-//! Message webhooks' domain rules (CONTRACT §8): which subscriptions exist, and what a
-//! subscription request must say.
+//! Message webhooks in domain terms (CONTRACT §8): endpoints and subscriptions, the events the
+//! store freezes at commit, the deliveries the worker claims and what an attempt came to.
+
+use crate::model::Message;
+use crate::outbox::DeliveryStatus;
+use crate::time::Millis;
 
 /// The one resource convo sends events for.
 pub const RESOURCE_TYPE: &str = "Message";
@@ -61,8 +65,326 @@ pub fn subscription_event(
     }
 }
 
+/// How long an endpoint may fail without one success before it goes inactive.
+pub const FAILING_LIMIT_MS: i64 = 48 * 3_600 * 1_000;
+
+/// At most this many earlier attempts' errors a delivery keeps (and its body carries).
+pub const ERRORS_KEPT: usize = 10;
+
+/// A webhook endpoint: where an API key's deliveries go, and the secret they are signed with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub id: i64,
+    pub target_url: String,
+    pub secret_key: String,
+    pub active: bool,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// What a change to an endpoint asks for (absent: unchanged).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndpointPatch {
+    pub target_url: Option<String>,
+    /// `Some(true)` also clears the failing state.
+    pub active: Option<bool>,
+}
+
+/// A subscription: one institution's events of one kind, for one endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscription {
+    pub id: i64,
+    pub endpoint_id: i64,
+    pub institution_id: i64,
+    pub event: WebhookEvent,
+    pub active: bool,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// Which of an endpoint's subscriptions a list shows (absent: all).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubscriptionFilter {
+    pub institution_id: Option<i64>,
+    pub event: Option<WebhookEvent>,
+}
+
+/// What a change to a subscription asks for (absent: unchanged).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubscriptionPatch {
+    pub active: Option<bool>,
+    /// Another endpoint of the same key; its pending deliveries move with it.
+    pub new_endpoint_id: Option<i64>,
+}
+
+/// An event as the store froze it at commit: the message as it was then, where it belongs, and,
+/// for a staff message, its delivery's status and error then.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FrozenEvent {
+    pub id: i64,
+    pub name: WebhookEvent,
+    /// The commit time of the change.
+    pub time: Millis,
+    pub subdomain: String,
+    pub institution_id: i64,
+    pub location_id: i64,
+    pub patient_id: i64,
+    /// The location's IANA zone name, for `created_at_with_tz`.
+    pub zone: String,
+    pub message: Message,
+    pub delivery: Option<(DeliveryStatus, Option<String>)>,
+}
+
+/// A delivery the worker is to attempt now.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookJob {
+    /// The delivery's id.
+    pub id: i64,
+    pub endpoint_id: i64,
+    pub target_url: String,
+    pub secret_key: String,
+    /// Attempts so far, this one included.
+    pub attempts: i64,
+    /// When the first attempt was claimed (this one, when it is the first).
+    pub first_attempt_at: Millis,
+    /// The errors of the earlier attempts, oldest first, at most `ERRORS_KEPT`.
+    pub errors: Vec<String>,
+    pub event: FrozenEvent,
+}
+
+/// What one attempt came to, as the worker judged it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WebhookResult {
+    /// A 2xx within the time limit: the endpoint's failing state ends.
+    Delivered { status: u16, took_ms: i64 },
+    Failed {
+        error: String,
+        status: Option<u16>,
+        took_ms: i64,
+        /// When to try again; `None`: the schedule is spent, the delivery has failed for good
+        /// (and the endpoint goes inactive if nothing succeeded since this delivery began).
+        retry_at: Option<Millis>,
+        /// `410 Gone`: the endpoint goes inactive at once.
+        gone: bool,
+    },
+}
+
+/// Where a webhook delivery stands. Stored as its lowercase name by every engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WebhookStatus {
+    /// Waiting for its first attempt or a retry.
+    Pending,
+    Delivered,
+    /// Given up (the schedule spent, the endpoint gone or deactivated).
+    Failed,
+}
+
+impl WebhookStatus {
+    pub const ALL: [WebhookStatus; 3] = [
+        WebhookStatus::Pending,
+        WebhookStatus::Delivered,
+        WebhookStatus::Failed,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            WebhookStatus::Pending => "pending",
+            WebhookStatus::Delivered => "delivered",
+            WebhookStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+}
+
+/// One attempt as operators see it (`convo webhooks deliveries`): never a body or a secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptRecord {
+    pub id: i64,
+    pub delivery_id: i64,
+    pub event_id: i64,
+    pub endpoint_id: i64,
+    pub event: WebhookEvent,
+    pub at: Millis,
+    /// `delivered` or `failed`.
+    pub outcome: WebhookStatus,
+    pub http_status: Option<u16>,
+    pub error: Option<String>,
+    pub took_ms: i64,
+}
+
+/// Whether an endpoint failing since `failing_since` goes inactive after a failure at `now`.
+pub fn deactivates(failing_since: Millis, now: Millis) -> bool {
+    now.0.saturating_sub(failing_since.0) >= FAILING_LIMIT_MS
+}
+
+/// An endpoint's record of failure: the first failure since the last success (`None`: not
+/// failing), and that success.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    pub failing_since: Option<Millis>,
+    pub last_success_at: Option<Millis>,
+}
+
+/// What an attempt's result does to its delivery and its endpoint: one rule for every engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settlement {
+    pub status: WebhookStatus,
+    /// When it is tried again (`Pending` only).
+    pub next_attempt_at: Option<Millis>,
+    /// The endpoint's health after it.
+    pub health: Health,
+    /// The endpoint goes inactive: `410 Gone`, 48 hours of failure, or a spent schedule with no
+    /// success since this delivery began (with −10 % jitter its last retry comes at 43 hours).
+    pub deactivate: bool,
+}
+
+/// How attempt `result` at `now` settles a delivery first tried at `first_attempt_at`, to an
+/// endpoint in `health`.
+pub fn settle(
+    result: &WebhookResult,
+    first_attempt_at: Millis,
+    health: Health,
+    now: Millis,
+) -> Settlement {
+    match result {
+        WebhookResult::Delivered { .. } => Settlement {
+            status: WebhookStatus::Delivered,
+            next_attempt_at: None,
+            health: Health {
+                failing_since: None,
+                last_success_at: Some(now),
+            },
+            deactivate: false,
+        },
+        WebhookResult::Failed { retry_at, gone, .. } => {
+            let since = health.failing_since.unwrap_or(now);
+            let next = retry_at.filter(|_| !gone);
+            let spent = next.is_none()
+                && health
+                    .last_success_at
+                    .is_none_or(|ok| ok.0 < first_attempt_at.0);
+            Settlement {
+                status: if next.is_some() {
+                    WebhookStatus::Pending
+                } else {
+                    WebhookStatus::Failed
+                },
+                next_attempt_at: next,
+                health: Health {
+                    failing_since: Some(since),
+                    last_success_at: health.last_success_at,
+                },
+                deactivate: *gone || spent || deactivates(since, now),
+            }
+        }
+    }
+}
+
+/// A delivery's kept errors with `error` added: the newest `ERRORS_KEPT`, oldest first.
+pub fn kept_errors(mut errors: Vec<String>, error: String) -> Vec<String> {
+    errors.push(error);
+    let excess = errors.len().saturating_sub(ERRORS_KEPT);
+    errors.drain(..excess);
+    errors
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_delivery_keeps_its_newest_ten_errors() {
+        let mut errors = Vec::new();
+        for i in 0..12 {
+            errors = kept_errors(errors, format!("HTTP {i}"));
+        }
+        assert_eq!(errors.len(), ERRORS_KEPT);
+        assert_eq!(errors.first().map(String::as_str), Some("HTTP 2"));
+        assert_eq!(errors.last().map(String::as_str), Some("HTTP 11"));
+    }
+
+    #[test]
+    fn an_endpoint_goes_inactive_after_48_hours_of_failure() {
+        let t = Millis(1_795_521_600_000);
+        assert!(!deactivates(t, Millis(t.0 + FAILING_LIMIT_MS - 1)));
+        assert!(deactivates(t, Millis(t.0 + FAILING_LIMIT_MS)));
+    }
+
+    fn failed(retry_at: Option<Millis>, gone: bool) -> WebhookResult {
+        WebhookResult::Failed {
+            error: "HTTP 500".into(),
+            status: Some(500),
+            took_ms: 3,
+            retry_at,
+            gone,
+        }
+    }
+
+    #[test]
+    fn attempts_settle_deliveries_and_endpoints() {
+        let t = Millis(1_795_521_600_000);
+        let later = Millis(t.0 + 30_000);
+        let failing = |since: Millis| Health {
+            failing_since: Some(since),
+            last_success_at: None,
+        };
+        let ok = WebhookResult::Delivered {
+            status: 204,
+            took_ms: 2,
+        };
+        let s = settle(&ok, t, failing(t), later);
+        assert_eq!(s.status, WebhookStatus::Delivered);
+        assert_eq!(
+            s.health,
+            Health {
+                failing_since: None,
+                last_success_at: Some(later)
+            }
+        );
+        assert!(!s.deactivate);
+        // A first failure starts the failing state; a retry is pending.
+        let retry = Some(Millis(t.0 + 90_000));
+        let s = settle(&failed(retry, false), t, Health::default(), later);
+        assert_eq!(s.status, WebhookStatus::Pending);
+        assert_eq!(s.health.failing_since, Some(later));
+        assert!(!s.deactivate);
+        // 410: failed and off at once, whatever the schedule says.
+        let s = settle(&failed(retry, true), t, Health::default(), later);
+        assert_eq!(
+            (s.status, s.next_attempt_at, s.deactivate),
+            (WebhookStatus::Failed, None, true)
+        );
+        // 48 hours failing: off, even with retries left.
+        let day2 = Millis(t.0 + FAILING_LIMIT_MS);
+        let s = settle(
+            &failed(Some(Millis(day2.0 + 1)), false),
+            t,
+            failing(t),
+            day2,
+        );
+        assert!(s.deactivate);
+        // A spent schedule with no success since the delivery began: off.
+        let h43 = Millis(t.0 + 43 * 3_600_000);
+        let s = settle(&failed(None, false), t, failing(later), h43);
+        assert_eq!((s.status, s.deactivate), (WebhookStatus::Failed, true));
+        // A spent schedule when the endpoint succeeded since the delivery began: still on.
+        let since_ok = Health {
+            failing_since: Some(Millis(later.0 + 1)),
+            last_success_at: Some(later),
+        };
+        let s = settle(&failed(None, false), t, since_ok, h43);
+        assert_eq!((s.status, s.deactivate), (WebhookStatus::Failed, false));
+    }
+
+    #[test]
+    fn statuses_round_trip_by_name() {
+        for s in WebhookStatus::ALL {
+            assert_eq!(WebhookStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(WebhookStatus::parse("queued"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -4,8 +4,9 @@
 
 use crate::messages::{Joined, MessageRow, conversation_locked, insert_message, next_id, touch};
 use crate::pipeline::pipelined;
-use crate::{Db, phones};
+use crate::{Db, phones, webhooks};
 use convo_core::phone::e164;
+use convo_core::webhook::WebhookEvent;
 use convo_core::write::{InboundOutcome, InboundSms, Keyword, keyword, pick_patient};
 use convo_core::{Millis, Missing, Refusal, StoreError};
 use deadpool_postgres::Transaction;
@@ -40,7 +41,8 @@ pub(crate) async fn receive(
     insert_inbound(tx, inst, message_id, conversation_id, patient_id, sms, at).await?;
     pipelined!(
         touch(tx, inst, conversation_id, at),
-        sid_stored(tx, inst, &sms.sid, message_id)
+        sid_stored(tx, inst, &sms.sid, message_id),
+        webhooks::fire(tx, inst, WebhookEvent::MessageCreated, message_id, at)
     )?;
     Ok(InboundOutcome {
         message_id,

@@ -24,6 +24,7 @@ mod schema;
 pub mod scratch;
 mod store;
 mod traits;
+mod webhooks;
 
 /// The migrations' SQL, in order (for tests that build a variant of the schema).
 pub fn migrations() -> &'static [&'static str] {

@@ -8,7 +8,9 @@ use crate::Db;
 use crate::conversations::activity_levels;
 use crate::pipeline::pipelined;
 use crate::rows::{ONE_MESSAGE_SQL, message_from, message_table_columns};
+use crate::webhooks;
 use convo_core::phone::bio_phones;
+use convo_core::webhook::WebhookEvent;
 use convo_core::write::{IdempotencyKey, NewAttachment, NewMessage};
 use convo_core::{Message, Millis, Missing, Refusal, StoreError, TenantCtx};
 use deadpool_postgres::Transaction;
@@ -433,11 +435,13 @@ pub(crate) async fn send(
             None => Ok(()),
         }
     };
-    // The rest in one round trip, in order: the message is written before it is read back.
-    let (_, _, _, message) = pipelined!(
+    // The rest in one round trip, in order: the message is written before its event freezes
+    // it and before it is read back.
+    let (_, _, _, _, message) = pipelined!(
         written,
         touch(tx, inst, conversation_id, at),
         keyed,
+        webhooks::fire(tx, inst, WebhookEvent::MessageCreated, id, at),
         load_message(tx, inst, id)
     )?;
     Ok(message)
@@ -566,7 +570,10 @@ pub(crate) async fn seen(
         tx.execute(&update, &[&inst, &message_id, &text, &at.0])
             .await
             .db()?;
-        touch(tx, inst, conversation_id, at).await?;
+        pipelined!(
+            touch(tx, inst, conversation_id, at),
+            webhooks::fire(tx, inst, WebhookEvent::MessageUpdated, message_id, at)
+        )?;
     }
     load_message(tx, inst, message_id).await
 }

@@ -4,8 +4,9 @@
 //! 4,620 rows claimed twice by 8 claimers). An owner keeps its claims while it heartbeats; the
 //! claims of one that stopped (a killed process) are taken over by the others.
 
-use crate::Db;
+use crate::{Db, webhooks};
 use convo_core::outbox::{Attempt, Delivery, DeliveryRecord, DeliveryStatus, OutboxStats};
+use convo_core::webhook::WebhookEvent;
 use convo_core::{Millis, Missing, Refusal, StoreError};
 use deadpool_postgres::{GenericClient, Transaction};
 
@@ -117,6 +118,13 @@ async fn release(tx: &Transaction<'_>, workers: &[i64]) -> Result<u64, StoreErro
         )
         .await
         .db()?;
+    tx.execute(
+        "UPDATE webhook_deliveries SET claimed_by = NULL, claimed_at = NULL
+          WHERE claimed_by = ANY($1)",
+        &[&workers],
+    )
+    .await
+    .db()?;
     tx.execute("DELETE FROM workers WHERE id = ANY($1)", &[&workers])
         .await
         .db()?;
@@ -153,11 +161,21 @@ pub(crate) async fn claim(
                     claimed_by = NULL, claimed_at = NULL,
                     error = 'the patient unsubscribed from SMS before it was sent'
                FROM stopped
-              WHERE d.institution_id = stopped.institution_id AND d.id = stopped.id"
+              WHERE d.institution_id = stopped.institution_id AND d.id = stopped.id
+             RETURNING d.institution_id, d.message_id"
         ))
         .await
         .db()?;
-    tx.execute(&stop, &[&now.0, &alive_since]).await.db()?;
+    for row in tx.query(&stop, &[&now.0, &alive_since]).await.db()? {
+        webhooks::fire(
+            tx,
+            row.get(0),
+            WebhookEvent::MessageUpdated,
+            row.get(1),
+            now,
+        )
+        .await?;
+    }
     let take = tx
         .prepare_cached(concat!(
             "WITH due AS (
@@ -194,8 +212,17 @@ pub(crate) async fn claim(
         .collect())
 }
 
+/// The status of delivery `id`, locked until the transaction ends (`None`: no such delivery).
+async fn locked_status(tx: &Transaction<'_>, id: i64) -> Result<Option<String>, StoreError> {
+    let stmt = tx
+        .prepare_cached("SELECT status FROM deliveries WHERE id = $1 FOR NO KEY UPDATE")
+        .await
+        .db()?;
+    Ok(tx.query_opt(&stmt, &[&id]).await.db()?.map(|r| r.get(0)))
+}
+
 pub(crate) async fn finish(
-    client: &impl GenericClient,
+    tx: &Transaction<'_>,
     worker: i64,
     id: i64,
     attempt: Attempt,
@@ -210,7 +237,10 @@ pub(crate) async fn finish(
     // As on SQLite: a later status from a callback is kept; once a callback has named the
     // provider's id, a timeout seen by this attempt schedules no second send; the claim is
     // released only by its owner.
-    let stmt = client
+    let Some(before) = locked_status(tx, id).await? else {
+        return Ok(());
+    };
+    let stmt = tx
         .prepare_cached(
             "UPDATE deliveries SET
                 status = CASE WHEN $4::text IS NULL AND provider_id IS NOT NULL THEN status
@@ -228,35 +258,53 @@ pub(crate) async fn finish(
         )
         .await
         .db()?;
-    client
-        .execute(
-            &stmt,
-            &[
-                &id,
-                &status.as_str(),
-                &next,
-                &provider_id,
-                &error,
-                &now.0,
-                &worker,
-            ],
-        )
-        .await
-        .db()?;
-    Ok(())
+    tx.execute(
+        &stmt,
+        &[
+            &id,
+            &status.as_str(),
+            &next,
+            &provider_id,
+            &error,
+            &now.0,
+            &worker,
+        ],
+    )
+    .await
+    .db()?;
+    webhooks::fire_if_status_moved(tx, id, &before, now).await
 }
 
 /// Status callbacks can arrive out of order, and before the worker has recorded the provider's
 /// answer: a final status is never replaced by `sent`, and a callback ends any pending resend.
 pub(crate) async fn update_status(
-    client: &impl GenericClient,
+    tx: &Transaction<'_>,
     delivery_id: Option<i64>,
     provider_id: &str,
     status: DeliveryStatus,
     error: Option<String>,
     now: Millis,
 ) -> Result<bool, StoreError> {
-    let stmt = client
+    // The delivery the callback names, else the one with that provider id; none: no row.
+    let target = tx
+        .prepare_cached(
+            "SELECT id, status FROM deliveries
+              WHERE id = coalesce($1::bigint, (SELECT id FROM deliveries
+                                                 WHERE provider_id = $2::text
+                                                 ORDER BY id LIMIT 1))
+                FOR NO KEY UPDATE",
+        )
+        .await
+        .db()?;
+    let Some(found) = tx
+        .query_opt(&target, &[&delivery_id, &provider_id])
+        .await
+        .db()?
+    else {
+        return Ok(false);
+    };
+    let (id, before): (i64, String) = (found.get(0), found.get(1));
+    let stmt = tx
         .prepare_cached(
             "UPDATE deliveries SET
                 status = CASE WHEN $2::text <> 'sent' OR status = 'queued' THEN $2::text
@@ -265,20 +313,18 @@ pub(crate) async fn update_status(
                 provider_id = coalesce(provider_id, (SELECT $5::text WHERE NOT EXISTS
                                    (SELECT 1 FROM deliveries WHERE provider_id = $5::text))),
                 next_attempt_at = NULL
-              WHERE id = coalesce($1::bigint, (SELECT id FROM deliveries
-                                                 WHERE provider_id = $5::text
-                                                 ORDER BY id LIMIT 1))",
+              WHERE id = $1",
         )
         .await
         .db()?;
-    let changed = client
-        .execute(
-            &stmt,
-            &[&delivery_id, &status.as_str(), &error, &now.0, &provider_id],
-        )
-        .await
-        .db()?;
-    Ok(changed > 0)
+    tx.execute(
+        &stmt,
+        &[&id, &status.as_str(), &error, &now.0, &provider_id],
+    )
+    .await
+    .db()?;
+    webhooks::fire_if_status_moved(tx, id, &before, now).await?;
+    Ok(true)
 }
 
 pub(crate) async fn next_due(client: &impl GenericClient) -> Result<Option<Millis>, StoreError> {
@@ -364,7 +410,8 @@ pub(crate) async fn list(
 pub(crate) async fn retry(tx: &Transaction<'_>, id: i64, now: Millis) -> Result<(), StoreError> {
     let found = tx
         .query_opt(
-            "SELECT d.status, p.unsubscribe_sms FROM deliveries d
+            "SELECT d.status, p.unsubscribe_sms, d.institution_id, d.message_id
+               FROM deliveries d
                JOIN messages m ON m.institution_id = d.institution_id AND m.id = d.message_id
                JOIN conversations c
                  ON c.institution_id = m.institution_id AND c.id = m.conversation_id
@@ -397,5 +444,12 @@ pub(crate) async fn retry(tx: &Transaction<'_>, id: i64, now: Millis) -> Result<
     )
     .await
     .db()?;
-    Ok(())
+    webhooks::fire(
+        tx,
+        found.get(2),
+        WebhookEvent::MessageUpdated,
+        found.get(3),
+        now,
+    )
+    .await
 }

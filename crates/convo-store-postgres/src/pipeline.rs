@@ -54,6 +54,24 @@ impl<A, B, C, D> Settle
     }
 }
 
+impl<A, B, C, D, E> Settle
+    for (
+        Result<A, StoreError>,
+        Result<B, StoreError>,
+        Result<C, StoreError>,
+        Result<D, StoreError>,
+        Result<E, StoreError>,
+    )
+{
+    type Out = (A, B, C, D, E);
+    fn settle(self) -> Result<(A, B, C, D, E), StoreError> {
+        match self {
+            (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e)) => Ok((a, b, c, d, e)),
+            (a, b, c, d, e) => Err(cause([a.err(), b.err(), c.err(), d.err(), e.err()])),
+        }
+    }
+}
+
 /// Runs the statements' futures together and settles them (`Settle`).
 macro_rules! pipelined {
     ($($f:expr),+ $(,)?) => {

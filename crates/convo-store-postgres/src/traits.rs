@@ -3,15 +3,21 @@
 //! concurrent ones apart.
 
 use crate::store::in_transaction;
-use crate::{Db, PgStore, conversations, export, import, inbound, keys, messages, outbox, schema};
+use crate::{
+    Db, PgStore, conversations, export, import, inbound, keys, messages, outbox, schema, webhooks,
+};
 use async_trait::async_trait;
 use convo_core::import::{ImportBatch, ImportError, ImportSummary, Record};
 use convo_core::outbox::{Attempt, Delivery, DeliveryRecord, DeliveryStatus, OutboxStats};
+use convo_core::webhook::{
+    AttemptRecord, Endpoint, EndpointPatch, Subscription, SubscriptionFilter, SubscriptionPatch,
+    WebhookEvent, WebhookJob, WebhookResult, WebhookStatus,
+};
 use convo_core::write::{InboundOutcome, InboundSms, NewMessage};
 use convo_core::{
     ApiKeyInfo, Conversation, ConversationPage, ConversationStore, Denied, ImportSink, KeyStore,
     ListQuery, Maintenance, Message, MessageQuery, Millis, NewApiKey, OutboxStore, Refusal,
-    StoreError, TenantCtx,
+    StoreError, TenantCtx, WebhookStore,
 };
 use std::path::Path;
 use std::time::Instant;
@@ -138,16 +144,15 @@ impl OutboxStore for PgStore {
         status: DeliveryStatus,
         error: Option<String>,
     ) -> Result<bool, StoreError> {
-        let client = self.client().await?;
-        outbox::update_status(
-            &client,
+        in_transaction!(self, |tx| outbox::update_status(
+            &tx,
             delivery_id,
             provider_id,
             status,
-            error,
+            error.clone(),
             Millis::now(),
         )
-        .await
+        .await?)
     }
 
     async fn register_worker(&self) -> Result<i64, StoreError> {
@@ -180,7 +185,14 @@ impl OutboxStore for PgStore {
         id: i64,
         attempt: Attempt,
     ) -> Result<(), StoreError> {
-        outbox::finish(&self.client().await?, worker, id, attempt, Millis::now()).await
+        in_transaction!(self, |tx| outbox::finish(
+            &tx,
+            worker,
+            id,
+            attempt.clone(),
+            Millis::now()
+        )
+        .await?)
     }
 
     async fn next_delivery_at(&self) -> Result<Option<Millis>, StoreError> {
@@ -307,5 +319,187 @@ impl Maintenance for PgStore {
 
     fn describe(&self) -> String {
         self.described().to_string()
+    }
+}
+
+#[async_trait]
+impl WebhookStore for PgStore {
+    async fn institution_for_key(
+        &self,
+        key_id: i64,
+        subdomain: &str,
+    ) -> Result<Result<i64, Denied>, StoreError> {
+        keys::institution_for(&self.client().await?, key_id, subdomain).await
+    }
+
+    async fn create_endpoint(
+        &self,
+        key_id: i64,
+        target_url: &str,
+        secret_key: &str,
+        active: bool,
+    ) -> Result<Endpoint, StoreError> {
+        webhooks::create_endpoint(
+            &self.client().await?,
+            key_id,
+            (target_url, secret_key, active),
+            Millis::now(),
+        )
+        .await
+    }
+
+    async fn list_endpoints(
+        &self,
+        key_id: i64,
+        active: Option<bool>,
+    ) -> Result<Vec<Endpoint>, StoreError> {
+        webhooks::list_endpoints(&self.client().await?, key_id, active).await
+    }
+
+    async fn update_endpoint(
+        &self,
+        key_id: i64,
+        endpoint_id: i64,
+        patch: &EndpointPatch,
+    ) -> Result<Option<Endpoint>, StoreError> {
+        webhooks::update_endpoint(
+            &self.client().await?,
+            (key_id, endpoint_id),
+            patch,
+            Millis::now(),
+        )
+        .await
+    }
+
+    async fn delete_endpoint(&self, key_id: i64, endpoint_id: i64) -> Result<bool, StoreError> {
+        in_transaction!(self, |tx| webhooks::delete_endpoint(
+            &tx,
+            key_id,
+            endpoint_id
+        )
+        .await?)
+    }
+
+    async fn list_subscriptions(
+        &self,
+        key_id: i64,
+        endpoint_id: i64,
+        filter: &SubscriptionFilter,
+    ) -> Result<Option<Vec<Subscription>>, StoreError> {
+        in_transaction!(self, |tx| webhooks::list_subscriptions(
+            &tx,
+            (key_id, endpoint_id),
+            filter
+        )
+        .await?)
+    }
+
+    async fn create_subscription(
+        &self,
+        key_id: i64,
+        endpoint_id: i64,
+        institution_id: i64,
+        event: WebhookEvent,
+        active: bool,
+    ) -> Result<Option<Subscription>, StoreError> {
+        in_transaction!(self, |tx| webhooks::create_subscription(
+            &tx,
+            (key_id, endpoint_id),
+            (institution_id, event),
+            active,
+            Millis::now()
+        )
+        .await?)
+    }
+
+    async fn update_subscription(
+        &self,
+        key_id: i64,
+        endpoint_id: i64,
+        subscription_id: i64,
+        institution_id: i64,
+        patch: &SubscriptionPatch,
+    ) -> Result<Option<Subscription>, StoreError> {
+        in_transaction!(self, |tx| webhooks::update_subscription(
+            &tx,
+            key_id,
+            (endpoint_id, subscription_id, institution_id),
+            patch,
+            Millis::now()
+        )
+        .await?)
+    }
+
+    async fn delete_subscription(
+        &self,
+        key_id: i64,
+        endpoint_id: i64,
+        subscription_id: i64,
+    ) -> Result<bool, StoreError> {
+        in_transaction!(self, |tx| webhooks::delete_subscription(
+            &tx,
+            key_id,
+            (endpoint_id, subscription_id)
+        )
+        .await?)
+    }
+
+    async fn claim_webhooks(
+        &self,
+        worker: i64,
+        now: Millis,
+        stale_ms: i64,
+        limit: i64,
+        per_endpoint: i64,
+    ) -> Result<Vec<WebhookJob>, StoreError> {
+        in_transaction!(self, |tx| webhooks::claim(
+            &tx,
+            worker,
+            now,
+            (stale_ms, limit, per_endpoint)
+        )
+        .await?)
+    }
+
+    async fn finish_webhook(
+        &self,
+        worker: i64,
+        id: i64,
+        result: &WebhookResult,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        in_transaction!(self, |tx| webhooks::finish(&tx, worker, id, result, now)
+            .await?)
+    }
+
+    async fn next_webhook_at(&self) -> Result<Option<Millis>, StoreError> {
+        webhooks::next_due(&self.client().await?).await
+    }
+
+    async fn webhook_stats(&self, now: Millis, stale_ms: i64) -> Result<OutboxStats, StoreError> {
+        webhooks::stats(&self.client().await?, now, stale_ms).await
+    }
+
+    async fn list_webhook_attempts(
+        &self,
+        endpoint_id: Option<i64>,
+        outcome: Option<WebhookStatus>,
+        limit: i64,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        webhooks::attempts(&self.client().await?, endpoint_id, outcome, limit).await
+    }
+
+    async fn replay_webhooks(
+        &self,
+        endpoint_id: i64,
+        since: Millis,
+        now: Millis,
+    ) -> Result<Option<i64>, StoreError> {
+        in_transaction!(self, |tx| webhooks::replay(&tx, endpoint_id, since, now)
+            .await?)
+    }
+
+    async fn purge_webhooks(&self, before: Millis) -> Result<i64, StoreError> {
+        in_transaction!(self, |tx| webhooks::purge(&tx, before).await?)
     }
 }

@@ -51,6 +51,18 @@ const ACROSS: &[(&str, &str)] = &[
         "status = CASE WHEN $4::text IS NULL",
         "a finished attempt names its delivery by id",
     ),
+    (
+        "SELECT id, status FROM deliveries",
+        "a status callback locks the delivery it names, as its update",
+    ),
+    (
+        "SELECT status FROM deliveries WHERE id = $1",
+        "a finished attempt locks its delivery, as its update",
+    ),
+    (
+        "SELECT institution_id, message_id, status FROM deliveries",
+        "after either, whether the status moved (message_updated), by the same id",
+    ),
 ];
 
 /// The migrations with every tenant table partitioned, storage settings dropped (partitioned

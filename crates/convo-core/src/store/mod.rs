@@ -7,6 +7,7 @@ mod import;
 mod keys;
 mod maintenance;
 mod outbox;
+mod webhooks;
 
 pub use crate::error::{Denied, Missing, Refusal, StoreError};
 pub use conversations::{ConversationStore, ListQuery, MessageQuery};
@@ -14,13 +15,22 @@ pub use import::{ImportSink, RecordBatches, export_closed, import_records, impor
 pub use keys::{KeyStore, TenantCtx};
 pub use maintenance::Maintenance;
 pub use outbox::OutboxStore;
+pub use webhooks::WebhookStore;
 
 /// Everything an engine provides. Implemented for every type that implements the parts.
-pub trait Store: KeyStore + ConversationStore + OutboxStore + ImportSink + Maintenance {}
+pub trait Store:
+    KeyStore + ConversationStore + OutboxStore + WebhookStore + ImportSink + Maintenance
+{
+}
 
-impl<T> Store for T where T: KeyStore + ConversationStore + OutboxStore + ImportSink + Maintenance {}
+impl<T> Store for T where
+    T: KeyStore + ConversationStore + OutboxStore + WebhookStore + ImportSink + Maintenance
+{
+}
 
 /// The traits, for code that calls store methods through one `Store` value.
 pub mod prelude {
-    pub use super::{ConversationStore, ImportSink, KeyStore, Maintenance, OutboxStore, Store};
+    pub use super::{
+        ConversationStore, ImportSink, KeyStore, Maintenance, OutboxStore, Store, WebhookStore,
+    };
 }

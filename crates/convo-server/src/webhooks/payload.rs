@@ -7,7 +7,7 @@ use crate::dto;
 use crate::json::Json;
 use convo_core::outbox::DeliveryStatus;
 use convo_core::tz::Zone;
-use convo_core::webhook::WebhookEvent;
+use convo_core::webhook::{ERRORS_KEPT, WebhookEvent};
 use convo_core::{Message, Millis};
 
 /// What an event froze at commit: the message as it was, where it belongs, and, for a staff
@@ -26,9 +26,6 @@ pub struct Event<'a> {
     pub patient_id: i64,
     pub delivery: Option<(DeliveryStatus, Option<&'a str>)>,
 }
-
-/// At most this many earlier attempts' errors ride along, the newest of them, oldest first.
-const ERRORS_KEPT: usize = 10;
 
 /// The body of one attempt: `errors` are the delivery's earlier attempts' errors, oldest first.
 pub fn body(e: &Event<'_>, errors: &[String]) -> Vec<u8> {

@@ -1,15 +1,12 @@
 //! When a failed delivery is tried again (CONTRACT §8): NexHealth's cumulative schedule, counted
 //! from the first attempt, each retry moved by up to ±10 % so that an endpoint's backlog does
-//! not return in one burst; a `Retry-After` that asks for later wins; an endpoint failing for
-//! 48 hours without a success in between is deactivated.
+//! not return in one burst; a `Retry-After` that asks for later wins; the 48-hour rule is the
+//! store's (`convo_core::webhook`).
 
 /// Seconds after the first attempt at which retries 1 to 10 are due.
 pub const RETRY_OFFSETS_S: [i64; 10] = [
     30, 90, 210, 600, 1_800, 7_200, 18_000, 36_000, 86_400, 172_800,
 ];
-
-/// How long an endpoint may fail without one success before it goes inactive.
-pub const FAILING_LIMIT_MS: i64 = 48 * 3_600 * 1_000;
 
 /// What happens after a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,12 +40,6 @@ pub fn after_failure(
     let asked = retry_after_ms.map_or(i64::MIN, |ms| now_ms.saturating_add(ms.max(0)));
     // Never in the past: a slow attempt can end after its successor was due.
     AfterFailure::RetryAt(scheduled.max(asked).max(now_ms))
-}
-
-/// Whether an endpoint failing since `failing_since_ms` goes inactive after a failure at
-/// `now_ms`.
-pub fn deactivates(failing_since_ms: i64, now_ms: i64) -> bool {
-    now_ms.saturating_sub(failing_since_ms) >= FAILING_LIMIT_MS
 }
 
 #[cfg(test)]
@@ -115,10 +106,12 @@ mod tests {
     }
 
     #[test]
-    fn forty_eight_hours_of_failure_deactivate() {
-        assert!(!deactivates(T0, T0 + FAILING_LIMIT_MS - 1));
-        assert!(deactivates(T0, T0 + FAILING_LIMIT_MS));
-        // The schedule's last retry falls at 48 h: without jitter, that failure deactivates.
-        assert!(deactivates(T0, T0 + RETRY_OFFSETS_S[9] * 1_000));
+    fn the_last_retry_falls_at_the_failing_limit() {
+        // Without jitter the last failure is the one that deactivates (48 h); with −10 % it
+        // comes earlier, and a spent schedule deactivates by itself (the store's rule).
+        assert_eq!(
+            RETRY_OFFSETS_S[9] * 1_000,
+            convo_core::webhook::FAILING_LIMIT_MS
+        );
     }
 }

@@ -3,8 +3,9 @@
 //! applied, stored once per provider message id. One IMMEDIATE transaction.
 
 use super::messages::{IdTable, MessageRow, conversation_for, insert_message, next_id, touch};
-use super::{Db, immediate, phones};
+use super::{Db, immediate, phones, webhooks};
 use convo_core::phone::e164;
+use convo_core::webhook::WebhookEvent;
 use convo_core::write::{InboundOutcome, InboundSms, Keyword, keyword, pick_patient};
 use convo_core::{Millis, Missing, Refusal, StoreError};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -33,6 +34,7 @@ pub(crate) fn receive(
     let conversation_id = conversation_for(&tx, (inst, loc), patient_id, now)?;
     let message_id = insert_inbound(&tx, conversation_id, patient_id, &sms, now)?;
     touch(&tx, conversation_id, now)?;
+    webhooks::fire(&tx, WebhookEvent::MessageCreated, message_id, now)?;
     tx.commit().db()?;
     Ok(InboundOutcome {
         message_id,

@@ -4,8 +4,9 @@
 //! write at once.
 
 use super::rows::{ONE_MESSAGE_SQL, message_from};
-use super::{Db, immediate};
+use super::{Db, immediate, webhooks};
 use convo_core::phone::bio_phones;
+use convo_core::webhook::WebhookEvent;
 use convo_core::write::{IdempotencyKey, NewAttachment, NewMessage};
 use convo_core::{Message, Millis, Missing, Refusal, StoreError, TenantCtx};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -216,6 +217,7 @@ pub(crate) fn send(
         .db()?;
     }
     touch(&tx, conversation_id, now)?;
+    webhooks::fire(&tx, WebhookEvent::MessageCreated, id, now)?;
     let message = load_message(&tx, id)?;
     tx.commit().db()?;
     Ok(message)
@@ -317,6 +319,7 @@ pub(crate) fn seen(
         .execute(params![message_id, text, at.0])
         .db()?;
         touch(&tx, conversation_id, at)?;
+        webhooks::fire(&tx, WebhookEvent::MessageUpdated, message_id, now)?;
     }
     let message = load_message(&tx, message_id)?;
     tx.commit().db()?;

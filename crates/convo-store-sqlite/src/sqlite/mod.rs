@@ -14,6 +14,7 @@ mod pool;
 mod rows;
 mod schema;
 mod traits;
+mod webhooks;
 
 use backup::FileResult;
 use convo_core::{Refusal, StoreError};

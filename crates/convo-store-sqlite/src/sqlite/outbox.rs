@@ -1,9 +1,10 @@
 //! The outbox: deliveries the worker claims, attempts, and provider status callbacks.
 
-use super::{Db, immediate};
+use super::{Db, immediate, webhooks};
 use convo_core::outbox::{Attempt, Delivery, DeliveryRecord, DeliveryStatus, OutboxStats};
+use convo_core::webhook::WebhookEvent;
 use convo_core::{Millis, Missing, Refusal, StoreError};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 /// Rows a worker may claim: due, and free or held by an owner that stopped heartbeating.
 /// (`?1` now, `?3` the oldest heartbeat still alive.)
@@ -26,9 +27,17 @@ pub(crate) fn register_worker(conn: &mut Connection, now: Millis) -> Result<i64,
             [],
         )
         .db()?;
-    if taken > 0 {
+    let hooks = tx
+        .execute(
+            "UPDATE webhook_deliveries SET claimed_by = NULL, claimed_at = NULL
+              WHERE claimed_by IS NOT NULL",
+            [],
+        )
+        .db()?;
+    if taken + hooks > 0 {
         tracing::info!(
             deliveries = taken,
+            webhook_deliveries = hooks,
             "outbox: took back the claims of a worker that did not stop cleanly"
         );
     }
@@ -68,6 +77,11 @@ pub(crate) fn retire(conn: &mut Connection, worker: i64) -> Result<(), StoreErro
         [worker],
     )
     .db()?;
+    tx.execute(
+        "UPDATE webhook_deliveries SET claimed_by = NULL, claimed_at = NULL WHERE claimed_by = ?1",
+        [worker],
+    )
+    .db()?;
     tx.execute("DELETE FROM workers WHERE id = ?1", [worker])
         .db()?;
     tx.commit().db()
@@ -84,21 +98,28 @@ pub(crate) fn claim(
     let alive_since = now.0.saturating_sub(stale_ms);
     // A patient who texted STOP while a send waited (a provider outage, a backoff) must not
     // get it: carriers and the law treat a text after an opt-out as a violation.
-    tx.prepare_cached(concat!(
-        "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, updated_at = ?1,
+    let stopped: Vec<i64> = tx
+        .prepare_cached(concat!(
+            "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, updated_at = ?1,
                 claimed_by = NULL, claimed_at = NULL,
                 error = 'the patient unsubscribed from SMS before it was sent'
           WHERE ",
-        claimable!(),
-        " AND EXISTS (SELECT 1 FROM messages m INDEXED BY messages_id
+            claimable!(),
+            " AND EXISTS (SELECT 1 FROM messages m INDEXED BY messages_id
                           JOIN conversations c ON c.id = m.conversation_id
                           JOIN patients p ON p.id = c.patient_id
-                         WHERE m.id = deliveries.message_id AND p.unsubscribe_sms)"
-    ))
-    .db()?
-    // `?2` is unused here; the numbering matches the claim below, which shares `claimable!`.
-    .execute(params![now.0, worker, alive_since])
-    .db()?;
+                         WHERE m.id = deliveries.message_id AND p.unsubscribe_sms)
+         RETURNING message_id"
+        ))
+        .db()?
+        // `?2` is unused here; the numbering matches the claim below, which shares `claimable!`.
+        .query_map(params![now.0, worker, alive_since], |r| r.get(0))
+        .db()?
+        .collect::<Result<_, _>>()
+        .db()?;
+    for message_id in stopped {
+        webhooks::fire(&tx, WebhookEvent::MessageUpdated, message_id, now)?;
+    }
     let due: Vec<Delivery> = tx
         .prepare_cached(concat!(
             "UPDATE deliveries SET attempts = attempts + 1, claimed_by = ?2, claimed_at = ?1,
@@ -145,7 +166,9 @@ pub(crate) fn finish(
     // error seen by this attempt must not schedule a second send (`kept` below). The claim is
     // released either way, but only by its owner: a worker that was taken over (it stopped
     // heartbeating, then came back) records what it saw and leaves the new claim alone.
-    conn.prepare_cached(
+    let tx = immediate(conn)?;
+    let before = status_of(&tx, id)?;
+    tx.prepare_cached(
         "UPDATE deliveries SET
             status = CASE WHEN ?4 IS NULL AND provider_id IS NOT NULL THEN status
                           WHEN status IN ('delivered', 'undelivered', 'failed') THEN status
@@ -170,7 +193,17 @@ pub(crate) fn finish(
         worker
     ])
     .db()?;
-    Ok(())
+    webhooks::fire_if_status_moved(&tx, id, before.as_deref(), now)?;
+    tx.commit().db()
+}
+
+/// A delivery's stored status now, to tell whether a write moved it (`message_updated`).
+fn status_of(tx: &Transaction, id: i64) -> Result<Option<String>, StoreError> {
+    tx.prepare_cached("SELECT status FROM deliveries WHERE id = ?1")
+        .db()?
+        .query_row([id], |r| r.get(0))
+        .optional()
+        .db()
 }
 
 /// Status callbacks can arrive out of order, and before the worker has recorded the provider's
@@ -184,27 +217,37 @@ pub(crate) fn update_status(
     error: Option<String>,
     now: Millis,
 ) -> Result<bool, StoreError> {
+    let tx = immediate(conn)?;
     // The delivery the callback names, else the one with that provider id; none: no row.
-    let changed = conn
+    let target: Option<(i64, String)> = tx
         .prepare_cached(
-            "UPDATE deliveries SET
+            "SELECT id, status FROM deliveries
+              WHERE id = coalesce(?1, (SELECT id FROM deliveries WHERE provider_id = ?2))",
+        )
+        .db()?
+        .query_row(params![delivery_id, provider_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()
+        .db()?;
+    let Some((id, before)) = target else {
+        return Ok(false);
+    };
+    tx.prepare_cached(
+        "UPDATE deliveries SET
                 status = CASE WHEN ?2 != 'sent' OR status = 'queued' THEN ?2 ELSE status END,
                 error = coalesce(?3, error), updated_at = ?4,
                 provider_id = coalesce(provider_id, (SELECT ?5 WHERE NOT EXISTS
                                    (SELECT 1 FROM deliveries WHERE provider_id = ?5))),
                 next_attempt_at = NULL
-              WHERE id = coalesce(?1, (SELECT id FROM deliveries WHERE provider_id = ?5))",
-        )
-        .db()?
-        .execute(params![
-            delivery_id,
-            status.as_str(),
-            error,
-            now.0,
-            provider_id
-        ])
-        .db()?;
-    Ok(changed > 0)
+              WHERE id = ?1",
+    )
+    .db()?
+    .execute(params![id, status.as_str(), error, now.0, provider_id])
+    .db()?;
+    webhooks::fire_if_status_moved(&tx, id, Some(&before), now)?;
+    tx.commit().db()?;
+    Ok(true)
 }
 
 pub(crate) fn next_due(conn: &mut Connection) -> Result<Option<Millis>, StoreError> {
@@ -282,19 +325,19 @@ pub(crate) fn list(
 
 pub(crate) fn retry(conn: &mut Connection, id: i64, now: Millis) -> Result<(), StoreError> {
     let tx = immediate(conn)?;
-    let found: Option<(String, bool)> = tx
+    let found: Option<(String, bool, i64)> = tx
         .prepare_cached(
-            "SELECT d.status, p.unsubscribe_sms FROM deliveries d
+            "SELECT d.status, p.unsubscribe_sms, d.message_id FROM deliveries d
                JOIN messages m INDEXED BY messages_id ON m.id = d.message_id
                JOIN conversations c ON c.id = m.conversation_id
                JOIN patients p ON p.id = c.patient_id
               WHERE d.id = ?1",
         )
         .db()?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()
         .db()?;
-    let Some((status, unsubscribed)) = found else {
+    let Some((status, unsubscribed, message_id)) = found else {
         return Err(Missing::Delivery(id).into());
     };
     let status = DeliveryStatus::parse(&status)
@@ -315,6 +358,7 @@ pub(crate) fn retry(conn: &mut Connection, id: i64, now: Millis) -> Result<(), S
     .db()?
     .execute(params![id, now.0])
     .db()?;
+    webhooks::fire(&tx, WebhookEvent::MessageUpdated, message_id, now)?;
     tx.commit().db()?;
     Ok(())
 }

@@ -4,16 +4,20 @@
 use super::backup::backup_to;
 use super::{
     Db, SqliteStore, conversations, export, import, inbound, keys, messages, outbox, schema,
-    snapshot,
+    snapshot, webhooks,
 };
 use async_trait::async_trait;
 use convo_core::import::{ImportBatch, ImportError, ImportSummary, Record};
 use convo_core::outbox::{Attempt, Delivery, DeliveryRecord, DeliveryStatus, OutboxStats};
+use convo_core::webhook::{
+    AttemptRecord, Endpoint, EndpointPatch, Subscription, SubscriptionFilter, SubscriptionPatch,
+    WebhookEvent, WebhookJob, WebhookResult, WebhookStatus,
+};
 use convo_core::write::{InboundOutcome, InboundSms, NewMessage};
 use convo_core::{
     ApiKeyInfo, Conversation, ConversationPage, ConversationStore, Denied, ImportSink, KeyStore,
     ListQuery, Maintenance, Message, MessageQuery, Millis, NewApiKey, OutboxStore, Refusal,
-    StoreError, TenantCtx,
+    StoreError, TenantCtx, WebhookStore,
 };
 use std::path::Path;
 use tokio::sync::mpsc;
@@ -284,5 +288,179 @@ impl Maintenance for SqliteStore {
 
     fn describe(&self) -> String {
         self.path().display().to_string()
+    }
+}
+
+#[async_trait]
+impl WebhookStore for SqliteStore {
+    async fn institution_for_key(
+        &self,
+        key_id: i64,
+        subdomain: &str,
+    ) -> Result<Result<i64, Denied>, StoreError> {
+        self.read_here(|conn| webhooks::institution_for_key(conn, key_id, subdomain))
+            .await
+    }
+
+    async fn create_endpoint(
+        &self,
+        key_id: i64,
+        target_url: &str,
+        secret_key: &str,
+        active: bool,
+    ) -> Result<Endpoint, StoreError> {
+        let (url, secret) = (target_url.to_string(), secret_key.to_string());
+        self.write(move |conn| {
+            webhooks::create_endpoint(conn, key_id, &url, &secret, active, Millis::now())
+        })
+        .await
+    }
+
+    async fn list_endpoints(
+        &self,
+        key_id: i64,
+        active: Option<bool>,
+    ) -> Result<Vec<Endpoint>, StoreError> {
+        self.read_here(|conn| webhooks::list_endpoints(conn, key_id, active))
+            .await
+    }
+
+    async fn update_endpoint(
+        &self,
+        key_id: i64,
+        endpoint_id: i64,
+        patch: &EndpointPatch,
+    ) -> Result<Option<Endpoint>, StoreError> {
+        let patch = patch.clone();
+        self.write(move |conn| {
+            webhooks::update_endpoint(conn, key_id, endpoint_id, &patch, Millis::now())
+        })
+        .await
+    }
+
+    async fn delete_endpoint(&self, key_id: i64, endpoint_id: i64) -> Result<bool, StoreError> {
+        self.write(move |conn| webhooks::delete_endpoint(conn, key_id, endpoint_id))
+            .await
+    }
+
+    async fn list_subscriptions(
+        &self,
+        key_id: i64,
+        endpoint_id: i64,
+        filter: &SubscriptionFilter,
+    ) -> Result<Option<Vec<Subscription>>, StoreError> {
+        self.read_here(|conn| webhooks::list_subscriptions(conn, key_id, endpoint_id, filter))
+            .await
+    }
+
+    async fn create_subscription(
+        &self,
+        key_id: i64,
+        endpoint_id: i64,
+        institution_id: i64,
+        event: WebhookEvent,
+        active: bool,
+    ) -> Result<Option<Subscription>, StoreError> {
+        self.write(move |conn| {
+            webhooks::create_subscription(
+                conn,
+                key_id,
+                endpoint_id,
+                (institution_id, event),
+                active,
+                Millis::now(),
+            )
+        })
+        .await
+    }
+
+    async fn update_subscription(
+        &self,
+        key_id: i64,
+        endpoint_id: i64,
+        subscription_id: i64,
+        institution_id: i64,
+        patch: &SubscriptionPatch,
+    ) -> Result<Option<Subscription>, StoreError> {
+        let patch = patch.clone();
+        self.write(move |conn| {
+            webhooks::update_subscription(
+                conn,
+                key_id,
+                (endpoint_id, subscription_id, institution_id),
+                &patch,
+                Millis::now(),
+            )
+        })
+        .await
+    }
+
+    async fn delete_subscription(
+        &self,
+        key_id: i64,
+        endpoint_id: i64,
+        subscription_id: i64,
+    ) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            webhooks::delete_subscription(conn, key_id, endpoint_id, subscription_id)
+        })
+        .await
+    }
+
+    async fn claim_webhooks(
+        &self,
+        worker: i64,
+        now: Millis,
+        stale_ms: i64,
+        limit: i64,
+        per_endpoint: i64,
+    ) -> Result<Vec<WebhookJob>, StoreError> {
+        self.write(move |conn| webhooks::claim(conn, worker, now, (stale_ms, limit, per_endpoint)))
+            .await
+    }
+
+    async fn finish_webhook(
+        &self,
+        worker: i64,
+        id: i64,
+        result: &WebhookResult,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let result = result.clone();
+        self.write(move |conn| webhooks::finish(conn, worker, id, &result, now))
+            .await
+    }
+
+    async fn next_webhook_at(&self) -> Result<Option<Millis>, StoreError> {
+        self.read_here(|conn| webhooks::next_due(conn)).await
+    }
+
+    async fn webhook_stats(&self, now: Millis, stale_ms: i64) -> Result<OutboxStats, StoreError> {
+        self.read(move |conn| webhooks::stats(conn, now, stale_ms))
+            .await
+    }
+
+    async fn list_webhook_attempts(
+        &self,
+        endpoint_id: Option<i64>,
+        outcome: Option<WebhookStatus>,
+        limit: i64,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.read(move |conn| webhooks::attempts(conn, endpoint_id, outcome, limit))
+            .await
+    }
+
+    async fn replay_webhooks(
+        &self,
+        endpoint_id: i64,
+        since: Millis,
+        now: Millis,
+    ) -> Result<Option<i64>, StoreError> {
+        self.write(move |conn| webhooks::replay(conn, endpoint_id, since, now))
+            .await
+    }
+
+    async fn purge_webhooks(&self, before: Millis) -> Result<i64, StoreError> {
+        self.write(move |conn| webhooks::purge(conn, before)).await
     }
 }

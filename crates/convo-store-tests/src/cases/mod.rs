@@ -10,6 +10,7 @@ mod listing;
 mod outbox;
 mod sends;
 mod tenancy;
+mod webhooks;
 
 use crate::{Case, Db};
 
@@ -58,5 +59,14 @@ pub fn all() -> Vec<Case> {
         import::a_first_load_with_interleaved_kinds_writes_every_record,
         import::an_input_that_stops_early_writes_nothing,
         tenancy::no_store_call_crosses_an_institution,
+        webhooks::endpoints_belong_to_their_key,
+        webhooks::subscriptions_are_one_per_event_and_filterable,
+        webhooks::writes_freeze_their_events_at_commit,
+        webhooks::nothing_is_queued_for_what_is_inactive,
+        webhooks::attempts_settle_deliveries_and_endpoints,
+        webhooks::claims_hold_the_per_endpoint_limit_across_owners,
+        webhooks::deleting_stops_pending_deliveries,
+        webhooks::replay_queues_stored_events_again,
+        webhooks::no_subscription_receives_another_institutions_events,
     ]
 }

@@ -6,6 +6,10 @@ use async_trait::async_trait;
 use convo_core::import::{ImportBatch, ImportError, ImportSummary, Record};
 use convo_core::outbox::{Attempt, Delivery, DeliveryRecord, DeliveryStatus, OutboxStats};
 use convo_core::store::prelude::*;
+use convo_core::webhook::{
+    AttemptRecord, Endpoint, EndpointPatch, Subscription, SubscriptionFilter, SubscriptionPatch,
+    WebhookEvent, WebhookJob, WebhookResult, WebhookStatus,
+};
 use convo_core::write::{InboundOutcome, InboundSms, NewMessage};
 use convo_core::{
     ApiKeyInfo, Conversation, ConversationPage, Denied, ListQuery, Message, MessageQuery, Millis,
@@ -115,6 +119,38 @@ delegate!(OutboxStore {
         self.inner.finish_delivery(worker, id, attempt).await
     }
 );
+
+delegate!(WebhookStore {
+    fn institution_for_key(&self, key_id: i64, subdomain: &str)
+        -> Result<Result<i64, Denied>, StoreError>;
+    fn create_endpoint(&self, key_id: i64, target_url: &str, secret_key: &str, active: bool)
+        -> Result<Endpoint, StoreError>;
+    fn list_endpoints(&self, key_id: i64, active: Option<bool>)
+        -> Result<Vec<Endpoint>, StoreError>;
+    fn update_endpoint(&self, key_id: i64, endpoint_id: i64, patch: &EndpointPatch)
+        -> Result<Option<Endpoint>, StoreError>;
+    fn delete_endpoint(&self, key_id: i64, endpoint_id: i64) -> Result<bool, StoreError>;
+    fn list_subscriptions(&self, key_id: i64, endpoint_id: i64, filter: &SubscriptionFilter)
+        -> Result<Option<Vec<Subscription>>, StoreError>;
+    fn create_subscription(&self, key_id: i64, endpoint_id: i64, institution_id: i64,
+        event: WebhookEvent, active: bool) -> Result<Option<Subscription>, StoreError>;
+    fn update_subscription(&self, key_id: i64, endpoint_id: i64, subscription_id: i64,
+        institution_id: i64, patch: &SubscriptionPatch)
+        -> Result<Option<Subscription>, StoreError>;
+    fn delete_subscription(&self, key_id: i64, endpoint_id: i64, subscription_id: i64)
+        -> Result<bool, StoreError>;
+    fn claim_webhooks(&self, worker: i64, now: Millis, stale_ms: i64, limit: i64,
+        per_endpoint: i64) -> Result<Vec<WebhookJob>, StoreError>;
+    fn finish_webhook(&self, worker: i64, id: i64, result: &WebhookResult, now: Millis)
+        -> Result<(), StoreError>;
+    fn next_webhook_at(&self) -> Result<Option<Millis>, StoreError>;
+    fn webhook_stats(&self, now: Millis, stale_ms: i64) -> Result<OutboxStats, StoreError>;
+    fn list_webhook_attempts(&self, endpoint_id: Option<i64>, outcome: Option<WebhookStatus>,
+        limit: i64) -> Result<Vec<AttemptRecord>, StoreError>;
+    fn replay_webhooks(&self, endpoint_id: i64, since: Millis, now: Millis)
+        -> Result<Option<i64>, StoreError>;
+    fn purge_webhooks(&self, before: Millis) -> Result<i64, StoreError>;
+});
 
 #[async_trait]
 impl Maintenance for Faulty {

@@ -1,0 +1,774 @@
+//! Message webhooks on PostgreSQL (CONTRACT §8): events frozen in the transaction of the write
+//! that causes them, an API key's endpoints and subscriptions, and deliveries claimed across
+//! processes as the SMS outbox's are (owners that heartbeat, row locks skipped), with the
+//! per-endpoint limit held by claiming one process at a time.
+
+use crate::Db;
+use crate::rows::{message_columns, message_from};
+use convo_core::outbox::{DeliveryStatus, OutboxStats};
+use convo_core::webhook::{
+    AttemptRecord, Endpoint, EndpointPatch, FrozenEvent, Health, Subscription, SubscriptionFilter,
+    SubscriptionPatch, WebhookEvent, WebhookJob, WebhookResult, WebhookStatus, kept_errors, settle,
+};
+use convo_core::{Millis, Refusal, StoreError};
+use deadpool_postgres::{GenericClient, Transaction};
+use tokio_postgres::Row;
+
+/// The event of message `$2` of institution `$1` as it is now (`$3` the event, `$4` its time),
+/// written when an active subscription of an active endpoint wants it, with one delivery per
+/// such subscription: one statement, in the caller's transaction, after the write it reports.
+const FIRE_SQL: &str = concat!(
+    "WITH ev AS (
+        INSERT INTO webhook_events (event, created_at, institution_id, location_id, patient_id,
+            subdomain, tz, message_id, conversation_id, body, message_created_at,
+            message_updated_at, sender_type, sender_id, seen_by, has_attachment,
+            attachment_file_name, attachment_content_type, attachment_file_size, attachment_url,
+            attachment_updated_at, sms_msg_id, is_custom_reminder_response, user_first_name,
+            user_last_name, user_image, patient_first_name, patient_middle_name,
+            patient_last_name, delivery_status, delivery_error)
+        SELECT $3::text, $4::bigint, $1::bigint, c.location_id, c.patient_id, i.subdomain, l.tz, ",
+    message_columns!(),
+    ", sp.first_name, sp.middle_name, sp.last_name, d.status, d.error
+          FROM messages m
+          JOIN conversations c ON c.institution_id = m.institution_id AND c.id = m.conversation_id
+          JOIN institutions i ON i.id = m.institution_id
+          JOIN locations l ON l.institution_id = c.institution_id AND l.id = c.location_id
+          LEFT JOIN users u
+                 ON m.sender_type = 'User' AND u.institution_id = $1 AND u.id = m.sender_id
+          LEFT JOIN patients sp
+                 ON m.sender_type = 'Patient' AND sp.institution_id = $1 AND sp.id = m.sender_id
+          LEFT JOIN deliveries d
+                 ON m.sender_type = 'User' AND d.institution_id = $1 AND d.message_id = m.id
+         WHERE m.institution_id = $1 AND m.id = $2
+           AND EXISTS (SELECT 1 FROM webhook_subscriptions s
+                         JOIN webhook_endpoints e ON e.id = s.endpoint_id
+                        WHERE s.institution_id = $1 AND s.event = $3::text
+                          AND s.active AND e.active)
+        RETURNING id)
+     INSERT INTO webhook_deliveries (event_id, endpoint_id, subscription_id, status,
+         next_attempt_at, created_at, updated_at)
+     SELECT ev.id, s.endpoint_id, s.id, 'pending', $4, $4, $4
+       FROM ev
+       JOIN webhook_subscriptions s ON s.institution_id = $1 AND s.event = $3::text AND s.active
+       JOIN webhook_endpoints e ON e.id = s.endpoint_id AND e.active"
+);
+
+pub(crate) async fn fire(
+    tx: &Transaction<'_>,
+    inst: i64,
+    event: WebhookEvent,
+    message_id: i64,
+    at: Millis,
+) -> Result<(), StoreError> {
+    let stmt = tx.prepare_cached(FIRE_SQL).await.db()?;
+    tx.execute(&stmt, &[&inst, &message_id, &event.as_str(), &at.0])
+        .await
+        .db()?;
+    Ok(())
+}
+
+/// `message_updated` for delivery `id` when its status is no longer `before`.
+pub(crate) async fn fire_if_status_moved(
+    tx: &Transaction<'_>,
+    id: i64,
+    before: &str,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let stmt = tx
+        .prepare_cached("SELECT institution_id, message_id, status FROM deliveries WHERE id = $1")
+        .await
+        .db()?;
+    if let Some(row) = tx.query_opt(&stmt, &[&id]).await.db()? {
+        let status: &str = row.get(2);
+        if status != before {
+            fire(
+                tx,
+                row.get(0),
+                WebhookEvent::MessageUpdated,
+                row.get(1),
+                now,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+const ENDPOINT_COLUMNS: &str = "id, target_url, secret_key, active, created_at, updated_at";
+
+fn endpoint_from(r: &Row) -> Endpoint {
+    Endpoint {
+        id: r.get(0),
+        target_url: r.get(1),
+        secret_key: r.get(2),
+        active: r.get(3),
+        created_at: Millis(r.get(4)),
+        updated_at: Millis(r.get(5)),
+    }
+}
+
+pub(crate) async fn create_endpoint(
+    client: &impl GenericClient,
+    key_id: i64,
+    (target_url, secret_key, active): (&str, &str, bool),
+    now: Millis,
+) -> Result<Endpoint, StoreError> {
+    let row = client
+        .query_one(
+            &format!(
+                "INSERT INTO webhook_endpoints (api_key_id, target_url, secret_key, active,
+                    created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)
+                 RETURNING {ENDPOINT_COLUMNS}"
+            ),
+            &[&key_id, &target_url, &secret_key, &active, &now.0],
+        )
+        .await
+        .db()?;
+    Ok(endpoint_from(&row))
+}
+
+pub(crate) async fn list_endpoints(
+    client: &impl GenericClient,
+    key_id: i64,
+    active: Option<bool>,
+) -> Result<Vec<Endpoint>, StoreError> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints
+                  WHERE api_key_id = $1 AND ($2::boolean IS NULL OR active = $2) ORDER BY id"
+            ),
+            &[&key_id, &active],
+        )
+        .await
+        .db()?;
+    Ok(rows.iter().map(endpoint_from).collect())
+}
+
+pub(crate) async fn update_endpoint(
+    client: &impl GenericClient,
+    (key_id, id): (i64, i64),
+    patch: &EndpointPatch,
+    now: Millis,
+) -> Result<Option<Endpoint>, StoreError> {
+    // Re-activating ends the failing state: the 48 hours start again from the next failure.
+    let row = client
+        .query_opt(
+            &format!(
+                "UPDATE webhook_endpoints SET
+                    target_url = coalesce($3, target_url),
+                    active = coalesce($4, active),
+                    failing_since = CASE WHEN $4 THEN NULL ELSE failing_since END,
+                    updated_at = $5
+                  WHERE id = $2 AND api_key_id = $1 RETURNING {ENDPOINT_COLUMNS}"
+            ),
+            &[&key_id, &id, &patch.target_url, &patch.active, &now.0],
+        )
+        .await
+        .db()?;
+    Ok(row.as_ref().map(endpoint_from))
+}
+
+/// Whether key `key_id` has endpoint `id`, locking it so that what follows sees it stay.
+async fn owns_endpoint(tx: &Transaction<'_>, key_id: i64, id: i64) -> Result<bool, StoreError> {
+    let row = tx
+        .query_opt(
+            "SELECT 1 FROM webhook_endpoints WHERE id = $2 AND api_key_id = $1 FOR UPDATE",
+            &[&key_id, &id],
+        )
+        .await
+        .db()?;
+    Ok(row.is_some())
+}
+
+pub(crate) async fn delete_endpoint(
+    tx: &Transaction<'_>,
+    key_id: i64,
+    id: i64,
+) -> Result<bool, StoreError> {
+    if !owns_endpoint(tx, key_id, id).await? {
+        return Ok(false);
+    }
+    tx.execute(
+        "DELETE FROM webhook_deliveries WHERE endpoint_id = $1",
+        &[&id],
+    )
+    .await
+    .db()?;
+    tx.execute(
+        "DELETE FROM webhook_subscriptions WHERE endpoint_id = $1",
+        &[&id],
+    )
+    .await
+    .db()?;
+    tx.execute("DELETE FROM webhook_endpoints WHERE id = $1", &[&id])
+        .await
+        .db()?;
+    Ok(true)
+}
+
+const SUBSCRIPTION_COLUMNS: &str =
+    "id, endpoint_id, institution_id, event, active, created_at, updated_at";
+
+fn stored_event(text: &str) -> Result<WebhookEvent, StoreError> {
+    WebhookEvent::parse(text)
+        .ok_or_else(|| StoreError::broken(format!("unknown webhook event `{text}`")))
+}
+
+fn subscription_from(r: &Row) -> Result<Subscription, StoreError> {
+    Ok(Subscription {
+        id: r.get(0),
+        endpoint_id: r.get(1),
+        institution_id: r.get(2),
+        event: stored_event(r.get(3))?,
+        active: r.get(4),
+        created_at: Millis(r.get(5)),
+        updated_at: Millis(r.get(6)),
+    })
+}
+
+pub(crate) async fn list_subscriptions(
+    tx: &Transaction<'_>,
+    (key_id, endpoint_id): (i64, i64),
+    filter: &SubscriptionFilter,
+) -> Result<Option<Vec<Subscription>>, StoreError> {
+    if !owns_endpoint(tx, key_id, endpoint_id).await? {
+        return Ok(None);
+    }
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT {SUBSCRIPTION_COLUMNS} FROM webhook_subscriptions
+                  WHERE endpoint_id = $1 AND ($2::bigint IS NULL OR institution_id = $2)
+                    AND ($3::text IS NULL OR event = $3)
+                  ORDER BY id"
+            ),
+            &[
+                &endpoint_id,
+                &filter.institution_id,
+                &filter.event.map(WebhookEvent::as_str),
+            ],
+        )
+        .await
+        .db()?;
+    rows.iter()
+        .map(subscription_from)
+        .collect::<Result<_, _>>()
+        .map(Some)
+}
+
+pub(crate) async fn create_subscription(
+    tx: &Transaction<'_>,
+    (key_id, endpoint_id): (i64, i64),
+    (institution_id, event): (i64, WebhookEvent),
+    active: bool,
+    now: Millis,
+) -> Result<Option<Subscription>, StoreError> {
+    if !owns_endpoint(tx, key_id, endpoint_id).await? {
+        return Ok(None);
+    }
+    let row = tx
+        .query_one(
+            &format!(
+                "INSERT INTO webhook_subscriptions (endpoint_id, institution_id, event, active,
+                    created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)
+                 ON CONFLICT (endpoint_id, institution_id, event)
+                 DO UPDATE SET active = excluded.active, updated_at = excluded.updated_at
+                 RETURNING {SUBSCRIPTION_COLUMNS}"
+            ),
+            &[
+                &endpoint_id,
+                &institution_id,
+                &event.as_str(),
+                &active,
+                &now.0,
+            ],
+        )
+        .await
+        .db()?;
+    subscription_from(&row).map(Some)
+}
+
+pub(crate) async fn update_subscription(
+    tx: &Transaction<'_>,
+    key_id: i64,
+    (endpoint_id, id, institution_id): (i64, i64, i64),
+    patch: &SubscriptionPatch,
+    now: Millis,
+) -> Result<Option<Subscription>, StoreError> {
+    if !owns_endpoint(tx, key_id, endpoint_id).await? {
+        return Ok(None);
+    }
+    let target = patch.new_endpoint_id.unwrap_or(endpoint_id);
+    if target != endpoint_id {
+        if !owns_endpoint(tx, key_id, target).await? {
+            return Ok(None);
+        }
+        let clash = tx
+            .query_opt(
+                "SELECT t.id FROM webhook_subscriptions s
+                   JOIN webhook_subscriptions t ON t.endpoint_id = $2
+                    AND t.institution_id = s.institution_id AND t.event = s.event
+                  WHERE s.id = $1",
+                &[&id, &target],
+            )
+            .await
+            .db()?;
+        if let Some(row) = clash {
+            return Err(Refusal::SubscriptionExists {
+                endpoint_id: target,
+                subscription_id: row.get(0),
+            }
+            .into());
+        }
+    }
+    let row = tx
+        .query_opt(
+            &format!(
+                "UPDATE webhook_subscriptions SET active = coalesce($4, active),
+                        endpoint_id = $5, updated_at = $6
+                  WHERE id = $2 AND endpoint_id = $1 AND institution_id = $3
+                 RETURNING {SUBSCRIPTION_COLUMNS}"
+            ),
+            &[
+                &endpoint_id,
+                &id,
+                &institution_id,
+                &patch.active,
+                &target,
+                &now.0,
+            ],
+        )
+        .await
+        .db()?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    if target != endpoint_id {
+        // Its pending deliveries follow it (signed with the new endpoint's secret).
+        tx.execute(
+            "UPDATE webhook_deliveries SET endpoint_id = $2, updated_at = $3
+              WHERE subscription_id = $1 AND status = 'pending'",
+            &[&id, &target, &now.0],
+        )
+        .await
+        .db()?;
+    }
+    subscription_from(&row).map(Some)
+}
+
+pub(crate) async fn delete_subscription(
+    tx: &Transaction<'_>,
+    key_id: i64,
+    (endpoint_id, id): (i64, i64),
+) -> Result<bool, StoreError> {
+    if !owns_endpoint(tx, key_id, endpoint_id).await? {
+        return Ok(false);
+    }
+    let gone = tx
+        .execute(
+            "DELETE FROM webhook_subscriptions WHERE id = $1 AND endpoint_id = $2",
+            &[&id, &endpoint_id],
+        )
+        .await
+        .db()?;
+    if gone > 0 {
+        tx.execute(
+            "DELETE FROM webhook_deliveries WHERE subscription_id = $1",
+            &[&id],
+        )
+        .await
+        .db()?;
+    }
+    Ok(gone > 0)
+}
+
+/// Deliveries a worker may claim: due, of an active subscription of an active endpoint, and
+/// free or held by an owner that stopped heartbeating (`$1` now, `$2` the oldest live
+/// heartbeat).
+macro_rules! claimable_from {
+    () => {
+        "FROM webhook_deliveries d
+           JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.active
+           JOIN webhook_subscriptions s ON s.id = d.subscription_id AND s.active
+          WHERE d.next_attempt_at IS NOT NULL AND d.next_attempt_at <= $1::bigint
+            AND (d.claimed_by IS NULL
+                 OR d.claimed_by NOT IN (SELECT id FROM workers WHERE heartbeat_at >= $2::bigint))"
+    };
+}
+
+/// The advisory lock that makes claims one process at a time ("convo" + "hook"), so that no
+/// two count an endpoint's free slots at once.
+const CLAIM_LOCK: i64 = 0x636f_6e76_686f_6f6b;
+
+/// Oldest first per endpoint, and only as many as its free slots: the endpoint's live claims
+/// count against `$5` whichever worker holds them.
+const CLAIM_SQL: &str = concat!(
+    "WITH busy AS (
+        SELECT endpoint_id, count(*) AS n FROM webhook_deliveries
+         WHERE claimed_by IN (SELECT id FROM workers WHERE heartbeat_at >= $2::bigint)
+         GROUP BY endpoint_id),
+     ranked AS (
+        SELECT d.id, d.endpoint_id, d.next_attempt_at,
+               row_number() OVER (PARTITION BY d.endpoint_id
+                                  ORDER BY d.next_attempt_at, d.id) AS n ",
+    claimable_from!(),
+    "),
+     picked AS (
+        SELECT r.id FROM ranked r LEFT JOIN busy b ON b.endpoint_id = r.endpoint_id
+         WHERE r.n + coalesce(b.n, 0) <= $5
+         ORDER BY r.next_attempt_at, r.id LIMIT $4)
+     UPDATE webhook_deliveries d SET attempts = d.attempts + 1, claimed_by = $3, claimed_at = $1,
+            first_attempt_at = coalesce(d.first_attempt_at, $1), updated_at = $1
+       FROM picked
+      WHERE d.id = picked.id
+     RETURNING d.id"
+);
+
+/// The jobs of claimed deliveries `$1`: the frozen message first, in `message_from`'s order.
+const JOBS_SQL: &str = "
+SELECT ev.message_id, ev.conversation_id, ev.body, ev.message_created_at, ev.message_updated_at,
+       ev.sender_type, ev.sender_id, ev.seen_by, ev.has_attachment, ev.attachment_file_name,
+       ev.attachment_content_type, ev.attachment_file_size, ev.attachment_url,
+       ev.attachment_updated_at, ev.sms_msg_id, ev.is_custom_reminder_response,
+       ev.user_first_name, ev.user_last_name, ev.user_image, ev.patient_first_name,
+       ev.patient_middle_name, ev.patient_last_name,
+       ev.id, ev.event, ev.created_at, ev.subdomain, ev.institution_id, ev.location_id,
+       ev.patient_id, ev.tz, ev.delivery_status, ev.delivery_error,
+       d.id, d.endpoint_id, e.target_url, e.secret_key, d.attempts, d.first_attempt_at, d.errors
+  FROM webhook_deliveries d
+  JOIN webhook_endpoints e ON e.id = d.endpoint_id
+  JOIN webhook_events ev ON ev.id = d.event_id
+ WHERE d.id = ANY($1)
+ ORDER BY d.id";
+
+fn job_from(r: &Row) -> Result<WebhookJob, StoreError> {
+    let message = message_from(r, 0, None)?
+        .ok_or_else(|| StoreError::broken("a webhook event without its message"))?;
+    let delivery = match r.get::<_, Option<&str>>(30) {
+        None => None,
+        Some(text) => Some((
+            DeliveryStatus::parse(text)
+                .ok_or_else(|| StoreError::broken(format!("unknown delivery status `{text}`")))?,
+            r.get(31),
+        )),
+    };
+    let errors: Vec<String> = serde_json::from_str(r.get(38)).map_err(StoreError::fault)?;
+    Ok(WebhookJob {
+        id: r.get(32),
+        endpoint_id: r.get(33),
+        target_url: r.get(34),
+        secret_key: r.get(35),
+        attempts: r.get(36),
+        first_attempt_at: Millis(r.get(37)),
+        errors,
+        event: FrozenEvent {
+            id: r.get(22),
+            name: stored_event(r.get(23))?,
+            time: Millis(r.get(24)),
+            subdomain: r.get(25),
+            institution_id: r.get(26),
+            location_id: r.get(27),
+            patient_id: r.get(28),
+            zone: r.get(29),
+            message,
+            delivery,
+        },
+    })
+}
+
+pub(crate) async fn claim(
+    tx: &Transaction<'_>,
+    worker: i64,
+    now: Millis,
+    (stale_ms, limit, per_endpoint): (i64, i64, i64),
+) -> Result<Vec<WebhookJob>, StoreError> {
+    let alive_since = now.0.saturating_sub(stale_ms);
+    let lock = tx
+        .prepare_cached("SELECT pg_advisory_xact_lock($1)")
+        .await
+        .db()?;
+    tx.execute(&lock, &[&CLAIM_LOCK]).await.db()?;
+    let take = tx.prepare_cached(CLAIM_SQL).await.db()?;
+    let ids: Vec<i64> = tx
+        .query(
+            &take,
+            &[&now.0, &alive_since, &worker, &limit, &per_endpoint],
+        )
+        .await
+        .db()?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let jobs = tx.prepare_cached(JOBS_SQL).await.db()?;
+    tx.query(&jobs, &[&ids])
+        .await
+        .db()?
+        .iter()
+        .map(job_from)
+        .collect()
+}
+
+fn http_status(status: Option<u16>) -> Option<i32> {
+    status.map(i32::from)
+}
+
+pub(crate) async fn finish(
+    tx: &Transaction<'_>,
+    worker: i64,
+    id: i64,
+    result: &WebhookResult,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let found = tx
+        .query_opt(
+            "SELECT d.endpoint_id, d.event_id, ev.event, d.claimed_by, d.first_attempt_at,
+                    d.errors, e.failing_since, e.last_success_at
+               FROM webhook_deliveries d
+               JOIN webhook_events ev ON ev.id = d.event_id
+               JOIN webhook_endpoints e ON e.id = d.endpoint_id
+              WHERE d.id = $1
+                FOR NO KEY UPDATE OF d, e",
+            &[&id],
+        )
+        .await
+        .db()?;
+    // Deleted meanwhile (its subscription or endpoint went): nothing is left to record.
+    let Some(found) = found else {
+        return Ok(());
+    };
+    let endpoint_id: i64 = found.get(0);
+    let (outcome, status, error, took_ms) = match result {
+        WebhookResult::Delivered { status, took_ms } => {
+            (WebhookStatus::Delivered, Some(*status), None, *took_ms)
+        }
+        WebhookResult::Failed {
+            error,
+            status,
+            took_ms,
+            ..
+        } => (
+            WebhookStatus::Failed,
+            *status,
+            Some(error.as_str()),
+            *took_ms,
+        ),
+    };
+    tx.execute(
+        "INSERT INTO webhook_attempts (delivery_id, event_id, endpoint_id, event, at, outcome,
+            http_status, error, took_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        &[
+            &id,
+            &found.get::<_, i64>(1),
+            &endpoint_id,
+            &found.get::<_, &str>(2),
+            &now.0,
+            &outcome.as_str(),
+            &http_status(status),
+            &error,
+            &took_ms,
+        ],
+    )
+    .await
+    .db()?;
+    // A worker that was taken over records what it saw and leaves the new claim alone.
+    if found.get::<_, Option<i64>>(3) != Some(worker) {
+        return Ok(());
+    }
+    let first = Millis(found.get::<_, Option<i64>>(4).unwrap_or(now.0));
+    let health = Health {
+        failing_since: found.get::<_, Option<i64>>(6).map(Millis),
+        last_success_at: found.get::<_, Option<i64>>(7).map(Millis),
+    };
+    let settled = settle(result, first, health, now);
+    let errors: String = found.get(5);
+    let errors = match result {
+        WebhookResult::Delivered { .. } => errors,
+        WebhookResult::Failed { error, .. } => {
+            let earlier: Vec<String> = serde_json::from_str(&errors).unwrap_or_default();
+            serde_json::to_string(&kept_errors(earlier, error.clone()))
+                .map_err(StoreError::fault)?
+        }
+    };
+    tx.execute(
+        "UPDATE webhook_deliveries SET status = $2, next_attempt_at = $3, errors = $4,
+                claimed_by = NULL, claimed_at = NULL, updated_at = $5
+          WHERE id = $1",
+        &[
+            &id,
+            &settled.status.as_str(),
+            &settled.next_attempt_at.map(|at| at.0),
+            &errors,
+            &now.0,
+        ],
+    )
+    .await
+    .db()?;
+    tx.execute(
+        "UPDATE webhook_endpoints SET failing_since = $2, last_success_at = $3,
+                active = CASE WHEN $4 THEN false ELSE active END,
+                updated_at = CASE WHEN $4 AND active THEN $5 ELSE updated_at END
+          WHERE id = $1",
+        &[
+            &endpoint_id,
+            &settled.health.failing_since.map(|at| at.0),
+            &settled.health.last_success_at.map(|at| at.0),
+            &settled.deactivate,
+            &now.0,
+        ],
+    )
+    .await
+    .db()?;
+    if settled.deactivate {
+        tracing::warn!(endpoint_id, "webhooks: endpoint deactivated after failing");
+    }
+    Ok(())
+}
+
+pub(crate) async fn next_due(client: &impl GenericClient) -> Result<Option<Millis>, StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT min(d.next_attempt_at) FROM webhook_deliveries d
+               JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.active
+               JOIN webhook_subscriptions s ON s.id = d.subscription_id AND s.active
+              WHERE d.next_attempt_at IS NOT NULL AND d.claimed_by IS NULL",
+        )
+        .await
+        .db()?;
+    let at: Option<i64> = client.query_one(&stmt, &[]).await.db()?.get(0);
+    Ok(at.map(Millis))
+}
+
+pub(crate) async fn stats(
+    client: &impl GenericClient,
+    now: Millis,
+    stale_ms: i64,
+) -> Result<OutboxStats, StoreError> {
+    let totals = client
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE claimed_by IS NOT NULL)
+               FROM webhook_deliveries WHERE next_attempt_at IS NOT NULL",
+            &[],
+        )
+        .await
+        .db()?;
+    let due = client
+        .query_one(
+            concat!(
+                "SELECT count(*), min(d.next_attempt_at) ",
+                claimable_from!()
+            ),
+            &[&now.0, &now.0.saturating_sub(stale_ms)],
+        )
+        .await
+        .db()?;
+    Ok(OutboxStats {
+        pending: totals.get(0),
+        due: due.get(0),
+        claimed: totals.get(1),
+        oldest_due_ms: due
+            .get::<_, Option<i64>>(1)
+            .map_or(0, |at| now.0.saturating_sub(at)),
+    })
+}
+
+pub(crate) async fn attempts(
+    client: &impl GenericClient,
+    endpoint_id: Option<i64>,
+    outcome: Option<WebhookStatus>,
+    limit: i64,
+) -> Result<Vec<AttemptRecord>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT id, delivery_id, event_id, endpoint_id, event, at, outcome, http_status,
+                    error, took_ms
+               FROM webhook_attempts
+              WHERE ($1::bigint IS NULL OR endpoint_id = $1)
+                AND ($2::text IS NULL OR outcome = $2)
+              ORDER BY id DESC LIMIT $3",
+            &[&endpoint_id, &outcome.map(WebhookStatus::as_str), &limit],
+        )
+        .await
+        .db()?;
+    rows.iter()
+        .map(|r| {
+            let text: &str = r.get(6);
+            let outcome = WebhookStatus::parse(text)
+                .ok_or_else(|| StoreError::broken(format!("unknown attempt outcome `{text}`")))?;
+            Ok(AttemptRecord {
+                id: r.get(0),
+                delivery_id: r.get(1),
+                event_id: r.get(2),
+                endpoint_id: r.get(3),
+                event: stored_event(r.get(4))?,
+                at: Millis(r.get(5)),
+                outcome,
+                http_status: r
+                    .get::<_, Option<i32>>(7)
+                    .and_then(|s| u16::try_from(s).ok()),
+                error: r.get(8),
+                took_ms: r.get(9),
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn replay(
+    tx: &Transaction<'_>,
+    endpoint_id: i64,
+    since: Millis,
+    now: Millis,
+) -> Result<Option<i64>, StoreError> {
+    let exists = tx
+        .query_opt(
+            "SELECT 1 FROM webhook_endpoints WHERE id = $1 FOR UPDATE",
+            &[&endpoint_id],
+        )
+        .await
+        .db()?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let queued = tx
+        .execute(
+            "INSERT INTO webhook_deliveries (event_id, endpoint_id, subscription_id, status,
+                next_attempt_at, created_at, updated_at)
+             SELECT ev.id, s.endpoint_id, s.id, 'pending', $3, $3, $3
+               FROM webhook_subscriptions s
+               JOIN webhook_events ev ON ev.institution_id = s.institution_id
+                                     AND ev.event = s.event AND ev.created_at >= $2
+              WHERE s.endpoint_id = $1
+                AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d
+                                 WHERE d.event_id = ev.id AND d.endpoint_id = $1
+                                   AND d.status = 'pending')
+              ORDER BY ev.id",
+            &[&endpoint_id, &since.0, &now.0],
+        )
+        .await
+        .db()?;
+    Ok(Some(i64::try_from(queued).unwrap_or(i64::MAX)))
+}
+
+pub(crate) async fn purge(tx: &Transaction<'_>, before: Millis) -> Result<i64, StoreError> {
+    tx.execute("DELETE FROM webhook_attempts WHERE at < $1", &[&before.0])
+        .await
+        .db()?;
+    tx.execute(
+        "DELETE FROM webhook_deliveries WHERE status <> 'pending' AND created_at < $1",
+        &[&before.0],
+    )
+    .await
+    .db()?;
+    let events = tx
+        .execute(
+            "DELETE FROM webhook_events ev WHERE created_at < $1
+                AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = ev.id)",
+            &[&before.0],
+        )
+        .await
+        .db()?;
+    Ok(i64::try_from(events).unwrap_or(i64::MAX))
+}

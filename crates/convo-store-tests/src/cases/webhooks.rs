@@ -1,0 +1,820 @@
+//! Message webhooks (CONTRACT §8): endpoints that belong to their key, events frozen at the
+//! commit of the write that causes them with one delivery per matching active subscription,
+//! claims that hold the per-endpoint limit across owners, attempts that settle deliveries and
+//! endpoints, deletion that stops pending deliveries, replay and purge.
+
+use super::inbound::sms;
+use super::sends::text;
+use crate::Db;
+use crate::fixture::{ANA_NUMBER, practice, tenant};
+use convo_core::outbox::DeliveryStatus;
+use convo_core::store::import_text;
+use convo_core::store::prelude::*;
+use convo_core::webhook::{
+    EndpointPatch, SubscriptionFilter, SubscriptionPatch, WebhookEvent, WebhookJob, WebhookResult,
+    WebhookStatus,
+};
+use convo_core::{Denied, Millis, Refusal, SenderKind, StoreError};
+
+const STALE: i64 = 60_000;
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// Location 20 of institution 2 with a number and Zed with one, so that both institutions can
+/// send.
+const OTHER_CAN_TEXT: &str = r#"{"type":"location","id":20,"institution_id":2,"name":"Elsewhere","tz":"Europe/London","phone_number":"+15557770000"}
+{"type":"patient","id":200,"institution_id":2,"first_name":"Zed","bio":{"cell_phone_number":"+15165550200"},"created_at":"2024-01-02T10:00:00Z","updated_at":"2024-01-02T10:00:00Z"}"#;
+
+async fn key(store: &dyn Store, subdomains: &[&str]) -> i64 {
+    let subdomains: Vec<String> = subdomains.iter().map(|s| s.to_string()).collect();
+    store.create_api_key(&subdomains).await.expect("key").id
+}
+
+async fn endpoint(store: &dyn Store, key: i64, url: &str) -> i64 {
+    store
+        .create_endpoint(key, url, SECRET, true)
+        .await
+        .expect("endpoint")
+        .id
+}
+
+async fn subscribe(store: &dyn Store, key: i64, endpoint: i64, inst: i64, event: WebhookEvent) {
+    let sub = store
+        .create_subscription(key, endpoint, inst, event, true)
+        .await
+        .expect("subscription")
+        .expect("the key's endpoint");
+    assert_eq!(
+        (sub.endpoint_id, sub.institution_id, sub.event, sub.active),
+        (endpoint, inst, event, true)
+    );
+}
+
+async fn claim(store: &dyn Store, worker: i64, limit: i64) -> Vec<WebhookJob> {
+    store
+        .claim_webhooks(worker, Millis::now(), STALE, limit, 4)
+        .await
+        .expect("claim")
+}
+
+async fn finish(store: &dyn Store, worker: i64, id: i64, result: WebhookResult) {
+    store
+        .finish_webhook(worker, id, &result, Millis::now())
+        .await
+        .expect("finish");
+}
+
+fn delivered() -> WebhookResult {
+    WebhookResult::Delivered {
+        status: 204,
+        took_ms: 3,
+    }
+}
+
+fn failed(retry_at: Option<Millis>, gone: bool) -> WebhookResult {
+    WebhookResult::Failed {
+        error: if gone { "HTTP 410" } else { "HTTP 500" }.into(),
+        status: Some(if gone { 410 } else { 500 }),
+        took_ms: 5,
+        retry_at,
+        gone,
+    }
+}
+
+/// A practice, a key for `acme`, one endpoint subscribed to both events of institution 1, a
+/// worker: what most cases start from.
+async fn subscribed(db: &Db) -> (i64, i64, i64) {
+    let store = db.store.as_ref();
+    practice(store).await;
+    let key = key(store, &["acme"]).await;
+    let ep = endpoint(store, key, "https://hooks.example.com/a").await;
+    for event in WebhookEvent::ALL {
+        subscribe(store, key, ep, 1, event).await;
+    }
+    let worker = store.register_worker().await.expect("worker");
+    (key, ep, worker)
+}
+
+pub async fn endpoints_belong_to_their_key(db: Db) {
+    practice(db.store.as_ref()).await;
+    let store = db.store.as_ref();
+    let (a, b) = (key(store, &["acme"]).await, key(store, &["acme"]).await);
+    let made = store
+        .create_endpoint(a, "https://hooks.example.com/a", SECRET, true)
+        .await
+        .expect("endpoint");
+    assert_eq!(
+        (
+            made.target_url.as_str(),
+            made.secret_key.as_str(),
+            made.active
+        ),
+        ("https://hooks.example.com/a", SECRET, true)
+    );
+    assert_eq!(made.created_at, made.updated_at);
+    let off = store
+        .create_endpoint(a, "https://hooks.example.com/b", SECRET, false)
+        .await
+        .expect("endpoint");
+    let all = store.list_endpoints(a, None).await.expect("list");
+    assert_eq!(all, vec![made.clone(), off.clone()]);
+    assert_eq!(
+        store.list_endpoints(a, Some(false)).await.expect("list"),
+        vec![off.clone()]
+    );
+    // Another key sees nothing of them and can change nothing.
+    assert!(
+        store
+            .list_endpoints(b, None)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    let patch = EndpointPatch {
+        target_url: Some("https://evil.example.com".into()),
+        active: None,
+    };
+    assert_eq!(
+        store
+            .update_endpoint(b, made.id, &patch)
+            .await
+            .expect("update"),
+        None
+    );
+    assert!(!store.delete_endpoint(b, made.id).await.expect("delete"));
+    assert_eq!(
+        store
+            .list_subscriptions(b, made.id, &SubscriptionFilter::default())
+            .await
+            .expect("list"),
+        None
+    );
+    assert_eq!(
+        store
+            .create_subscription(b, made.id, 1, WebhookEvent::MessageCreated, true)
+            .await
+            .expect("subscribe"),
+        None
+    );
+    // Its own key changes it; only what the patch names changes.
+    let changed = store
+        .update_endpoint(a, made.id, &patch)
+        .await
+        .expect("update")
+        .expect("the key's endpoint");
+    assert_eq!(changed.target_url, "https://evil.example.com");
+    assert!(changed.active);
+    assert!(changed.updated_at >= made.updated_at);
+    assert!(store.delete_endpoint(a, off.id).await.expect("delete"));
+    assert!(!store.delete_endpoint(a, off.id).await.expect("delete"));
+    assert_eq!(store.list_endpoints(a, None).await.expect("list").len(), 1);
+    // The key's institutions by subdomain, as §7 orders the refusals.
+    assert_eq!(
+        store.institution_for_key(a, "ACME").await.expect("scope"),
+        Ok(1)
+    );
+    assert_eq!(
+        store.institution_for_key(a, "other").await.expect("scope"),
+        Err(Denied::Forbidden {
+            subdomain: "other".into()
+        })
+    );
+    store.revoke_api_key(a).await.expect("revoke");
+    assert_eq!(
+        store.institution_for_key(a, "acme").await.expect("scope"),
+        Err(Denied::Revoked)
+    );
+}
+
+pub async fn subscriptions_are_one_per_event_and_filterable(db: Db) {
+    let (key, ep, _) = subscribed(&db).await;
+    let store = db.store.as_ref();
+    let all = store
+        .list_subscriptions(key, ep, &SubscriptionFilter::default())
+        .await
+        .expect("list")
+        .expect("endpoint");
+    assert_eq!(all.len(), 2);
+    // The same subscription again is the same one, active as asked.
+    let again = store
+        .create_subscription(key, ep, 1, WebhookEvent::MessageCreated, false)
+        .await
+        .expect("subscribe")
+        .expect("endpoint");
+    assert_eq!(again.id, all[0].id);
+    assert!(!again.active);
+    let created = SubscriptionFilter {
+        institution_id: Some(1),
+        event: Some(WebhookEvent::MessageCreated),
+    };
+    let only = store
+        .list_subscriptions(key, ep, &created)
+        .await
+        .expect("list")
+        .expect("endpoint");
+    assert_eq!(only, vec![again.clone()]);
+    let none = SubscriptionFilter {
+        institution_id: Some(2),
+        event: None,
+    };
+    assert_eq!(
+        store
+            .list_subscriptions(key, ep, &none)
+            .await
+            .expect("list"),
+        Some(vec![])
+    );
+    // Moved to another endpoint of the key; onto one that has it already: refused.
+    let second = endpoint(store, key, "https://hooks.example.com/b").await;
+    let moved = store
+        .update_subscription(
+            key,
+            ep,
+            again.id,
+            1,
+            &SubscriptionPatch {
+                active: Some(true),
+                new_endpoint_id: Some(second),
+            },
+        )
+        .await
+        .expect("move")
+        .expect("found");
+    assert_eq!((moved.endpoint_id, moved.active), (second, true));
+    subscribe(store, key, ep, 1, WebhookEvent::MessageCreated).await;
+    let clash = store
+        .update_subscription(
+            key,
+            second,
+            again.id,
+            1,
+            &SubscriptionPatch {
+                active: None,
+                new_endpoint_id: Some(ep),
+            },
+        )
+        .await;
+    assert!(
+        matches!(
+            clash,
+            Err(StoreError::Refused(Refusal::SubscriptionExists { endpoint_id, .. }))
+                if endpoint_id == ep
+        ),
+        "{clash:?}"
+    );
+    // The wrong institution, endpoint or key finds nothing.
+    let patch = SubscriptionPatch::default();
+    for (k, e, inst) in [(key, second, 2), (key, ep, 1), (key + 1, second, 1)] {
+        assert_eq!(
+            store
+                .update_subscription(k, e, again.id, inst, &patch)
+                .await
+                .expect("update"),
+            None,
+            "key {k}, endpoint {e}, institution {inst}"
+        );
+    }
+}
+
+pub async fn writes_freeze_their_events_at_commit(db: Db) {
+    let (_, ep, worker) = subscribed(&db).await;
+    let store = db.store.as_ref();
+    let here = tenant(1, 10);
+    let sent = store
+        .send_message(&here, text(100, 5, "See you at 3"))
+        .await
+        .expect("send");
+    let seen = store.mark_seen(&here, sent.id, 6).await.expect("seen");
+    // Seen again by the same user changes nothing, and fires nothing.
+    store.mark_seen(&here, sent.id, 6).await.expect("seen");
+    let jobs = claim(store, worker, 10).await;
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    let (created, updated) = (&jobs[0], &jobs[1]);
+    assert_eq!(created.event.name, WebhookEvent::MessageCreated);
+    // Frozen: the created event is the message as the send committed it, not as it is now.
+    assert_eq!(created.event.message, sent);
+    assert_eq!(created.event.message.seen_by, "[]");
+    assert_eq!(created.event.delivery, Some((DeliveryStatus::Queued, None)));
+    assert_eq!(
+        (
+            created.event.subdomain.as_str(),
+            created.event.institution_id,
+            created.event.location_id,
+            created.event.patient_id,
+            created.event.zone.as_str()
+        ),
+        ("acme", 1, 10, 100, "America/Los_Angeles")
+    );
+    assert_eq!(created.event.time, sent.created_at);
+    assert_eq!(updated.event.name, WebhookEvent::MessageUpdated);
+    assert_eq!(updated.event.message, seen);
+    assert_eq!(updated.event.message.seen_by, r#"["6"]"#);
+    assert_ne!(created.event.id, updated.event.id);
+    for job in &jobs {
+        assert_eq!(
+            (job.endpoint_id, job.attempts, job.secret_key.as_str()),
+            (ep, 1, SECRET)
+        );
+        assert_eq!(job.target_url, "https://hooks.example.com/a");
+        assert!(job.errors.is_empty());
+        finish(store, worker, job.id, delivered()).await;
+    }
+    // A status callback moves the delivery: message_updated with the new status; the same
+    // status again moves nothing.
+    let delivery = sent.sms_msg_id.expect("delivery");
+    for _ in 0..2 {
+        store
+            .update_delivery(
+                Some(delivery),
+                "SM-1",
+                DeliveryStatus::Undelivered,
+                Some("30003".into()),
+            )
+            .await
+            .expect("callback");
+    }
+    let jobs = claim(store, worker, 10).await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0].event.name, WebhookEvent::MessageUpdated);
+    assert_eq!(
+        jobs[0].event.delivery,
+        Some((DeliveryStatus::Undelivered, Some("30003".into())))
+    );
+    finish(store, worker, jobs[0].id, delivered()).await;
+    // A patient's SMS: message_created, a patient sender, no delivery.
+    let got = store
+        .receive_sms(sms(ANA_NUMBER, "Running late", "SM-in-1"))
+        .await
+        .expect("inbound");
+    let jobs = claim(store, worker, 10).await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let m = &jobs[0].event.message;
+    assert_eq!(
+        (
+            m.id,
+            m.sender.kind,
+            m.sender.name.as_deref(),
+            jobs[0].event.delivery.clone()
+        ),
+        (got.message_id, SenderKind::Patient, Some("Ana Diaz"), None)
+    );
+    // The provider retrying its webhook is not a new message.
+    store
+        .receive_sms(sms(ANA_NUMBER, "Running late", "SM-in-1"))
+        .await
+        .expect("inbound");
+    finish(store, worker, jobs[0].id, delivered()).await;
+    assert!(claim(store, worker, 10).await.is_empty());
+    // Imports fire nothing.
+    import_text(
+        store,
+        r#"{"type":"message","id":60000,"conversation_id":1000,"body":"imported","created_at":"2024-03-13T08:00:00.000Z","sender":{"type":"User","id":5}}"#,
+    )
+    .await
+    .expect("import");
+    assert!(claim(store, worker, 10).await.is_empty());
+}
+
+pub async fn nothing_is_queued_for_what_is_inactive(db: Db) {
+    let (key, ep, worker) = subscribed(&db).await;
+    let store = db.store.as_ref();
+    let here = tenant(1, 10);
+    let subs = store
+        .list_subscriptions(key, ep, &SubscriptionFilter::default())
+        .await
+        .expect("list")
+        .expect("endpoint");
+    let off = SubscriptionPatch {
+        active: Some(false),
+        new_endpoint_id: None,
+    };
+    for s in &subs {
+        store
+            .update_subscription(key, ep, s.id, 1, &off)
+            .await
+            .expect("update")
+            .expect("found");
+    }
+    store
+        .send_message(&here, text(100, 5, "not for anyone"))
+        .await
+        .expect("send");
+    assert!(claim(store, worker, 10).await.is_empty());
+    // Subscriptions on, endpoint off: still nothing.
+    for s in &subs {
+        store
+            .create_subscription(key, ep, 1, s.event, true)
+            .await
+            .expect("subscribe");
+    }
+    let endpoint_off = EndpointPatch {
+        target_url: None,
+        active: Some(false),
+    };
+    store
+        .update_endpoint(key, ep, &endpoint_off)
+        .await
+        .expect("update");
+    store
+        .send_message(&here, text(100, 5, "still not"))
+        .await
+        .expect("send");
+    assert!(claim(store, worker, 10).await.is_empty());
+    assert_eq!(
+        store
+            .webhook_stats(Millis::now(), STALE)
+            .await
+            .expect("stats")
+            .pending,
+        0
+    );
+    // Another institution's writes never reach institution 1's subscriptions.
+    import_text(store, OTHER_CAN_TEXT).await.expect("other");
+    let on = EndpointPatch {
+        target_url: None,
+        active: Some(true),
+    };
+    store.update_endpoint(key, ep, &on).await.expect("update");
+    store
+        .send_message(&tenant(2, 20), text(200, 7, "other tenant"))
+        .await
+        .expect("send");
+    assert!(claim(store, worker, 10).await.is_empty());
+}
+
+pub async fn attempts_settle_deliveries_and_endpoints(db: Db) {
+    let (key, ep, worker) = subscribed(&db).await;
+    let store = db.store.as_ref();
+    let here = tenant(1, 10);
+    store
+        .send_message(&here, text(100, 5, "first"))
+        .await
+        .expect("send");
+    let job = claim(store, worker, 10).await.remove(0);
+    // A failure: pending again at the time the worker chose, the error kept.
+    let at = Millis(Millis::now().0 + 60_000);
+    finish(store, worker, job.id, failed(Some(at), false)).await;
+    assert!(claim(store, worker, 10).await.is_empty(), "not due yet");
+    assert_eq!(store.next_webhook_at().await.expect("next"), Some(at));
+    let stats = store
+        .webhook_stats(Millis::now(), STALE)
+        .await
+        .expect("stats");
+    assert_eq!((stats.pending, stats.due, stats.claimed), (1, 0, 0));
+    let again = store
+        .claim_webhooks(worker, at, STALE, 10, 4)
+        .await
+        .expect("claim");
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (again[0].id, again[0].attempts, again[0].errors.clone()),
+        (job.id, 2, vec!["HTTP 500".to_string()])
+    );
+    assert_eq!(again[0].first_attempt_at, job.first_attempt_at);
+    assert_eq!(again[0].event, job.event, "the same event, the same id");
+    finish(store, worker, job.id, delivered()).await;
+    let attempts = store
+        .list_webhook_attempts(Some(ep), None, 10)
+        .await
+        .expect("attempts");
+    assert_eq!(
+        attempts
+            .iter()
+            .map(|a| (a.delivery_id, a.outcome, a.http_status))
+            .collect::<Vec<_>>(),
+        vec![
+            (job.id, WebhookStatus::Delivered, Some(204)),
+            (job.id, WebhookStatus::Failed, Some(500)),
+        ]
+    );
+    assert_eq!(attempts[1].error.as_deref(), Some("HTTP 500"));
+    assert_eq!(
+        store
+            .list_webhook_attempts(None, Some(WebhookStatus::Failed), 10)
+            .await
+            .expect("attempts")
+            .len(),
+        1
+    );
+    // 410 Gone: the endpoint goes inactive at once and gets nothing more.
+    store
+        .send_message(&here, text(100, 5, "second"))
+        .await
+        .expect("send");
+    let job = claim(store, worker, 10).await.remove(0);
+    finish(store, worker, job.id, failed(Some(Millis::now()), true)).await;
+    let eps = store.list_endpoints(key, None).await.expect("list");
+    assert!(!eps[0].active, "410 deactivates");
+    store
+        .send_message(&here, text(100, 5, "third"))
+        .await
+        .expect("send");
+    assert!(claim(store, worker, 10).await.is_empty());
+    // Re-activated: new writes reach it again.
+    let on = EndpointPatch {
+        target_url: None,
+        active: Some(true),
+    };
+    store.update_endpoint(key, ep, &on).await.expect("update");
+    store
+        .send_message(&here, text(100, 5, "fourth"))
+        .await
+        .expect("send");
+    let jobs = claim(store, worker, 10).await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].event.message.body, "fourth");
+    // A spent schedule with no success since the delivery began: failed, and the endpoint
+    // off (the success above came before it).
+    let retry = Millis(Millis::now().0 + 1);
+    finish(store, worker, jobs[0].id, failed(Some(retry), false)).await;
+    let last = store
+        .claim_webhooks(worker, Millis(retry.0 + 1), STALE, 10, 4)
+        .await
+        .expect("claim");
+    assert_eq!(last.len(), 1);
+    finish(store, worker, last[0].id, failed(None, false)).await;
+    assert!(!store.list_endpoints(key, None).await.expect("list")[0].active);
+}
+
+pub async fn claims_hold_the_per_endpoint_limit_across_owners(db: Db) {
+    let (key, _, w1) = subscribed(&db).await;
+    let store = db.store.as_ref();
+    let here = tenant(1, 10);
+    let other = endpoint(store, key, "https://hooks.example.com/other").await;
+    subscribe(store, key, other, 1, WebhookEvent::MessageCreated).await;
+    for i in 0..6 {
+        store
+            .send_message(&here, text(100, 5, &format!("m{i}")))
+            .await
+            .expect("send");
+    }
+    let w2 = store.register_worker().await.expect("worker");
+    store.heartbeat_worker(w1).await.expect("heartbeat");
+    // 12 due (6 to each endpoint), at most 4 in flight to each, whoever claims.
+    let first = store
+        .claim_webhooks(w1, Millis::now(), STALE, 3, 4)
+        .await
+        .expect("claim");
+    assert_eq!(first.len(), 3);
+    let second = store
+        .claim_webhooks(w2, Millis::now(), STALE, 100, 4)
+        .await
+        .expect("claim");
+    assert_eq!(first.len() + second.len(), 8, "4 per endpoint");
+    for e in [first[0].endpoint_id, other] {
+        let held = first
+            .iter()
+            .chain(&second)
+            .filter(|j| j.endpoint_id == e)
+            .count();
+        assert_eq!(held, 4, "endpoint {e}");
+    }
+    // Oldest first within an endpoint: each holds the first four events.
+    for e in [first[0].endpoint_id, other] {
+        let mut ids: Vec<i64> = first
+            .iter()
+            .chain(&second)
+            .filter(|j| j.endpoint_id == e)
+            .map(|j| j.event.id)
+            .collect();
+        ids.sort_unstable();
+        let lowest = ids[0];
+        assert_eq!(
+            ids,
+            (lowest..lowest + 4).collect::<Vec<_>>(),
+            "endpoint {e}"
+        );
+    }
+    assert!(claim(store, w2, 100).await.is_empty(), "every slot is held");
+    // One settles: one slot frees, for the next of that endpoint.
+    finish(store, w2, second[0].id, delivered()).await;
+    let next = claim(store, w2, 100).await;
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].endpoint_id, second[0].endpoint_id);
+    // A worker that stops gives its claims back at once.
+    store.retire_worker(w1).await.expect("retire");
+    let taken = claim(store, w2, 100).await;
+    assert_eq!(taken.len(), 3, "w1's three, within the limit");
+    assert!(taken.iter().all(|j| j.attempts == 2));
+}
+
+pub async fn deleting_stops_pending_deliveries(db: Db) {
+    let (key, ep, worker) = subscribed(&db).await;
+    let store = db.store.as_ref();
+    let here = tenant(1, 10);
+    let sent = store
+        .send_message(&here, text(100, 5, "one"))
+        .await
+        .expect("send");
+    store.mark_seen(&here, sent.id, 6).await.expect("seen");
+    let subs = store
+        .list_subscriptions(key, ep, &SubscriptionFilter::default())
+        .await
+        .expect("list")
+        .expect("endpoint");
+    let created = subs
+        .iter()
+        .find(|s| s.event == WebhookEvent::MessageCreated)
+        .expect("created");
+    assert!(
+        store
+            .delete_subscription(key, ep, created.id)
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !store
+            .delete_subscription(key, ep, created.id)
+            .await
+            .expect("delete")
+    );
+    let jobs = claim(store, worker, 10).await;
+    assert_eq!(jobs.len(), 1, "only the updated event is left");
+    assert_eq!(jobs[0].event.name, WebhookEvent::MessageUpdated);
+    // Deleted while in flight: the attempt's end records nothing and revives nothing.
+    assert!(store.delete_endpoint(key, ep).await.expect("delete"));
+    finish(store, worker, jobs[0].id, delivered()).await;
+    assert!(claim(store, worker, 10).await.is_empty());
+    let stats = store
+        .webhook_stats(Millis::now(), STALE)
+        .await
+        .expect("stats");
+    assert_eq!(stats.pending, 0);
+}
+
+pub async fn replay_queues_stored_events_again(db: Db) {
+    let (key, ep, worker) = subscribed(&db).await;
+    let store = db.store.as_ref();
+    let here = tenant(1, 10);
+    let before = Millis::now();
+    for body in ["a", "b"] {
+        store
+            .send_message(&here, text(100, 5, body))
+            .await
+            .expect("send");
+    }
+    let jobs = claim(store, worker, 10).await;
+    assert_eq!(jobs.len(), 2);
+    for j in &jobs {
+        finish(store, worker, j.id, delivered()).await;
+    }
+    assert_eq!(
+        store
+            .replay_webhooks(ep, before, Millis::now())
+            .await
+            .expect("replay"),
+        Some(2)
+    );
+    // Pending already: not queued twice.
+    assert_eq!(
+        store
+            .replay_webhooks(ep, before, Millis::now())
+            .await
+            .expect("replay"),
+        Some(0)
+    );
+    let replayed = claim(store, worker, 10).await;
+    let mut got: Vec<i64> = replayed.iter().map(|j| j.event.id).collect();
+    let mut want: Vec<i64> = jobs.iter().map(|j| j.event.id).collect();
+    got.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(got, want, "the same events, the same ids");
+    assert!(
+        replayed
+            .iter()
+            .all(|j| j.attempts == 1 && j.errors.is_empty())
+    );
+    for j in &replayed {
+        finish(store, worker, j.id, delivered()).await;
+    }
+    assert_eq!(
+        store
+            .replay_webhooks(ep, Millis(Millis::now().0 + 60_000), Millis::now())
+            .await
+            .expect("replay"),
+        Some(0),
+        "nothing since then"
+    );
+    assert_eq!(
+        store
+            .replay_webhooks(ep + 1000, before, Millis::now())
+            .await
+            .expect("replay"),
+        None
+    );
+    // Purged: events, settled deliveries and attempts before the cut go; replay finds nothing.
+    let purged = store
+        .purge_webhooks(Millis(Millis::now().0 + 1))
+        .await
+        .expect("purge");
+    assert_eq!(purged, 2);
+    assert!(
+        store
+            .list_webhook_attempts(None, None, 10)
+            .await
+            .expect("attempts")
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .replay_webhooks(ep, before, Millis::now())
+            .await
+            .expect("replay"),
+        Some(0)
+    );
+    let _ = key;
+}
+
+/// A small deterministic generator: the cases stay reproducible without a dependency.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// Keys of each institution subscribe their endpoints to their own institution's events, and
+/// writes in both institutions interleave at random: every job an endpoint gets is of an
+/// institution one of its subscriptions names, with the event it names.
+pub async fn no_subscription_receives_another_institutions_events(db: Db) {
+    let store = db.store.as_ref();
+    practice(store).await;
+    import_text(store, OTHER_CAN_TEXT).await.expect("other");
+    let (k1, k2) = (key(store, &["acme"]).await, key(store, &["other"]).await);
+    let e1 = endpoint(store, k1, "https://hooks.example.com/acme").await;
+    let e2 = endpoint(store, k2, "https://hooks.example.com/other").await;
+    subscribe(store, k1, e1, 1, WebhookEvent::MessageCreated).await;
+    subscribe(store, k2, e2, 2, WebhookEvent::MessageCreated).await;
+    subscribe(store, k2, e2, 2, WebhookEvent::MessageUpdated).await;
+    let worker = store.register_worker().await.expect("worker");
+    let mut rng = Lcg(0x5eed);
+    let mut written = [0usize; 2];
+    let mut sent2 = Vec::new();
+    for i in 0..40 {
+        match rng.below(3) {
+            0 => {
+                store
+                    .send_message(&tenant(1, 10), text(100, 5, &format!("acme {i}")))
+                    .await
+                    .expect("send");
+                written[0] += 1;
+            }
+            1 => {
+                let m = store
+                    .send_message(&tenant(2, 20), text(200, 7, &format!("other {i}")))
+                    .await
+                    .expect("send");
+                sent2.push(m.id);
+                written[1] += 1;
+            }
+            _ => {
+                // A seen in institution 1 (nobody subscribed) or 2 (subscribed).
+                if rng.below(2) == 0 || sent2.is_empty() {
+                    store
+                        .mark_seen(&tenant(1, 10), 50001, 5 + i64::from(i % 2 == 0))
+                        .await
+                        .expect("seen");
+                } else {
+                    let m = sent2[usize::try_from(rng.below(sent2.len() as u64)).unwrap_or(0)];
+                    store.mark_seen(&tenant(2, 20), m, 7).await.expect("seen");
+                }
+            }
+        }
+    }
+    let mut got = [0usize; 2];
+    loop {
+        let jobs = store
+            .claim_webhooks(worker, Millis::now(), STALE, 100, 100)
+            .await
+            .expect("claim");
+        if jobs.is_empty() {
+            break;
+        }
+        for j in jobs {
+            let inst = j.event.institution_id;
+            match j.endpoint_id {
+                e if e == e1 => {
+                    assert_eq!((inst, j.event.name), (1, WebhookEvent::MessageCreated));
+                    got[0] += 1;
+                }
+                e if e == e2 => {
+                    assert_eq!(inst, 2, "{j:?}");
+                    assert_eq!(j.event.subdomain, "other");
+                    if j.event.name == WebhookEvent::MessageCreated {
+                        got[1] += 1;
+                    }
+                }
+                e => panic!("a job for endpoint {e}, which nobody made"),
+            }
+            finish(store, worker, j.id, delivered()).await;
+        }
+    }
+    assert_eq!(
+        got, written,
+        "every send reached its institution's endpoint once"
+    );
+}
