@@ -329,5 +329,64 @@ impl ScopedParams {
     }
 }
 
+/// Which parameters a webhook management route reads (CONTRACT §8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WebhookRoute {
+    /// `GET /webhook_endpoints`: `active`.
+    ListEndpoints,
+    /// `GET …/webhook_subscriptions`: `subdomain`, `resource_type`, `event`, all optional.
+    ListSubscriptions,
+    /// Creating or changing a subscription: `subdomain`, required.
+    Institution,
+    /// Everything else: nothing (any parameter is noted as ignored).
+    Bare,
+}
+
+/// A webhook management route's query, every problem collected.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WebhookParams {
+    pub subdomain: Option<String>,
+    pub active: Option<bool>,
+    pub resource_type: Option<String>,
+    pub event: Option<String>,
+    pub notes: Vec<String>,
+}
+
+impl WebhookParams {
+    pub fn parse(query: Option<&str>, route: WebhookRoute) -> Result<WebhookParams, Vec<String>> {
+        let mut raw = RawParams::new(query);
+        let mut errors = Vec::new();
+        let mut out = WebhookParams::default();
+        match route {
+            WebhookRoute::ListEndpoints => {
+                out.active = raw.opt("active").and_then(|v| {
+                    let parsed = parse_bool(v);
+                    if parsed.is_none() {
+                        errors.push("active must be true or false".to_string());
+                    }
+                    parsed
+                });
+            }
+            WebhookRoute::ListSubscriptions => {
+                out.subdomain = raw.opt("subdomain").map(str::to_string);
+                out.resource_type = raw.opt("resource_type").map(str::to_string);
+                out.event = raw.opt("event").map(str::to_string);
+            }
+            WebhookRoute::Institution => {
+                out.subdomain = raw.opt("subdomain").map(str::to_string);
+                if out.subdomain.is_none() {
+                    errors.push("subdomain is missing".to_string());
+                }
+            }
+            WebhookRoute::Bare => {}
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        out.notes.extend(ignored_note(&raw));
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -48,6 +48,9 @@ pub struct ApiConfig {
     /// Claims of a worker silent for this long are taken over (the outbox's `stale_owner_ms`;
     /// `/metrics` counts due entries the same way).
     pub stale_owner_ms: i64,
+    /// Where webhook deliveries may go, checked at registration and at every attempt
+    /// (`--webhook-allow-net`, `--webhook-allow-http`, `--webhook-timeout`).
+    pub webhooks: webhooks::attempt::Rules,
 }
 
 impl Default for ApiConfig {
@@ -60,6 +63,11 @@ impl Default for ApiConfig {
             rate_limits: Vec::new(),
             body_timeout: Duration::from_secs(10),
             stale_owner_ms: outbox::RetryPolicy::default().stale_owner_ms,
+            webhooks: webhooks::attempt::Rules {
+                allow: Arc::from(Vec::new()),
+                allow_http: false,
+                timeout: Duration::from_secs(15),
+            },
         }
     }
 }
@@ -72,6 +80,8 @@ pub struct AppState {
     pub config: ApiConfig,
     /// Wakes the outbox worker when a send was queued.
     pub outbox: Arc<tokio::sync::Notify>,
+    /// Wakes the webhook worker when a write may have queued deliveries.
+    pub webhooks: Arc<tokio::sync::Notify>,
     pub limiter: Arc<ratelimit::Limiter>,
 }
 
@@ -93,11 +103,16 @@ impl AppState {
             store,
             config,
             outbox: Arc::new(tokio::sync::Notify::new()),
+            webhooks: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
     pub fn outbox_wakeup(&self) {
         self.outbox.notify_one();
+    }
+
+    pub fn webhook_wakeup(&self) {
+        self.webhooks.notify_one();
     }
 }
 
@@ -129,6 +144,7 @@ pub struct Server {
     pub door: FrontDoor,
     pub provider: Arc<dyn outbox::SmsProvider>,
     pub policy: outbox::RetryPolicy,
+    pub webhook_policy: webhooks::worker::WebhookPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +171,7 @@ pub async fn run(
         door,
         provider,
         policy,
+        webhook_policy,
     } = server;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -167,7 +184,26 @@ pub async fn run(
     let worker =
         outbox::Worker::register(state.store.clone(), provider, state.outbox.clone(), policy)
             .await?;
-    let worker = tokio::spawn(worker.run(until_stopped(stopped.clone())));
+    let hooks = webhooks::worker::Worker::new(
+        state.store.clone(),
+        worker.owner(),
+        state.config.webhooks.clone(),
+        state.webhooks.clone(),
+        Arc::new(webhooks::worker::SystemClock::default()),
+        webhook_policy,
+    )
+    .map_err(|e| RunError::Io(std::io::Error::other(e)))?;
+    let hooks = tokio::spawn(hooks.run(until_stopped(stopped.clone())));
+    // The outbox worker heartbeats for both and releases both queues' claims when it stops: it
+    // stops after the webhook worker has recorded what it had under way.
+    let outbox_stop = {
+        let stopped = stopped.clone();
+        async move {
+            until_stopped(stopped).await;
+            let _ = hooks.await;
+        }
+    };
+    let worker = tokio::spawn(worker.run(outbox_stop));
     tracing::info!("listening on {}", listener.local_addr()?);
     let served = serve_with(listener, state, door, until_stopped(stopped)).await;
     let _ = worker.await;

@@ -115,6 +115,31 @@ fn describe() {
         "convo_outbox_oldest_due_seconds",
         "How long the oldest due, unclaimed SMS has waited"
     );
+    describe_counter!(
+        "convo_webhook_attempts_total",
+        "Webhook delivery attempts, by outcome (delivered, retry, failed)"
+    );
+    describe_histogram!(
+        "convo_webhook_attempt_seconds",
+        metrics::Unit::Seconds,
+        "Time one webhook delivery attempt took, to the receiver's answer or the time limit"
+    );
+    describe_gauge!(
+        "convo_webhook_pending",
+        "Webhook deliveries not yet delivered: due now or waiting for a retry"
+    );
+    describe_gauge!(
+        "convo_webhook_due",
+        "Webhook deliveries due now and not claimed"
+    );
+    describe_gauge!(
+        "convo_webhook_claimed",
+        "Webhook deliveries claimed by a worker (being attempted)"
+    );
+    describe_gauge!(
+        "convo_webhook_oldest_due_seconds",
+        "How long the oldest due, unclaimed webhook delivery has waited"
+    );
     describe_histogram!(
         "convo_db_pool_wait_seconds",
         metrics::Unit::Seconds,
@@ -204,4 +229,20 @@ pub fn outbox(stats: &convo_core::outbox::OutboxStats) {
     metrics::gauge!("convo_outbox_due").set(f(stats.due));
     metrics::gauge!("convo_outbox_claimed").set(f(stats.claimed));
     metrics::gauge!("convo_outbox_oldest_due_seconds").set(f(stats.oldest_due_ms) / 1000.0);
+}
+
+/// One webhook attempt: `delivered`, `retry` or `failed`, and how long it took.
+pub fn webhook_attempt(outcome: &'static str, took: Duration) {
+    metrics::counter!("convo_webhook_attempts_total", "outcome" => outcome).increment(1);
+    metrics::histogram!("convo_webhook_attempt_seconds").record(took.as_secs_f64());
+}
+
+/// The webhook queue's shape, read from the store when scraped.
+pub fn webhook_queue(stats: &convo_core::outbox::OutboxStats) {
+    #[allow(clippy::cast_precision_loss)]
+    let f = |n: i64| n as f64;
+    metrics::gauge!("convo_webhook_pending").set(f(stats.pending));
+    metrics::gauge!("convo_webhook_due").set(f(stats.due));
+    metrics::gauge!("convo_webhook_claimed").set(f(stats.claimed));
+    metrics::gauge!("convo_webhook_oldest_due_seconds").set(f(stats.oldest_due_ms) / 1000.0);
 }

@@ -227,6 +227,11 @@ impl Worker {
         })
     }
 
+    /// The claim owner this worker registered (the webhook worker claims in its name too).
+    pub fn owner(&self) -> i64 {
+        self.id
+    }
+
     /// Sends until `shutdown` resolves; then claims nothing more, waits up to
     /// `stop_grace_ms` for sends already with the provider, and releases what is left.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {

@@ -253,6 +253,37 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub front_door: FrontDoorArgs,
+
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
+}
+
+/// Where message webhooks may be delivered, and how long an attempt may take (CONTRACT §8).
+#[derive(Args, Debug, Clone)]
+pub struct WebhookArgs {
+    /// A network (CIDR, such as 127.0.0.1/32 or 10.0.0.0/8) that webhook targets may be in
+    /// besides the public internet; repeat for several. Loopback, private and link-local
+    /// addresses are refused otherwise, by name or by address.
+    #[arg(long = "webhook-allow-net", env = "CONVO_WEBHOOK_ALLOW_NET", value_delimiter = ',', value_parser = parse_cidr)]
+    pub allow_net: Vec<convo_server::webhooks::address::Cidr>,
+
+    /// Allow plain http:// targets (for receivers on a private network or loopback).
+    #[arg(long = "webhook-allow-http", env = "CONVO_WEBHOOK_ALLOW_HTTP")]
+    pub allow_http: bool,
+
+    /// Seconds one delivery attempt may take, to the receiver's whole answer.
+    #[arg(long = "webhook-timeout", env = "CONVO_WEBHOOK_TIMEOUT", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub timeout: u64,
+
+    /// Days webhook events and attempts are kept; older ones are purged by the server.
+    #[arg(long = "webhook-retention-days", env = "CONVO_WEBHOOK_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3650))]
+    pub retention_days: u64,
+}
+
+fn parse_cidr(s: &str) -> Result<convo_server::webhooks::address::Cidr, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a network in CIDR notation (such as 127.0.0.1/32)"))
 }
 
 /// The connection layer's limits (CONTRACT §9).

@@ -3,7 +3,10 @@
 use crate::cli::{ServeArgs, SmsProvider as Provider};
 use crate::{CliError, demo};
 use convo::db::{DbOptions, connect_with};
+use convo_core::{Millis, Store};
 use convo_server::outbox::{LogProvider, RetryPolicy, SmsProvider, TwilioProvider};
+use convo_server::webhooks::attempt::Rules;
+use convo_server::webhooks::worker::WebhookPolicy;
 use convo_server::{ApiConfig, AppState, FrontDoor, Server};
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +67,11 @@ pub async fn run(
         rate_limits: args.rate_limit.0.clone(),
         body_timeout: Duration::from_secs(door.body_timeout),
         stale_owner_ms: policy.stale_owner_ms,
+        webhooks: Rules {
+            allow: Arc::from(args.webhooks.allow_net.clone()),
+            allow_http: args.webhooks.allow_http,
+            timeout: Duration::from_secs(args.webhooks.timeout),
+        },
     };
     let provider: Arc<dyn SmsProvider> = match (
         args.sms_provider,
@@ -87,6 +95,8 @@ pub async fn run(
         .jwt_secret
         .as_ref()
         .map(|s| s.expose().as_bytes());
+    let policy_stale = policy.stale_owner_ms;
+    spawn_retention(store.clone(), args.webhooks.retention_days);
     let state = AppState::new(store, secret, config).await?;
     let server = Server {
         listener,
@@ -94,10 +104,37 @@ pub async fn run(
         door: front_door,
         provider,
         policy,
+        webhook_policy: WebhookPolicy {
+            stale_owner_ms: policy_stale,
+            stop_grace_ms: door.shutdown_timeout.saturating_mul(1000),
+            ..WebhookPolicy::default()
+        },
     };
     convo_server::run(server, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Webhook events and attempts older than `days` go, at start and hourly after (an event
+/// with a delivery still pending stays).
+fn spawn_retention(store: Arc<dyn Store>, days: u64) {
+    let keep_ms = i64::try_from(days.saturating_mul(86_400_000)).unwrap_or(i64::MAX);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3_600));
+        loop {
+            tick.tick().await;
+            match store
+                .purge_webhooks(Millis(Millis::now().0.saturating_sub(keep_ms)))
+                .await
+            {
+                Ok(0) => {}
+                Ok(events) => {
+                    tracing::info!(events, days, "webhooks: purged events past retention")
+                }
+                Err(e) => tracing::warn!(error = %e, "webhooks: cannot purge old events"),
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {

@@ -224,3 +224,41 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn webhook_routes_read_their_own_parameters() {
+    let p =
+        WebhookParams::parse(Some("active=false&x=1"), WebhookRoute::ListEndpoints).expect("valid");
+    assert_eq!(p.active, Some(false));
+    assert_eq!(p.notes.len(), 1, "{:?}", p.notes);
+    assert_eq!(
+        WebhookParams::parse(Some("active=maybe"), WebhookRoute::ListEndpoints),
+        Err(vec!["active must be true or false".to_string()])
+    );
+    assert_eq!(
+        WebhookParams::parse(Some("active="), WebhookRoute::ListEndpoints)
+            .expect("empty is absent")
+            .active,
+        None
+    );
+    let p = WebhookParams::parse(
+        Some("subdomain=acme&resource_type=Message&event=message_created"),
+        WebhookRoute::ListSubscriptions,
+    )
+    .expect("valid");
+    assert_eq!(
+        (
+            p.subdomain.as_deref(),
+            p.resource_type.as_deref(),
+            p.event.as_deref()
+        ),
+        (Some("acme"), Some("Message"), Some("message_created"))
+    );
+    assert_eq!(
+        WebhookParams::parse(Some("subdomain="), WebhookRoute::Institution),
+        Err(vec!["subdomain is missing".to_string()])
+    );
+    let p = WebhookParams::parse(Some("subdomain=acme"), WebhookRoute::Bare).expect("valid");
+    assert_eq!(p.subdomain, None);
+    assert_eq!(p.notes.len(), 1);
+}

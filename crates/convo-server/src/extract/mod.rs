@@ -10,6 +10,7 @@ mod twilio_form;
 mod version;
 
 pub use bearer::{BAD_TOKEN, BearerKey};
+pub use body::json_body;
 pub use scoped::{Checked, Scoped, ScopedJson};
 pub use twilio_form::SignedForm;
 pub use version::ApiVersion;

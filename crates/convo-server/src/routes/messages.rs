@@ -93,6 +93,7 @@ pub async fn send(
 ) -> Result<Response, ApiError> {
     let written = state.store.send_message(&tenant, message).await?;
     state.outbox_wakeup();
+    state.webhook_wakeup();
     let description = created(&params.notes);
     Ok(ok_object(StatusCode::CREATED, &description, |j| {
         dto::message(j, &written, tenant.zone());
@@ -153,6 +154,7 @@ pub async fn seen(
         )));
     };
     let message = state.store.mark_seen(&tenant, message_id, user_id).await?;
+    state.webhook_wakeup();
     Ok(ok_one(&params.notes, |j| {
         dto::message(j, &message, tenant.zone());
     }))

@@ -41,7 +41,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Prometheus text format. The outbox gauges are read from the store at scrape time.
+/// Prometheus text format. The outbox and webhook queue gauges are read from the store at scrape time.
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let Some(handle) = crate::metrics::handle() else {
         return ApiError::Unavailable("Metrics are not available in this process".into())
@@ -54,6 +54,14 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     {
         Ok(stats) => crate::metrics::outbox(&stats),
         Err(e) => tracing::warn!(error = %e, "metrics: cannot read the outbox"),
+    }
+    match state
+        .store
+        .webhook_stats(Millis::now(), state.config.stale_owner_ms)
+        .await
+    {
+        Ok(stats) => crate::metrics::webhook_queue(&stats),
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot read the webhook queue"),
     }
     let mut response = (StatusCode::OK, handle.render()).into_response();
     response.headers_mut().insert(

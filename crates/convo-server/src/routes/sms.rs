@@ -71,6 +71,7 @@ pub async fn inbound(State(state): State<AppState>, form: SignedForm) -> Respons
     };
     match state.store.receive_sms(sms).await {
         Ok(outcome) => {
+            state.webhook_wakeup();
             tracing::info!(
                 message_id = outcome.message_id,
                 conversation_id = outcome.conversation_id,
@@ -137,7 +138,10 @@ pub async fn status(State(state): State<AppState>, uri: Uri, form: SignedForm) -
         .update_delivery(report.delivery_id, report.sid, report.status, report.error)
         .await
     {
-        Ok(true) => twiml(StatusCode::OK, None, None),
+        Ok(true) => {
+            state.webhook_wakeup();
+            twiml(StatusCode::OK, None, None)
+        }
         Ok(false) => problem(StatusCode::NOT_FOUND, "no delivery matches this callback"),
         Err(e) => store_problem(e),
     }

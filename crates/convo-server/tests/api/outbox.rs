@@ -160,6 +160,7 @@ fn start_worker(
             door: convo_server::FrontDoor::default(),
             provider: Arc::new(provider),
             policy: policy(),
+            webhook_policy: convo_server::webhooks::worker::WebhookPolicy::default(),
         };
         convo_server::run(server, async move {
             let _ = stopped.await;
