@@ -9,4 +9,5 @@ mod front_door;
 mod ops;
 mod outbox;
 mod robustness;
+mod webhooks;
 mod write;

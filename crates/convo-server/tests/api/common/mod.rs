@@ -5,6 +5,7 @@
 
 mod engine;
 pub mod faults;
+pub mod receiver;
 
 use axum::Router;
 use axum::body::Body;
