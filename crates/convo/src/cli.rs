@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 pub use convo_core::Secret;
 use convo_core::outbox::DeliveryStatus;
+use convo_core::webhook::WebhookStatus;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -190,6 +191,34 @@ pub enum WebhooksCommand {
         #[arg(long, env = "CONVO_WEBHOOK_SECRET", hide_env_values = true)]
         secret: String,
     },
+    /// Delivery attempts, newest first: when, endpoint, delivery, event, outcome, HTTP status,
+    /// time taken, error. Never a body or a secret.
+    Deliveries {
+        /// Only the attempts to this endpoint.
+        #[arg(long)]
+        endpoint: Option<i64>,
+        /// Only attempts that delivered, or that failed.
+        #[arg(long, value_parser = attempt_outcome())]
+        status: Option<WebhookStatus>,
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
+        limit: i64,
+    },
+    /// Queue the stored events since T (RFC 3339, such as 2026-12-01T00:00:00Z) again for an
+    /// endpoint, with the same ids: every one its subscriptions match that is not pending for
+    /// it already. A running server delivers them within seconds.
+    Replay {
+        #[arg(long)]
+        endpoint: i64,
+        #[arg(long)]
+        since: String,
+    },
+}
+
+/// `--status` of attempts: `delivered` or `failed`.
+fn attempt_outcome() -> impl clap::builder::TypedValueParser<Value = WebhookStatus> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["delivered", "failed"])
+        .try_map(|s| WebhookStatus::parse(&s).ok_or("not an attempt outcome"))
 }
 
 /// `--status`: one of core's stored names, listed in `--help`.

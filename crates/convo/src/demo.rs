@@ -346,6 +346,22 @@ pub async fn seed_and_print(
         "curl -s -H 'Authorization: Bearer {token}' '{base}/conversations?subdomain={SUBDOMAIN}&location_id=1&per_page=5&messages=3'"
     );
     println!();
+    println!(
+        "Message webhooks: register a receiver on this machine (`serve --demo` lets deliveries reach 127.0.0.1 over http; otherwise --webhook-allow-net 127.0.0.1/32 --webhook-allow-http), note the secret_key it answers with, then subscribe it to both events:"
+    );
+    println!(
+        "curl -s -X POST -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' '{base}/webhook_endpoints' -d '{{\"target_url\":\"http://127.0.0.1:8089/\"}}'"
+    );
+    for event in ["message_created", "message_updated"] {
+        println!(
+            "curl -s -X POST -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' '{base}/webhook_endpoints/1/webhook_subscriptions?subdomain={SUBDOMAIN}' -d '{{\"resource_type\":\"Message\",\"event\":\"{event}\"}}'"
+        );
+    }
+    println!(
+        "(1 is the endpoint's id on a fresh demo database: use the id the first answer gave.) In another terminal, print every delivery with both signatures checked:"
+    );
+    println!("convo webhooks listen --port 8089 --secret SECRET_KEY");
+    println!();
     println!("A staff message to patient 1 (queued for the SMS provider, listed first at once):");
     println!(
         "curl -s -X POST -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' '{base}/messages?subdomain={SUBDOMAIN}&location_id=1' -d '{{\"message\":{{\"patient_id\":1,\"user_id\":1,\"body\":\"Hi! We have an opening tomorrow at 10am.\"}}}}'"

@@ -107,6 +107,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Webhooks(cli::WebhooksCommand::Listen { port, secret }) => {
             webhooks_listen(port, secret).await
         }
+        Command::Webhooks(cmd) => {
+            let store = connect_with(&cli.database_url, &database).await?;
+            webhooks(store.as_ref(), cmd).await
+        }
         Command::Migrate => {
             connect_with(&cli.database_url, &database).await?;
             eprintln!("database is up to date");
@@ -133,6 +137,66 @@ async fn webhooks_listen(port: u16, secret: String) -> Result<(), CliError> {
         }
     }
     server.abort();
+    Ok(())
+}
+
+async fn webhooks(store: &dyn WebhookStore, cmd: cli::WebhooksCommand) -> Result<(), CliError> {
+    match cmd {
+        cli::WebhooksCommand::Deliveries {
+            endpoint,
+            status,
+            limit,
+        } => {
+            let attempts = store.list_webhook_attempts(endpoint, status, limit).await?;
+            println!(
+                "{:<8} {:<24} {:<8} {:<8} {:<12} {:<16} {:<9} {:<6} {:<7} error",
+                "attempt",
+                "at",
+                "endpoint",
+                "delivery",
+                "event_id",
+                "event",
+                "outcome",
+                "http",
+                "ms"
+            );
+            for a in attempts {
+                println!(
+                    "{:<8} {:<24} {:<8} {:<8} {:<12} {:<16} {:<9} {:<6} {:<7} {}",
+                    a.id,
+                    a.at.to_utc_string(),
+                    a.endpoint_id,
+                    a.delivery_id,
+                    format!("evt_{}", a.event_id),
+                    a.event.as_str(),
+                    a.outcome.as_str(),
+                    a.http_status.map_or_else(|| "-".into(), |s| s.to_string()),
+                    a.took_ms,
+                    a.error.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        cli::WebhooksCommand::Replay { endpoint, since } => {
+            let at =
+                convo_core::time::parse_datetime(&since, convo_core::time::OffsetRule::Required)
+                    .ok_or_else(|| {
+                        CliError::Usage(format!(
+                            "--since {since} is not an RFC 3339 time such as 2026-12-01T00:00:00Z"
+                        ))
+                    })?;
+            let now = convo_core::Millis::now();
+            let Some(queued) = store
+                .replay_webhooks(endpoint, at.ceil_millis(), now)
+                .await?
+            else {
+                return Err(CliError::Usage(format!(
+                    "no webhook endpoint has id {endpoint}"
+                )));
+            };
+            eprintln!("queued {queued} events again for endpoint {endpoint}");
+        }
+        cli::WebhooksCommand::Listen { .. } => {}
+    }
     Ok(())
 }
 

@@ -59,6 +59,18 @@ pub async fn run(
         max_connections: usize::try_from(door.max_connections).unwrap_or(usize::MAX),
         shutdown_timeout,
     };
+    // The demo's receiver runs on this machine: the demo allows loopback over http for
+    // deliveries, as `--webhook-allow-net 127.0.0.1/32 --webhook-allow-http` would.
+    let mut webhooks = args.webhooks.clone();
+    if args.demo && webhooks.allow_net.is_empty() {
+        webhooks.allow_net.push(
+            "127.0.0.1/32"
+                .parse()
+                .map_err(|_| CliError::Usage("the demo's loopback network".into()))?,
+        );
+        webhooks.allow_http = true;
+        tracing::info!("demo: webhook deliveries may go to 127.0.0.1 over http");
+    }
     let config = ApiConfig {
         token_ttl: args.tokens.token_ttl,
         strict_version: args.strict_version,
@@ -68,9 +80,9 @@ pub async fn run(
         body_timeout: Duration::from_secs(door.body_timeout),
         stale_owner_ms: policy.stale_owner_ms,
         webhooks: Rules {
-            allow: Arc::from(args.webhooks.allow_net.clone()),
-            allow_http: args.webhooks.allow_http,
-            timeout: Duration::from_secs(args.webhooks.timeout),
+            allow: Arc::from(webhooks.allow_net.clone()),
+            allow_http: webhooks.allow_http,
+            timeout: Duration::from_secs(webhooks.timeout),
         },
     };
     let provider: Arc<dyn SmsProvider> = match (
