@@ -447,29 +447,30 @@ impl WebhookStore for PgStore {
     async fn claim_webhooks(
         &self,
         worker: i64,
+        finished: &[(i64, WebhookResult)],
         now: Millis,
         stale_ms: i64,
-        limit: i64,
-        per_endpoint: i64,
+        (limit, per_endpoint): (i64, i64),
     ) -> Result<Vec<WebhookJob>, StoreError> {
-        in_transaction!(self, |tx| webhooks::claim(
-            &tx,
-            worker,
-            now,
-            (stale_ms, limit, per_endpoint)
-        )
-        .await?)
+        in_transaction!(self, |tx| {
+            for (id, result) in finished {
+                webhooks::finish(&tx, worker, *id, result, now).await?;
+            }
+            webhooks::claim(&tx, worker, now, (stale_ms, limit, per_endpoint)).await?
+        })
     }
 
-    async fn finish_webhook(
+    async fn finish_webhooks(
         &self,
         worker: i64,
-        id: i64,
-        result: &WebhookResult,
+        results: &[(i64, WebhookResult)],
         now: Millis,
     ) -> Result<(), StoreError> {
-        in_transaction!(self, |tx| webhooks::finish(&tx, worker, id, result, now)
-            .await?)
+        in_transaction!(self, |tx| {
+            for (id, result) in results {
+                webhooks::finish(&tx, worker, *id, result, now).await?;
+            }
+        })
     }
 
     async fn next_webhook_at(&self) -> Result<Option<Millis>, StoreError> {

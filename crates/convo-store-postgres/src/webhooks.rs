@@ -402,28 +402,34 @@ macro_rules! claimable_from {
 const CLAIM_LOCK: i64 = 0x636f_6e76_686f_6f6b;
 
 /// Oldest first per endpoint, and only as many as its free slots: the endpoint's live claims
-/// count against `$5` whichever worker holds them.
-const CLAIM_SQL: &str = concat!(
-    "WITH busy AS (
-        SELECT endpoint_id, count(*) AS n FROM webhook_deliveries
-         WHERE claimed_by IN (SELECT id FROM workers WHERE heartbeat_at >= $2::bigint)
-         GROUP BY endpoint_id),
-     ranked AS (
-        SELECT d.id, d.endpoint_id, d.next_attempt_at,
-               row_number() OVER (PARTITION BY d.endpoint_id
-                                  ORDER BY d.next_attempt_at, d.id) AS n ",
-    claimable_from!(),
-    "),
-     picked AS (
-        SELECT r.id FROM ranked r LEFT JOIN busy b ON b.endpoint_id = r.endpoint_id
-         WHERE r.n + coalesce(b.n, 0) <= $5
-         ORDER BY r.next_attempt_at, r.id LIMIT $4)
-     UPDATE webhook_deliveries d SET attempts = d.attempts + 1, claimed_by = $3, claimed_at = $1,
-            first_attempt_at = coalesce(d.first_attempt_at, $1), updated_at = $1
-       FROM picked
-      WHERE d.id = picked.id
-     RETURNING d.id"
-);
+/// (from the few claimed rows) count against `$5` whichever worker holds them; each endpoint's
+/// due deliveries are one index range.
+const CLAIM_SQL: &str = "
+WITH busy AS (
+    SELECT endpoint_id, count(*) AS n FROM webhook_deliveries
+     WHERE claimed_by IS NOT NULL
+       AND claimed_by IN (SELECT id FROM workers WHERE heartbeat_at >= $2::bigint)
+     GROUP BY endpoint_id),
+picked AS (
+    SELECT x.id, x.next_attempt_at
+      FROM webhook_endpoints e
+      LEFT JOIN busy b ON b.endpoint_id = e.id
+     CROSS JOIN LATERAL (
+        SELECT d.id, d.next_attempt_at FROM webhook_deliveries d
+          JOIN webhook_subscriptions s ON s.id = d.subscription_id AND s.active
+         WHERE d.endpoint_id = e.id AND d.next_attempt_at IS NOT NULL
+           AND d.next_attempt_at <= $1::bigint
+           AND (d.claimed_by IS NULL
+                OR d.claimed_by NOT IN (SELECT id FROM workers WHERE heartbeat_at >= $2::bigint))
+         ORDER BY d.next_attempt_at, d.id
+         LIMIT greatest($5::bigint - coalesce(b.n, 0), 0)) x
+     WHERE e.active
+     ORDER BY x.next_attempt_at, x.id LIMIT $4)
+UPDATE webhook_deliveries d SET attempts = d.attempts + 1, claimed_by = $3, claimed_at = $1,
+       first_attempt_at = coalesce(d.first_attempt_at, $1), updated_at = $1
+  FROM picked
+ WHERE d.id = picked.id
+RETURNING d.id";
 
 /// The jobs of claimed deliveries `$1`: the frozen message first, in `message_from`'s order.
 const JOBS_SQL: &str = "

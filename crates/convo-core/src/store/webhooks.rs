@@ -86,27 +86,28 @@ pub trait WebhookStore: Send + Sync + 'static {
         subscription_id: i64,
     ) -> Result<bool, StoreError>;
 
-    /// Claims for `worker` (an owner from `OutboxStore::register_worker`) up to `limit`
-    /// deliveries due at `now` of active subscriptions of active endpoints, never more than
-    /// `per_endpoint` in flight to one endpoint across every worker. Claims of owners whose
-    /// heartbeat is older than `stale_ms` are taken over.
+    /// Records `finished` as `finish_webhooks` does, then claims for `worker` (an owner from
+    /// `OutboxStore::register_worker`) up to `limit` deliveries due at `now` of active
+    /// subscriptions of active endpoints, never more than `per_endpoint` in flight to one
+    /// endpoint across every worker; one transaction. Claims of owners whose heartbeat is older
+    /// than `stale_ms` are taken over.
     async fn claim_webhooks(
         &self,
         worker: i64,
+        finished: &[(i64, WebhookResult)],
         now: Millis,
         stale_ms: i64,
-        limit: i64,
-        per_endpoint: i64,
+        limits: (i64, i64),
     ) -> Result<Vec<WebhookJob>, StoreError>;
 
-    /// Records how `worker`'s attempt at delivery `id` went and releases its claim. A delivery
-    /// claimed by another worker since keeps its new state (the attempt is recorded); one
-    /// deleted meanwhile (its subscription or endpoint went) is left gone.
-    async fn finish_webhook(
+    /// Records how `worker`'s attempts went (delivery id, result), all in one transaction, and
+    /// releases its claims. A delivery claimed by another worker since keeps its new state (the
+    /// attempt is recorded); one deleted meanwhile (its subscription or endpoint went) is left
+    /// gone.
+    async fn finish_webhooks(
         &self,
         worker: i64,
-        id: i64,
-        result: &WebhookResult,
+        results: &[(i64, WebhookResult)],
         now: Millis,
     ) -> Result<(), StoreError>;
 

@@ -89,6 +89,9 @@ pub struct Worker {
     policy: WebhookPolicy,
 }
 
+/// How long a wake-up waits for others before the claim it asks for.
+const COALESCE: Duration = Duration::from_millis(2);
+
 /// What an attempt task hands back: the job and its outcome, and how long it took.
 type Done = (WebhookJob, Outcome, Duration);
 
@@ -123,40 +126,42 @@ impl Worker {
         let mut running: JoinSet<Done> = JoinSet::new();
         // A task that panics loses its job; this names it, so its attempt is still recorded.
         let mut jobs: HashMap<tokio::task::Id, WebhookJob> = HashMap::new();
+        // Attempts that ended and are not recorded yet: recorded with the next claim, in one
+        // transaction, so a freed slot is taken again in the same trip to the database.
+        let mut done: Vec<Done> = Vec::new();
         let mut stopping = false;
         let mut deadline = None;
+        // Claims happen when slots were freed, when the next retry is due, and shortly after a
+        // wake-up (each write wakes the worker; a burst of them is one claim, not hundreds).
+        let mut claim_now = true;
+        let mut wake_at: Option<tokio::time::Instant> = None;
+        let mut wait = self.policy.idle_ms;
         loop {
-            let mut wait = self.policy.idle_ms;
-            if !stopping {
-                match self.claim(&mut running, &mut jobs).await {
-                    Ok(claimed) if claimed > 0 => continue,
-                    Ok(_) => wait = self.idle_wait().await,
-                    Err(e) => tracing::error!(error = %e, "webhooks: cannot claim deliveries"),
-                }
-            } else if running.is_empty() {
+            if claim_now || !done.is_empty() {
+                claim_now = false;
+                wake_at = None;
+                let finished = std::mem::take(&mut done);
+                wait = match self
+                    .cycle(finished, !stopping, &mut running, &mut jobs)
+                    .await
+                {
+                    Ok(0) if !stopping => self.idle_wait().await,
+                    Ok(_) => self.policy.idle_ms,
+                    Err(e) => {
+                        tracing::error!(error = %e, "webhooks: cannot record or claim deliveries");
+                        self.policy.idle_ms
+                    }
+                };
+            }
+            if stopping && running.is_empty() {
                 break;
             }
+            let idle = tokio::time::sleep(Duration::from_millis(wait.max(1)));
             tokio::select! {
                 Some(joined) = running.join_next_with_id(), if !running.is_empty() => {
-                    let done = match joined {
-                        Ok((id, done)) => {
-                            jobs.remove(&id);
-                            done
-                        }
-                        Err(e) => {
-                            let Some(job) = jobs.remove(&e.id()) else { continue };
-                            tracing::error!(delivery_id = job.id, "webhooks: an attempt panicked");
-                            let failed = Outcome::Failed(super::attempt::Failure {
-                                error: "the attempt failed inside the server".into(),
-                                status: None,
-                                retry_after_ms: None,
-                                gone: false,
-                            });
-                            (job, failed, Duration::ZERO)
-                        }
-                    };
-                    if let Err(e) = self.record(done).await {
-                        tracing::error!(error = %e, "webhooks: cannot record an attempt");
+                    done.extend(finished(joined, &mut jobs));
+                    while let Some(joined) = running.try_join_next_with_id() {
+                        done.extend(finished(joined, &mut jobs));
                     }
                 }
                 () = &mut shutdown, if !stopping => {
@@ -170,31 +175,49 @@ impl Worker {
                     running.abort_all();
                     break;
                 }
-                () = self.wakeup.notified(), if !stopping => {}
-                () = tokio::time::sleep(Duration::from_millis(wait.max(1))), if !stopping => {}
+                () = self.wakeup.notified(), if !stopping => {
+                    wake_at.get_or_insert_with(|| tokio::time::Instant::now() + COALESCE);
+                }
+                () = sleep_until(wake_at), if !stopping => claim_now = true,
+                () = idle, if !stopping => claim_now = true,
             }
         }
         tracing::info!(owner = self.owner, "webhook worker stopped");
     }
 
-    /// Claims what the free slots allow and starts an attempt for each: how many.
-    async fn claim(
+    /// Records the attempts that ended and, unless stopping, claims what the free slots allow
+    /// and starts an attempt for each: how many were claimed.
+    async fn cycle(
         &self,
+        finished: Vec<Done>,
+        claim: bool,
         running: &mut JoinSet<Done>,
         jobs: &mut HashMap<tokio::task::Id, WebhookJob>,
     ) -> Result<usize, StoreError> {
-        let free = self.policy.in_flight.saturating_sub(running.len());
-        if free == 0 {
+        let now = self.clock.now();
+        let results: Vec<(i64, WebhookResult)> = finished
+            .into_iter()
+            .map(|d| (d.0.id, self.result(d, now)))
+            .collect();
+        let free = if claim {
+            self.policy.in_flight.saturating_sub(running.len())
+        } else {
+            0
+        };
+        if free == 0 && results.is_empty() {
             return Ok(0);
         }
         let claimed = self
             .store
             .claim_webhooks(
                 self.owner,
-                self.clock.now(),
+                &results,
+                now,
                 self.policy.stale_owner_ms,
-                i64::try_from(free).unwrap_or(i64::MAX),
-                self.policy.per_endpoint,
+                (
+                    i64::try_from(free).unwrap_or(i64::MAX),
+                    self.policy.per_endpoint,
+                ),
             )
             .await?;
         let n = claimed.len();
@@ -226,10 +249,10 @@ impl Worker {
         }
     }
 
-    async fn record(&self, (job, outcome, took): Done) -> Result<(), StoreError> {
-        let now = self.clock.now();
+    /// What an attempt came to, with its next retry when it failed.
+    fn result(&self, (job, outcome, took): Done, now: Millis) -> WebhookResult {
         let took_ms = i64::try_from(took.as_millis()).unwrap_or(i64::MAX);
-        let result = match outcome {
+        match outcome {
             Outcome::Delivered { status } => {
                 crate::metrics::webhook_attempt("delivered", took);
                 tracing::info!(
@@ -278,10 +301,7 @@ impl Worker {
                     gone: f.gone,
                 }
             }
-        };
-        self.store
-            .finish_webhook(self.owner, job.id, &result, now)
-            .await
+        }
     }
 }
 
@@ -324,6 +344,30 @@ pub async fn deliver(
         bytes,
     )
     .await
+}
+
+/// A joined attempt task's result; a task that panicked still reports its job, as failed.
+fn finished(
+    joined: Result<(tokio::task::Id, Done), tokio::task::JoinError>,
+    jobs: &mut HashMap<tokio::task::Id, WebhookJob>,
+) -> Option<Done> {
+    match joined {
+        Ok((id, done)) => {
+            jobs.remove(&id);
+            Some(done)
+        }
+        Err(e) => {
+            let job = jobs.remove(&e.id())?;
+            tracing::error!(delivery_id = job.id, "webhooks: an attempt panicked");
+            let failed = Outcome::Failed(super::attempt::Failure {
+                error: "the attempt failed inside the server".into(),
+                status: None,
+                retry_after_ms: None,
+                gone: false,
+            });
+            Some((job, failed, Duration::ZERO))
+        }
+    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

@@ -88,7 +88,10 @@ CREATE TABLE webhook_deliveries (
 );
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
     WHERE next_attempt_at IS NOT NULL;
-CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id, status);
+CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id);
+-- A claim takes each endpoint's oldest due deliveries: one index range per endpoint.
+CREATE INDEX webhook_deliveries_endpoint_due ON webhook_deliveries (endpoint_id, next_attempt_at, id)
+    WHERE next_attempt_at IS NOT NULL;
 CREATE INDEX webhook_deliveries_subscription ON webhook_deliveries (subscription_id);
 CREATE INDEX webhook_deliveries_event ON webhook_deliveries (event_id);
 CREATE INDEX webhook_deliveries_claimed ON webhook_deliveries (claimed_by)

@@ -410,24 +410,32 @@ impl WebhookStore for SqliteStore {
     async fn claim_webhooks(
         &self,
         worker: i64,
+        finished: &[(i64, WebhookResult)],
         now: Millis,
         stale_ms: i64,
-        limit: i64,
-        per_endpoint: i64,
+        (limit, per_endpoint): (i64, i64),
     ) -> Result<Vec<WebhookJob>, StoreError> {
-        self.write(move |conn| webhooks::claim(conn, worker, now, (stale_ms, limit, per_endpoint)))
-            .await
+        let finished = finished.to_vec();
+        self.write(move |conn| {
+            webhooks::claim(
+                conn,
+                worker,
+                &finished,
+                now,
+                (stale_ms, limit, per_endpoint),
+            )
+        })
+        .await
     }
 
-    async fn finish_webhook(
+    async fn finish_webhooks(
         &self,
         worker: i64,
-        id: i64,
-        result: &WebhookResult,
+        results: &[(i64, WebhookResult)],
         now: Millis,
     ) -> Result<(), StoreError> {
-        let result = result.clone();
-        self.write(move |conn| webhooks::finish(conn, worker, id, &result, now))
+        let results = results.to_vec();
+        self.write(move |conn| webhooks::finish(conn, worker, &results, now))
             .await
     }
 

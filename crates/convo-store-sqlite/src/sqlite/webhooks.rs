@@ -11,6 +11,7 @@ use convo_core::webhook::{
 use convo_core::{Denied, Millis, Refusal, StoreError};
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use std::collections::HashMap;
 
 /// The event of `message_id` as it is now, written when an active subscription of an active
 /// endpoint of its institution wants `event`, with one delivery per such subscription. In the
@@ -481,60 +482,108 @@ fn job_from(r: &Row) -> rusqlite::Result<WebhookJob> {
 pub(crate) fn claim(
     conn: &mut Connection,
     worker: i64,
+    finished: &[(i64, WebhookResult)],
     now: Millis,
     (stale_ms, limit, per_endpoint): (i64, i64, i64),
 ) -> Result<Vec<WebhookJob>, StoreError> {
     let tx = immediate(conn)?;
+    for (id, result) in finished {
+        finish_one(&tx, worker, *id, result, now)?;
+    }
     let alive_since = now.0.saturating_sub(stale_ms);
-    // Oldest first per endpoint, and only as many as its free slots: the endpoint's live
-    // claims count against `per_endpoint` whichever worker holds them.
-    let ids: Vec<i64> = tx
-        .prepare_cached(concat!(
-            "UPDATE webhook_deliveries SET attempts = attempts + 1, claimed_by = ?2,
-                    claimed_at = ?1, first_attempt_at = coalesce(first_attempt_at, ?1),
-                    updated_at = ?1
-              WHERE id IN (
-                SELECT id FROM (
-                  SELECT d.id, d.endpoint_id, d.next_attempt_at,
-                         row_number() OVER (PARTITION BY d.endpoint_id
-                                            ORDER BY d.next_attempt_at, d.id) AS n ",
-            claimable_from!(),
-            ") x
-                 WHERE x.n + (SELECT count(*) FROM webhook_deliveries f
-                               WHERE f.endpoint_id = x.endpoint_id
-                                 AND f.claimed_by IN (SELECT id FROM workers
-                                                       WHERE heartbeat_at >= ?3)) <= ?5
-                 ORDER BY x.next_attempt_at, x.id LIMIT ?4)
-             RETURNING id"
-        ))
-        .db()?
-        .query_map(
-            params![now.0, worker, alive_since, limit, per_endpoint],
-            |r| r.get(0),
+    // Each endpoint's live claims, whichever worker holds them, from the few claimed rows.
+    let busy: HashMap<i64, i64> = tx
+        .prepare_cached(
+            "SELECT endpoint_id, count(*) FROM webhook_deliveries INDEXED BY webhook_deliveries_claimed
+              WHERE claimed_by IS NOT NULL
+                AND claimed_by IN (SELECT id FROM workers WHERE heartbeat_at >= ?1)
+              GROUP BY endpoint_id",
         )
+        .db()?
+        .query_map([alive_since], |r| Ok((r.get(0)?, r.get(1)?)))
         .db()?
         .collect::<Result<_, _>>()
         .db()?;
-    let mut jobs = Vec::with_capacity(ids.len());
+    let endpoints: Vec<i64> = tx
+        .prepare_cached("SELECT id FROM webhook_endpoints WHERE active ORDER BY id")
+        .db()?
+        .query_map([], |r| r.get(0))
+        .db()?
+        .collect::<Result<_, _>>()
+        .db()?;
+    // Per endpoint, its oldest due deliveries up to its free slots (an index range each), then
+    // the oldest of those overall up to `limit`.
+    let mut due: Vec<(i64, i64)> = Vec::new();
     {
-        let mut stmt = tx.prepare_cached(JOB_SQL).db()?;
-        for id in ids {
-            jobs.push(stmt.query_row([id], job_from).db()?);
+        let mut oldest = tx
+            .prepare_cached(
+                "SELECT d.next_attempt_at, d.id FROM webhook_deliveries d
+                   INDEXED BY webhook_deliveries_endpoint_due
+                   JOIN webhook_subscriptions s ON s.id = d.subscription_id AND s.active
+                  WHERE d.endpoint_id = ?1 AND d.next_attempt_at IS NOT NULL
+                    AND d.next_attempt_at <= ?2
+                    AND (d.claimed_by IS NULL
+                         OR d.claimed_by NOT IN (SELECT id FROM workers WHERE heartbeat_at >= ?3))
+                  ORDER BY d.next_attempt_at, d.id LIMIT ?4",
+            )
+            .db()?;
+        for endpoint in endpoints {
+            let free = per_endpoint - busy.get(&endpoint).copied().unwrap_or(0);
+            if free <= 0 {
+                continue;
+            }
+            let rows = oldest
+                .query_map(params![endpoint, now.0, alive_since, free], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .db()?;
+            for row in rows {
+                due.push(row.db()?);
+            }
+        }
+    }
+    due.sort_unstable();
+    due.truncate(usize::try_from(limit).unwrap_or(0));
+    let mut jobs = Vec::with_capacity(due.len());
+    {
+        let mut take = tx
+            .prepare_cached(
+                "UPDATE webhook_deliveries SET attempts = attempts + 1, claimed_by = ?2,
+                        claimed_at = ?3, first_attempt_at = coalesce(first_attempt_at, ?3),
+                        updated_at = ?3
+                  WHERE id = ?1",
+            )
+            .db()?;
+        let mut job = tx.prepare_cached(JOB_SQL).db()?;
+        for (_, id) in due {
+            take.execute(params![id, worker, now.0]).db()?;
+            jobs.push(job.query_row([id], job_from).db()?);
         }
     }
     tx.commit().db()?;
-    jobs.sort_by_key(|j| j.id);
     Ok(jobs)
 }
 
 pub(crate) fn finish(
     conn: &mut Connection,
     worker: i64,
+    results: &[(i64, WebhookResult)],
+    now: Millis,
+) -> Result<(), StoreError> {
+    let tx = immediate(conn)?;
+    for (id, result) in results {
+        finish_one(&tx, worker, *id, result, now)?;
+    }
+    tx.commit().db()
+}
+
+fn finish_one(
+    tx: &Transaction,
+    worker: i64,
     id: i64,
     result: &WebhookResult,
     now: Millis,
 ) -> Result<(), StoreError> {
-    let tx = immediate(conn)?;
     type Found = (i64, i64, String, Option<i64>, Option<i64>, String, Health);
     let found: Option<Found> = tx
         .prepare_cached(
@@ -644,7 +693,7 @@ pub(crate) fn finish(
             tracing::warn!(endpoint_id, "webhooks: endpoint deactivated after failing");
         }
     }
-    tx.commit().db()
+    Ok(())
 }
 
 pub(crate) fn next_due(conn: &Connection) -> Result<Option<Millis>, StoreError> {

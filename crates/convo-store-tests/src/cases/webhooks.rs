@@ -51,14 +51,14 @@ async fn subscribe(store: &dyn Store, key: i64, endpoint: i64, inst: i64, event:
 
 async fn claim(store: &dyn Store, worker: i64, limit: i64) -> Vec<WebhookJob> {
     store
-        .claim_webhooks(worker, Millis::now(), STALE, limit, 4)
+        .claim_webhooks(worker, &[], Millis::now(), STALE, (limit, 4))
         .await
         .expect("claim")
 }
 
 async fn finish(store: &dyn Store, worker: i64, id: i64, result: WebhookResult) {
     store
-        .finish_webhook(worker, id, &result, Millis::now())
+        .finish_webhooks(worker, &[(id, result)], Millis::now())
         .await
         .expect("finish");
 }
@@ -461,7 +461,7 @@ pub async fn attempts_settle_deliveries_and_endpoints(db: Db) {
         .expect("stats");
     assert_eq!((stats.pending, stats.due, stats.claimed), (1, 0, 0));
     let again = store
-        .claim_webhooks(worker, at, STALE, 10, 4)
+        .claim_webhooks(worker, &[], at, STALE, (10, 4))
         .await
         .expect("claim");
     assert_eq!(again.len(), 1);
@@ -527,7 +527,7 @@ pub async fn attempts_settle_deliveries_and_endpoints(db: Db) {
     let retry = Millis(Millis::now().0 + 1);
     finish(store, worker, jobs[0].id, failed(Some(retry), false)).await;
     let last = store
-        .claim_webhooks(worker, Millis(retry.0 + 1), STALE, 10, 4)
+        .claim_webhooks(worker, &[], Millis(retry.0 + 1), STALE, (10, 4))
         .await
         .expect("claim");
     assert_eq!(last.len(), 1);
@@ -551,12 +551,12 @@ pub async fn claims_hold_the_per_endpoint_limit_across_owners(db: Db) {
     store.heartbeat_worker(w1).await.expect("heartbeat");
     // 12 due (6 to each endpoint), at most 4 in flight to each, whoever claims.
     let first = store
-        .claim_webhooks(w1, Millis::now(), STALE, 3, 4)
+        .claim_webhooks(w1, &[], Millis::now(), STALE, (3, 4))
         .await
         .expect("claim");
     assert_eq!(first.len(), 3);
     let second = store
-        .claim_webhooks(w2, Millis::now(), STALE, 100, 4)
+        .claim_webhooks(w2, &[], Millis::now(), STALE, (100, 4))
         .await
         .expect("claim");
     assert_eq!(first.len() + second.len(), 8, "4 per endpoint");
@@ -585,9 +585,17 @@ pub async fn claims_hold_the_per_endpoint_limit_across_owners(db: Db) {
         );
     }
     assert!(claim(store, w2, 100).await.is_empty(), "every slot is held");
-    // One settles: one slot frees, for the next of that endpoint.
-    finish(store, w2, second[0].id, delivered()).await;
-    let next = claim(store, w2, 100).await;
+    // One settles: one slot frees, for the next of that endpoint, in the same call.
+    let next = store
+        .claim_webhooks(
+            w2,
+            &[(second[0].id, delivered())],
+            Millis::now(),
+            STALE,
+            (100, 4),
+        )
+        .await
+        .expect("claim");
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].endpoint_id, second[0].endpoint_id);
     // A worker that stops gives its claims back at once.
@@ -788,7 +796,7 @@ pub async fn no_subscription_receives_another_institutions_events(db: Db) {
     let mut got = [0usize; 2];
     loop {
         let jobs = store
-            .claim_webhooks(worker, Millis::now(), STALE, 100, 100)
+            .claim_webhooks(worker, &[], Millis::now(), STALE, (100, 100))
             .await
             .expect("claim");
         if jobs.is_empty() {

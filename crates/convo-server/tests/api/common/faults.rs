@@ -139,9 +139,9 @@ delegate!(WebhookStore {
         -> Result<Option<Subscription>, StoreError>;
     fn delete_subscription(&self, key_id: i64, endpoint_id: i64, subscription_id: i64)
         -> Result<bool, StoreError>;
-    fn claim_webhooks(&self, worker: i64, now: Millis, stale_ms: i64, limit: i64,
-        per_endpoint: i64) -> Result<Vec<WebhookJob>, StoreError>;
-    fn finish_webhook(&self, worker: i64, id: i64, result: &WebhookResult, now: Millis)
+    fn claim_webhooks(&self, worker: i64, finished: &[(i64, WebhookResult)], now: Millis,
+        stale_ms: i64, limits: (i64, i64)) -> Result<Vec<WebhookJob>, StoreError>;
+    fn finish_webhooks(&self, worker: i64, results: &[(i64, WebhookResult)], now: Millis)
         -> Result<(), StoreError>;
     fn next_webhook_at(&self) -> Result<Option<Millis>, StoreError>;
     fn webhook_stats(&self, now: Millis, stale_ms: i64) -> Result<OutboxStats, StoreError>;
