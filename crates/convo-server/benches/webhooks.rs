@@ -297,7 +297,7 @@ async fn run() {
     }
     println!();
     println!(
-        "deliveries: {received} of {} ({} lost, {repeats} repeated); commit → receiver p50 {} ms, p99 {} ms, max {} ms",
+        "deliveries: {received} of {} ({} not yet delivered 60 s after the last send, {repeats} repeated); commit → receiver p50 {} ms, p99 {} ms, max {} ms",
         expected * ENDPOINTS,
         (expected * ENDPOINTS).saturating_sub(received),
         percentile(&delivery_ms, 0.5),
