@@ -169,6 +169,40 @@ pub enum WebhookResult {
     },
 }
 
+impl WebhookResult {
+    /// What an attempt row records: outcome, HTTP status, error, duration.
+    pub fn recorded(&self) -> (WebhookStatus, Option<u16>, Option<&str>, i64) {
+        match self {
+            WebhookResult::Delivered { status, took_ms } => {
+                (WebhookStatus::Delivered, Some(*status), None, *took_ms)
+            }
+            WebhookResult::Failed {
+                error,
+                status,
+                took_ms,
+                ..
+            } => (
+                WebhookStatus::Failed,
+                *status,
+                Some(error.as_str()),
+                *took_ms,
+            ),
+        }
+    }
+
+    /// A delivery's stored errors (a JSON array) after this attempt: a failure's error kept
+    /// with the newest `ERRORS_KEPT`.
+    pub fn errors_after(&self, stored: String) -> Result<String, serde_json::Error> {
+        match self {
+            WebhookResult::Delivered { .. } => Ok(stored),
+            WebhookResult::Failed { error, .. } => {
+                let earlier: Vec<String> = serde_json::from_str(&stored).unwrap_or_default();
+                serde_json::to_string(&kept_errors(earlier, error.clone()))
+            }
+        }
+    }
+}
+
 /// Where a webhook delivery stands. Stored as its lowercase name by every engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum WebhookStatus {

@@ -8,7 +8,7 @@ use crate::rows::{message_columns, message_from};
 use convo_core::outbox::{DeliveryStatus, OutboxStats};
 use convo_core::webhook::{
     AttemptRecord, Endpoint, EndpointPatch, FrozenEvent, Health, Subscription, SubscriptionFilter,
-    SubscriptionPatch, WebhookEvent, WebhookJob, WebhookResult, WebhookStatus, kept_errors, settle,
+    SubscriptionPatch, WebhookEvent, WebhookJob, WebhookResult, WebhookStatus, settle,
 };
 use convo_core::{Millis, Refusal, StoreError};
 use deadpool_postgres::{GenericClient, Transaction};
@@ -547,22 +547,7 @@ pub(crate) async fn finish(
         return Ok(());
     };
     let endpoint_id: i64 = found.get(0);
-    let (outcome, status, error, took_ms) = match result {
-        WebhookResult::Delivered { status, took_ms } => {
-            (WebhookStatus::Delivered, Some(*status), None, *took_ms)
-        }
-        WebhookResult::Failed {
-            error,
-            status,
-            took_ms,
-            ..
-        } => (
-            WebhookStatus::Failed,
-            *status,
-            Some(error.as_str()),
-            *took_ms,
-        ),
-    };
+    let (outcome, status, error, took_ms) = result.recorded();
     tx.execute(
         "INSERT INTO webhook_attempts (delivery_id, event_id, endpoint_id, event, at, outcome,
             http_status, error, took_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -591,14 +576,7 @@ pub(crate) async fn finish(
     };
     let settled = settle(result, first, health, now);
     let errors: String = found.get(5);
-    let errors = match result {
-        WebhookResult::Delivered { .. } => errors,
-        WebhookResult::Failed { error, .. } => {
-            let earlier: Vec<String> = serde_json::from_str(&errors).unwrap_or_default();
-            serde_json::to_string(&kept_errors(earlier, error.clone()))
-                .map_err(StoreError::fault)?
-        }
-    };
+    let errors = result.errors_after(errors).map_err(StoreError::fault)?;
     tx.execute(
         "UPDATE webhook_deliveries SET status = $2, next_attempt_at = $3, errors = $4,
                 claimed_by = NULL, claimed_at = NULL, updated_at = $5

@@ -6,7 +6,7 @@ use super::{Db, immediate};
 use convo_core::outbox::{DeliveryStatus, OutboxStats};
 use convo_core::webhook::{
     AttemptRecord, Endpoint, EndpointPatch, FrozenEvent, Health, Subscription, SubscriptionFilter,
-    SubscriptionPatch, WebhookEvent, WebhookJob, WebhookResult, WebhookStatus, kept_errors, settle,
+    SubscriptionPatch, WebhookEvent, WebhookJob, WebhookResult, WebhookStatus, settle,
 };
 use convo_core::{Denied, Millis, Refusal, StoreError};
 use rusqlite::types::Type;
@@ -615,22 +615,7 @@ fn finish_one(
     let Some((endpoint_id, event_id, event, claimed_by, first, errors, health)) = found else {
         return Ok(());
     };
-    let (outcome, status, error, took_ms) = match result {
-        WebhookResult::Delivered { status, took_ms } => {
-            (WebhookStatus::Delivered, Some(*status), None, *took_ms)
-        }
-        WebhookResult::Failed {
-            error,
-            status,
-            took_ms,
-            ..
-        } => (
-            WebhookStatus::Failed,
-            *status,
-            Some(error.as_str()),
-            *took_ms,
-        ),
-    };
+    let (outcome, status, error, took_ms) = result.recorded();
     tx.prepare_cached(
         "INSERT INTO webhook_attempts (delivery_id, event_id, endpoint_id, event, at, outcome,
             http_status, error, took_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -652,14 +637,7 @@ fn finish_one(
     if claimed_by == Some(worker) {
         let first = Millis(first.unwrap_or(now.0));
         let settled = settle(result, first, health, now);
-        let errors = match result {
-            WebhookResult::Delivered { .. } => errors,
-            WebhookResult::Failed { error, .. } => {
-                let earlier: Vec<String> = serde_json::from_str(&errors).unwrap_or_default();
-                serde_json::to_string(&kept_errors(earlier, error.clone()))
-                    .map_err(StoreError::fault)?
-            }
-        };
+        let errors = result.errors_after(errors).map_err(StoreError::fault)?;
         tx.prepare_cached(
             "UPDATE webhook_deliveries SET status = ?2, next_attempt_at = ?3, errors = ?4,
                     claimed_by = NULL, claimed_at = NULL, updated_at = ?5

@@ -1,17 +1,16 @@
 //! A webhook receiver on loopback for the delivery tests: it keeps every request it reads and
 //! answers each as the test says (status, headers, a delay), and a clock the tests move by hand.
 
+#[path = "../../webhooks/python.rs"]
+mod python;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use convo_core::Millis;
 use convo_server::webhooks::worker::Clock;
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -169,39 +168,17 @@ impl Clock for ManualClock {
     }
 }
 
-/// Both signatures of a delivery checked by Python, not by our own code: NexHealth's with the
-/// standard library, Standard Webhooks' with its package from PyPI (`tests/webhooks/verify.py`).
+/// Both signatures of a delivery checked by Python, not by our own code.
 pub fn verified_in_python(secret: &str, got: &Got) -> Result<(), String> {
-    let doc = serde_json::json!({
-        "secret": secret,
-        "headers": {
-            "timestamp": got.header("timestamp"),
-            "signature": got.header("signature"),
-            "webhook-id": got.header("webhook-id"),
-            "webhook-timestamp": got.header("webhook-timestamp"),
-            "webhook-signature": got.header("webhook-signature"),
-        },
-        "body_b64": STANDARD.encode(&got.body),
-    });
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/webhooks/verify.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("python3: {e}"))?;
-    child
-        .stdin
-        .take()
-        .ok_or("no stdin")?
-        .write_all(doc.to_string().as_bytes())
-        .map_err(|e| e.to_string())?;
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if out.status.success() && said == "ok" {
-        Ok(())
-    } else {
-        Err(format!("{said} {}", String::from_utf8_lossy(&out.stderr)))
-    }
+    python::verify_in_python(
+        secret,
+        [
+            got.header("timestamp"),
+            got.header("signature"),
+            got.header("webhook-id"),
+            got.header("webhook-timestamp"),
+            got.header("webhook-signature"),
+        ],
+        &got.body,
+    )
 }
