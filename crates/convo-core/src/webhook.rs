@@ -4,6 +4,7 @@
 use crate::model::Message;
 use crate::outbox::DeliveryStatus;
 use crate::time::Millis;
+use std::collections::{BTreeMap, HashMap};
 
 /// The one resource convo sends events for.
 pub const RESOURCE_TYPE: &str = "Message";
@@ -318,6 +319,114 @@ pub fn settle(
 }
 
 /// A delivery's kept errors with `error` added: the newest `ERRORS_KEPT`, oldest first.
+/// A claimed delivery as the store holds it when attempts at it are recorded.
+#[derive(Clone, Debug)]
+pub struct Claimed {
+    pub endpoint_id: i64,
+    pub event_id: i64,
+    pub event: WebhookEvent,
+    pub claimed_by: Option<i64>,
+    pub first_attempt_at: Option<Millis>,
+    /// Its stored errors (a JSON array).
+    pub errors: String,
+}
+
+/// One `webhook_attempts` row (its time is the batch's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptRow<'a> {
+    pub delivery_id: i64,
+    pub event_id: i64,
+    pub endpoint_id: i64,
+    pub event: WebhookEvent,
+    pub outcome: WebhookStatus,
+    pub http_status: Option<u16>,
+    pub error: Option<&'a str>,
+    pub took_ms: i64,
+}
+
+/// A delivery after its attempt: its claim is released.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryChange {
+    pub id: i64,
+    pub status: WebhookStatus,
+    pub next_attempt_at: Option<Millis>,
+    pub errors: String,
+}
+
+/// An endpoint after a batch's attempts at it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndpointChange {
+    pub id: i64,
+    pub health: Health,
+    pub deactivate: bool,
+}
+
+/// What recording a batch of attempts writes, the same on every engine.
+#[derive(Debug, Default)]
+pub struct Recorded<'a> {
+    pub attempts: Vec<AttemptRow<'a>>,
+    pub deliveries: Vec<DeliveryChange>,
+    /// One per endpoint, in id order (the order engines lock them in).
+    pub endpoints: Vec<EndpointChange>,
+}
+
+/// Records `results` (in the order the attempts ended) of deliveries `found` as the store
+/// holds them, with their endpoints' `health`. A delivery deleted meanwhile is skipped; one
+/// whose claim was taken over gets its attempt row and nothing else (the new claim is left
+/// alone). Each endpoint's health folds through its results in order, so a batch writes what
+/// recording them one at a time would have, with one change per endpoint.
+pub fn record<'a>(
+    worker: i64,
+    results: &'a [(i64, WebhookResult)],
+    found: &HashMap<i64, Claimed>,
+    health: &HashMap<i64, Health>,
+    now: Millis,
+) -> Result<Recorded<'a>, serde_json::Error> {
+    let mut out = Recorded::default();
+    let mut endpoints: BTreeMap<i64, EndpointChange> = BTreeMap::new();
+    for (id, result) in results {
+        let Some(claimed) = found.get(id) else {
+            continue;
+        };
+        let (outcome, http_status, error, took_ms) = result.recorded();
+        out.attempts.push(AttemptRow {
+            delivery_id: *id,
+            event_id: claimed.event_id,
+            endpoint_id: claimed.endpoint_id,
+            event: claimed.event,
+            outcome,
+            http_status,
+            error,
+            took_ms,
+        });
+        if claimed.claimed_by != Some(worker) {
+            continue;
+        }
+        let endpoint = endpoints
+            .entry(claimed.endpoint_id)
+            .or_insert_with(|| EndpointChange {
+                id: claimed.endpoint_id,
+                health: health
+                    .get(&claimed.endpoint_id)
+                    .copied()
+                    .unwrap_or_default(),
+                deactivate: false,
+            });
+        let first = claimed.first_attempt_at.unwrap_or(now);
+        let settled = settle(result, first, endpoint.health, now);
+        endpoint.health = settled.health;
+        endpoint.deactivate |= settled.deactivate;
+        out.deliveries.push(DeliveryChange {
+            id: *id,
+            status: settled.status,
+            next_attempt_at: settled.next_attempt_at,
+            errors: result.errors_after(claimed.errors.clone())?,
+        });
+    }
+    out.endpoints = endpoints.into_values().collect();
+    Ok(out)
+}
+
 pub fn kept_errors(mut errors: Vec<String>, error: String) -> Vec<String> {
     errors.push(error);
     let excess = errors.len().saturating_sub(ERRORS_KEPT);
@@ -327,6 +436,140 @@ pub fn kept_errors(mut errors: Vec<String>, error: String) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn claimed(endpoint_id: i64, claimed_by: Option<i64>) -> Claimed {
+        Claimed {
+            endpoint_id,
+            event_id: 100,
+            event: WebhookEvent::MessageCreated,
+            claimed_by,
+            first_attempt_at: Some(Millis(1_000)),
+            errors: "[]".into(),
+        }
+    }
+
+    fn failing(error: &str, retry_at: Option<i64>) -> WebhookResult {
+        WebhookResult::Failed {
+            error: error.into(),
+            status: Some(500),
+            took_ms: 3,
+            retry_at: retry_at.map(Millis),
+            gone: false,
+        }
+    }
+
+    #[test]
+    fn a_batch_folds_each_endpoints_health_through_its_results_in_order() {
+        let now = Millis(10_000);
+        let results = vec![
+            (1, failing("HTTP 500", Some(20_000))),
+            (
+                2,
+                WebhookResult::Delivered {
+                    status: 204,
+                    took_ms: 1,
+                },
+            ),
+            (3, failing("HTTP 502", Some(20_000))),
+            (4, failing("HTTP 500", None)),
+        ];
+        let found: HashMap<i64, Claimed> = [
+            (1, claimed(7, Some(9))),
+            (2, claimed(7, Some(9))),
+            (3, claimed(7, Some(9))),
+            (4, claimed(8, Some(9))),
+        ]
+        .into();
+        let health: HashMap<i64, Health> = [(
+            7,
+            Health {
+                failing_since: Some(Millis(5_000)),
+                last_success_at: None,
+            },
+        )]
+        .into();
+        let out = record(9, &results, &found, &health, now).expect("record");
+        // The same as recording them one at a time.
+        let mut h7 = health[&7];
+        let mut h8 = Health::default();
+        let mut expected = Vec::new();
+        for (id, result) in &results {
+            let h = if *id == 4 { &mut h8 } else { &mut h7 };
+            let s = settle(result, Millis(1_000), *h, now);
+            *h = s.health;
+            expected.push((*id, s.status, s.next_attempt_at));
+        }
+        let got: Vec<_> = out
+            .deliveries
+            .iter()
+            .map(|d| (d.id, d.status, d.next_attempt_at))
+            .collect();
+        assert_eq!(got, expected);
+        assert_eq!(out.attempts.len(), 4);
+        assert_eq!(
+            out.endpoints,
+            vec![
+                EndpointChange {
+                    id: 7,
+                    health: h7,
+                    deactivate: false
+                },
+                // A spent schedule with no success since it began deactivates.
+                EndpointChange {
+                    id: 8,
+                    health: h8,
+                    deactivate: true
+                },
+            ]
+        );
+        assert_eq!(
+            h7.failing_since,
+            Some(now),
+            "a success mid-batch restarts the 48 h"
+        );
+        assert_eq!(out.deliveries[0].errors, r#"["HTTP 500"]"#);
+    }
+
+    #[test]
+    fn a_taken_over_claim_records_its_attempt_only_and_a_deleted_one_nothing() {
+        let results = vec![
+            (1, failing("timeout", Some(20_000))),
+            (2, failing("x", None)),
+        ];
+        let found: HashMap<i64, Claimed> = [(1, claimed(7, Some(3)))].into();
+        let out = record(9, &results, &found, &HashMap::new(), Millis(10_000)).expect("record");
+        assert_eq!(out.attempts.len(), 1);
+        assert_eq!(out.attempts[0].delivery_id, 1);
+        assert_eq!(out.attempts[0].error, Some("timeout"));
+        assert!(out.deliveries.is_empty());
+        assert!(out.endpoints.is_empty());
+    }
+
+    #[test]
+    fn a_gone_endpoint_stays_deactivated_through_a_later_success_in_the_batch() {
+        let gone = WebhookResult::Failed {
+            error: "HTTP 410".into(),
+            status: Some(410),
+            took_ms: 1,
+            retry_at: None,
+            gone: true,
+        };
+        let results = vec![
+            (1, gone),
+            (
+                2,
+                WebhookResult::Delivered {
+                    status: 200,
+                    took_ms: 1,
+                },
+            ),
+        ];
+        let found: HashMap<i64, Claimed> =
+            [(1, claimed(7, Some(9))), (2, claimed(7, Some(9)))].into();
+        let out = record(9, &results, &found, &HashMap::new(), Millis(10_000)).expect("record");
+        assert!(out.endpoints[0].deactivate);
+    }
     #[test]
     fn a_delivery_keeps_its_newest_ten_errors() {
         let mut errors = Vec::new();
@@ -418,8 +661,6 @@ mod tests {
         }
         assert_eq!(WebhookStatus::parse("queued"), None);
     }
-
-    use super::*;
 
     #[test]
     fn events_round_trip_by_name() {

@@ -193,6 +193,7 @@ async fn run() {
     let engine = std::env::var("BENCH_ENGINE").unwrap_or_else(|_| "sqlite".into());
     let seconds = env("BENCH_SECONDS", 60);
     let rate = env("BENCH_RATE", 500);
+    let deliver = env("BENCH_DELIVER", 1) != 0;
     let (store, _keep) = store(&engine).await;
     import_text(store.as_ref(), &practice())
         .await
@@ -223,7 +224,15 @@ async fn run() {
         door: FrontDoor::default(),
         provider: Arc::new(convo_server::outbox::LogProvider),
         policy: convo_server::outbox::RetryPolicy::default(),
-        webhook_policy: WebhookPolicy::default(),
+        // BENCH_DELIVER=0 leaves the deliveries queued: what freezing the events costs the
+        // sends, apart from delivering them.
+        webhook_policy: {
+            let p = WebhookPolicy::default();
+            WebhookPolicy {
+                in_flight: if deliver { p.in_flight } else { 0 },
+                ..p
+            }
+        },
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = tokio::spawn(convo_server::run(server, async move {
@@ -258,7 +267,7 @@ async fn run() {
             .iter()
             .map(|r| r.by_event.lock().expect("lock").len())
             .sum();
-        if got >= expected * ENDPOINTS || drained.elapsed() > Duration::from_secs(60) {
+        if !deliver || got >= expected * ENDPOINTS || drained.elapsed() > Duration::from_secs(60) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -453,10 +453,14 @@ impl WebhookStore for PgStore {
         (limit, per_endpoint): (i64, i64),
     ) -> Result<Vec<WebhookJob>, StoreError> {
         in_transaction!(self, |tx| {
-            for (id, result) in finished {
-                webhooks::finish(&tx, worker, *id, result, now).await?;
-            }
-            webhooks::claim(&tx, worker, now, (stale_ms, limit, per_endpoint)).await?
+            webhooks::record_and_claim(
+                &tx,
+                worker,
+                finished,
+                now,
+                Some((stale_ms, limit, per_endpoint)),
+            )
+            .await?
         })
     }
 
@@ -467,9 +471,7 @@ impl WebhookStore for PgStore {
         now: Millis,
     ) -> Result<(), StoreError> {
         in_transaction!(self, |tx| {
-            for (id, result) in results {
-                webhooks::finish(&tx, worker, *id, result, now).await?;
-            }
+            webhooks::record_and_claim(&tx, worker, results, now, None).await?;
         })
     }
 

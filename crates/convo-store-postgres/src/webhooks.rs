@@ -4,14 +4,17 @@
 //! per-endpoint limit held by claiming one process at a time.
 
 use crate::Db;
+use crate::pipeline::pipelined;
 use crate::rows::{message_columns, message_from};
 use convo_core::outbox::{DeliveryStatus, OutboxStats};
 use convo_core::webhook::{
-    AttemptRecord, Endpoint, EndpointPatch, FrozenEvent, Health, Subscription, SubscriptionFilter,
-    SubscriptionPatch, WebhookEvent, WebhookJob, WebhookResult, WebhookStatus, settle,
+    AttemptRecord, Claimed, Endpoint, EndpointPatch, FrozenEvent, Health, Recorded, Subscription,
+    SubscriptionFilter, SubscriptionPatch, WebhookEvent, WebhookJob, WebhookResult, WebhookStatus,
+    record,
 };
 use convo_core::{Millis, Refusal, StoreError};
 use deadpool_postgres::{GenericClient, Transaction};
+use std::collections::HashMap;
 use tokio_postgres::Row;
 
 /// The event of message `$2` of institution `$1` as it is now (`$3` the event, `$4` its time),
@@ -483,29 +486,102 @@ fn job_from(r: &Row) -> Result<WebhookJob, StoreError> {
     })
 }
 
-pub(crate) async fn claim(
+/// Records a batch of attempts and, when `claim` says how, claims what the freed slots allow,
+/// in three trips: what the deliveries and their endpoints are now (locked: deliveries, then
+/// endpoints, each in id order), then the batch's writes (one statement per table, the fold
+/// shared with every engine in `webhook::record`) pipelined with the claim, then the jobs.
+pub(crate) async fn record_and_claim(
     tx: &Transaction<'_>,
     worker: i64,
+    results: &[(i64, WebhookResult)],
     now: Millis,
-    (stale_ms, limit, per_endpoint): (i64, i64, i64),
+    claim: Option<(i64, i64, i64)>,
 ) -> Result<Vec<WebhookJob>, StoreError> {
-    let alive_since = now.0.saturating_sub(stale_ms);
-    let lock = tx
-        .prepare_cached("SELECT pg_advisory_xact_lock($1)")
-        .await
-        .db()?;
-    tx.execute(&lock, &[&CLAIM_LOCK]).await.db()?;
-    let take = tx.prepare_cached(CLAIM_SQL).await.db()?;
-    let ids: Vec<i64> = tx
-        .query(
-            &take,
-            &[&now.0, &alive_since, &worker, &limit, &per_endpoint],
+    let recorded = if results.is_empty() {
+        Recorded::default()
+    } else {
+        read_for_record(tx, worker, results, now).await?
+    };
+    let (attempts, releases, endpoints) = (
+        tx.prepare_cached(RECORD_ATTEMPTS_SQL).await.db()?,
+        tx.prepare_cached(RELEASE_SQL).await.db()?,
+        tx.prepare_cached(ENDPOINTS_SQL).await.db()?,
+    );
+    let a = AttemptColumns::of(&recorded);
+    let d = ReleaseColumns::of(&recorded);
+    let e = EndpointColumns::of(&recorded);
+    let write_attempts = async {
+        if a.delivery.is_empty() {
+            return Ok(0);
+        }
+        tx.execute(
+            &attempts,
+            &[
+                &now.0,
+                &a.delivery,
+                &a.event_id,
+                &a.endpoint,
+                &a.event,
+                &a.outcome,
+                &a.status,
+                &a.error,
+                &a.took,
+            ],
         )
         .await
-        .db()?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+        .db()
+    };
+    let write_releases = async {
+        if d.id.is_empty() {
+            return Ok(0);
+        }
+        tx.execute(&releases, &[&now.0, &d.id, &d.status, &d.next, &d.errors])
+            .await
+            .db()
+    };
+    let write_endpoints = async {
+        if e.id.is_empty() {
+            return Ok(0);
+        }
+        tx.execute(&endpoints, &[&now.0, &e.id, &e.failing, &e.ok, &e.off])
+            .await
+            .db()
+    };
+    let Some((stale_ms, limit, per_endpoint)) = claim else {
+        pipelined!(write_attempts, write_releases, write_endpoints)?;
+        return Ok(Vec::new());
+    };
+    let alive_since = now.0.saturating_sub(stale_ms);
+    let (lock, take) = (
+        tx.prepare_cached("SELECT pg_advisory_xact_lock($1)")
+            .await
+            .db()?,
+        tx.prepare_cached(CLAIM_SQL).await.db()?,
+    );
+    // Sent in this order on one connection, so the claim counts the slots just released.
+    let (_, _, _, _, taken) = pipelined!(
+        write_attempts,
+        write_releases,
+        write_endpoints,
+        async { tx.execute(&lock, &[&CLAIM_LOCK]).await.db() },
+        async {
+            tx.query(
+                &take,
+                &[&now.0, &alive_since, &worker, &limit, &per_endpoint],
+            )
+            .await
+            .db()
+        },
+    )?;
+    for change in &recorded.endpoints {
+        if change.deactivate {
+            tracing::warn!(
+                endpoint_id = change.id,
+                "webhooks: endpoint deactivated after failing"
+            );
+        }
+    }
+    let ids: Vec<i64> = taken.iter().map(|r| r.get(0)).collect();
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -518,98 +594,171 @@ pub(crate) async fn claim(
         .collect()
 }
 
-fn http_status(status: Option<u16>) -> Option<i32> {
-    status.map(i32::from)
-}
-
-pub(crate) async fn finish(
+/// The deliveries of `results` and their endpoints as they are now, locked, and what
+/// recording the batch writes.
+async fn read_for_record<'a>(
     tx: &Transaction<'_>,
     worker: i64,
-    id: i64,
-    result: &WebhookResult,
+    results: &'a [(i64, WebhookResult)],
     now: Millis,
-) -> Result<(), StoreError> {
-    let found = tx
-        .query_opt(
-            "SELECT d.endpoint_id, d.event_id, ev.event, d.claimed_by, d.first_attempt_at,
-                    d.errors, e.failing_since, e.last_success_at
-               FROM webhook_deliveries d
-               JOIN webhook_events ev ON ev.id = d.event_id
-               JOIN webhook_endpoints e ON e.id = d.endpoint_id
-              WHERE d.id = $1
-                FOR NO KEY UPDATE OF d, e",
-            &[&id],
+) -> Result<Recorded<'a>, StoreError> {
+    let ids: Vec<i64> = results.iter().map(|(id, _)| *id).collect();
+    let (deliveries, endpoints) = (
+        tx.prepare_cached(
+            "SELECT d.id, d.endpoint_id, d.event_id, ev.event, d.claimed_by, d.first_attempt_at,
+                    d.errors
+               FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id
+              WHERE d.id = ANY($1)
+              ORDER BY d.id
+                FOR NO KEY UPDATE OF d",
         )
         .await
-        .db()?;
+        .db()?,
+        tx.prepare_cached(
+            "SELECT id, failing_since, last_success_at FROM webhook_endpoints
+              WHERE id IN (SELECT endpoint_id FROM webhook_deliveries WHERE id = ANY($1))
+              ORDER BY id
+                FOR NO KEY UPDATE",
+        )
+        .await
+        .db()?,
+    );
+    let (found, health) = pipelined!(async { tx.query(&deliveries, &[&ids]).await.db() }, async {
+        tx.query(&endpoints, &[&ids]).await.db()
+    },)?;
     // Deleted meanwhile (its subscription or endpoint went): nothing is left to record.
-    let Some(found) = found else {
-        return Ok(());
-    };
-    let endpoint_id: i64 = found.get(0);
-    let (outcome, status, error, took_ms) = result.recorded();
-    tx.execute(
-        "INSERT INTO webhook_attempts (delivery_id, event_id, endpoint_id, event, at, outcome,
-            http_status, error, took_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        &[
-            &id,
-            &found.get::<_, i64>(1),
-            &endpoint_id,
-            &found.get::<_, &str>(2),
-            &now.0,
-            &outcome.as_str(),
-            &http_status(status),
-            &error,
-            &took_ms,
-        ],
-    )
-    .await
-    .db()?;
-    // A worker that was taken over records what it saw and leaves the new claim alone.
-    if found.get::<_, Option<i64>>(3) != Some(worker) {
-        return Ok(());
+    let found: HashMap<i64, Claimed> = found
+        .iter()
+        .map(|r| {
+            Ok((
+                r.get(0),
+                Claimed {
+                    endpoint_id: r.get(1),
+                    event_id: r.get(2),
+                    event: stored_event(r.get(3))?,
+                    claimed_by: r.get(4),
+                    first_attempt_at: r.get::<_, Option<i64>>(5).map(Millis),
+                    errors: r.get(6),
+                },
+            ))
+        })
+        .collect::<Result<_, StoreError>>()?;
+    let health: HashMap<i64, Health> = health
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                Health {
+                    failing_since: r.get::<_, Option<i64>>(1).map(Millis),
+                    last_success_at: r.get::<_, Option<i64>>(2).map(Millis),
+                },
+            )
+        })
+        .collect();
+    record(worker, results, &found, &health, now).map_err(StoreError::fault)
+}
+
+/// A batch's attempt rows (`$1` their time), in the order the attempts ended.
+const RECORD_ATTEMPTS_SQL: &str = "
+INSERT INTO webhook_attempts (delivery_id, event_id, endpoint_id, event, at, outcome,
+    http_status, error, took_ms)
+SELECT u.delivery, u.event_id, u.endpoint, u.event, $1, u.outcome, u.status, u.error, u.took
+  FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::int[],
+              $8::text[], $9::bigint[])
+       WITH ORDINALITY AS u(delivery, event_id, endpoint, event, outcome, status, error, took, n)
+ ORDER BY u.n";
+
+/// The batch's deliveries after their attempts, their claims released (`$1` now).
+const RELEASE_SQL: &str = "
+UPDATE webhook_deliveries d SET status = u.status, next_attempt_at = u.next, errors = u.errors,
+       claimed_by = NULL, claimed_at = NULL, updated_at = $1
+  FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::text[]) AS u(id, status, next, errors)
+ WHERE d.id = u.id";
+
+/// The batch's endpoints after it, once each (`$1` now).
+const ENDPOINTS_SQL: &str = "
+UPDATE webhook_endpoints e SET failing_since = u.failing, last_success_at = u.ok,
+       active = CASE WHEN u.off THEN false ELSE e.active END,
+       updated_at = CASE WHEN u.off AND e.active THEN $1 ELSE e.updated_at END
+  FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::bool[]) AS u(id, failing, ok, off)
+ WHERE e.id = u.id";
+
+/// `RECORD_ATTEMPTS_SQL`'s arrays.
+struct AttemptColumns<'a> {
+    delivery: Vec<i64>,
+    event_id: Vec<i64>,
+    endpoint: Vec<i64>,
+    event: Vec<&'static str>,
+    outcome: Vec<&'static str>,
+    status: Vec<Option<i32>>,
+    error: Vec<Option<&'a str>>,
+    took: Vec<i64>,
+}
+
+impl<'a> AttemptColumns<'a> {
+    fn of(r: &Recorded<'a>) -> Self {
+        let a = &r.attempts;
+        Self {
+            delivery: a.iter().map(|x| x.delivery_id).collect(),
+            event_id: a.iter().map(|x| x.event_id).collect(),
+            endpoint: a.iter().map(|x| x.endpoint_id).collect(),
+            event: a.iter().map(|x| x.event.as_str()).collect(),
+            outcome: a.iter().map(|x| x.outcome.as_str()).collect(),
+            status: a.iter().map(|x| http_status(x.http_status)).collect(),
+            error: a.iter().map(|x| x.error).collect(),
+            took: a.iter().map(|x| x.took_ms).collect(),
+        }
     }
-    let first = Millis(found.get::<_, Option<i64>>(4).unwrap_or(now.0));
-    let health = Health {
-        failing_since: found.get::<_, Option<i64>>(6).map(Millis),
-        last_success_at: found.get::<_, Option<i64>>(7).map(Millis),
-    };
-    let settled = settle(result, first, health, now);
-    let errors: String = found.get(5);
-    let errors = result.errors_after(errors).map_err(StoreError::fault)?;
-    tx.execute(
-        "UPDATE webhook_deliveries SET status = $2, next_attempt_at = $3, errors = $4,
-                claimed_by = NULL, claimed_at = NULL, updated_at = $5
-          WHERE id = $1",
-        &[
-            &id,
-            &settled.status.as_str(),
-            &settled.next_attempt_at.map(|at| at.0),
-            &errors,
-            &now.0,
-        ],
-    )
-    .await
-    .db()?;
-    tx.execute(
-        "UPDATE webhook_endpoints SET failing_since = $2, last_success_at = $3,
-                active = CASE WHEN $4 THEN false ELSE active END,
-                updated_at = CASE WHEN $4 AND active THEN $5 ELSE updated_at END
-          WHERE id = $1",
-        &[
-            &endpoint_id,
-            &settled.health.failing_since.map(|at| at.0),
-            &settled.health.last_success_at.map(|at| at.0),
-            &settled.deactivate,
-            &now.0,
-        ],
-    )
-    .await
-    .db()?;
-    if settled.deactivate {
-        tracing::warn!(endpoint_id, "webhooks: endpoint deactivated after failing");
+}
+
+/// `RELEASE_SQL`'s arrays.
+struct ReleaseColumns<'a> {
+    id: Vec<i64>,
+    status: Vec<&'static str>,
+    next: Vec<Option<i64>>,
+    errors: Vec<&'a str>,
+}
+
+impl<'a> ReleaseColumns<'a> {
+    fn of(r: &'a Recorded<'_>) -> Self {
+        let d = &r.deliveries;
+        Self {
+            id: d.iter().map(|x| x.id).collect(),
+            status: d.iter().map(|x| x.status.as_str()).collect(),
+            next: d.iter().map(|x| x.next_attempt_at.map(|at| at.0)).collect(),
+            errors: d.iter().map(|x| x.errors.as_str()).collect(),
+        }
     }
-    Ok(())
+}
+
+/// `ENDPOINTS_SQL`'s arrays.
+struct EndpointColumns {
+    id: Vec<i64>,
+    failing: Vec<Option<i64>>,
+    ok: Vec<Option<i64>>,
+    off: Vec<bool>,
+}
+
+impl EndpointColumns {
+    fn of(r: &Recorded<'_>) -> Self {
+        let e = &r.endpoints;
+        Self {
+            id: e.iter().map(|x| x.id).collect(),
+            failing: e
+                .iter()
+                .map(|x| x.health.failing_since.map(|at| at.0))
+                .collect(),
+            ok: e
+                .iter()
+                .map(|x| x.health.last_success_at.map(|at| at.0))
+                .collect(),
+            off: e.iter().map(|x| x.deactivate).collect(),
+        }
+    }
+}
+
+fn http_status(status: Option<u16>) -> Option<i32> {
+    status.map(i32::from)
 }
 
 pub(crate) async fn next_due(client: &impl GenericClient) -> Result<Option<Millis>, StoreError> {

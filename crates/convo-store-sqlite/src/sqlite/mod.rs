@@ -1,6 +1,7 @@
 //! The SQLite engine: one writer connection, a few readers, WAL, statements cached per connection.
 
 mod backup;
+mod checkpoint;
 mod conversations;
 mod cursors;
 mod export;
@@ -72,7 +73,15 @@ impl Opener {
              PRAGMA mmap_size = 2147418112;",
         )
         .db()?;
-        if !self.writer {
+        if self.writer {
+            // Checkpoints are `checkpoint`'s thread's; a restarted WAL is cut back to 64 MB.
+            conn.execute_batch(&format!(
+                "PRAGMA wal_autocheckpoint = {};
+                 PRAGMA journal_size_limit = 67108864;",
+                checkpoint::WRITER_FALLBACK_PAGES
+            ))
+            .db()?;
+        } else {
             conn.execute_batch("PRAGMA query_only = ON;").db()?;
         }
         if let Some(trace) = self.options.trace.clone() {
@@ -104,6 +113,7 @@ pub struct SqliteStore {
     path: PathBuf,
     /// Held by the process whose outbox worker owns this database (`register_worker`).
     owner: Arc<Mutex<Option<File>>>,
+    _checkpoints: Arc<checkpoint::Checkpointer>,
 }
 
 impl SqliteStore {
@@ -125,11 +135,18 @@ impl SqliteStore {
         let writer = Arc::new(Pool::new("write", 1, opener(true)));
         // Migrating on the writer before any reader opens: readers then see the full schema.
         writer.run(|conn| schema::migrate(conn).db()).await?;
+        // Its statements are not the store's: they stay out of `trace`.
+        let checkpoints = checkpoint::Checkpointer::start(Arc::new(Opener {
+            path: path.clone(),
+            options: SqliteOptions::default(),
+            writer: true,
+        }))?;
         Ok(Self {
             readers: Arc::new(Pool::new("read", readers, opener(false))),
             writer,
             path,
             owner: Arc::default(),
+            _checkpoints: Arc::new(checkpoints),
         })
     }
 

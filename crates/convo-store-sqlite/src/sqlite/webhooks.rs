@@ -5,8 +5,9 @@ use super::rows::message_from;
 use super::{Db, immediate};
 use convo_core::outbox::{DeliveryStatus, OutboxStats};
 use convo_core::webhook::{
-    AttemptRecord, Endpoint, EndpointPatch, FrozenEvent, Health, Subscription, SubscriptionFilter,
-    SubscriptionPatch, WebhookEvent, WebhookJob, WebhookResult, WebhookStatus, settle,
+    AttemptRecord, Claimed, Endpoint, EndpointPatch, FrozenEvent, Health, Subscription,
+    SubscriptionFilter, SubscriptionPatch, WebhookEvent, WebhookJob, WebhookResult, WebhookStatus,
+    record,
 };
 use convo_core::{Denied, Millis, Refusal, StoreError};
 use rusqlite::types::Type;
@@ -215,8 +216,10 @@ pub(crate) fn delete_endpoint(
     if !owns_endpoint(&tx, key_id, id)? {
         return Ok(false);
     }
+    // Its pending deliveries go; finished ones are left to the retention purge.
     tx.execute(
-        "DELETE FROM webhook_deliveries WHERE endpoint_id = ?1",
+        "DELETE FROM webhook_deliveries INDEXED BY webhook_deliveries_endpoint_due
+          WHERE endpoint_id = ?1 AND next_attempt_at IS NOT NULL",
         [id],
     )
     .db()?;
@@ -370,11 +373,12 @@ pub(crate) fn update_subscription(
     if sub.is_some() && target != endpoint_id {
         // Its pending deliveries follow it (signed with the new endpoint's secret).
         tx.prepare_cached(
-            "UPDATE webhook_deliveries SET endpoint_id = ?2, updated_at = ?3
-              WHERE subscription_id = ?1 AND status = 'pending'",
+            "UPDATE webhook_deliveries INDEXED BY webhook_deliveries_endpoint_due
+                SET endpoint_id = ?2, updated_at = ?3
+              WHERE endpoint_id = ?4 AND next_attempt_at IS NOT NULL AND subscription_id = ?1",
         )
         .db()?
-        .execute(params![id, target, now.0])
+        .execute(params![id, target, now.0, endpoint_id])
         .db()?;
     }
     tx.commit().db()?;
@@ -398,9 +402,11 @@ pub(crate) fn delete_subscription(
         )
         .db()?;
     if gone > 0 {
+        // Its pending deliveries stop; finished ones are left to the retention purge.
         tx.execute(
-            "DELETE FROM webhook_deliveries WHERE subscription_id = ?1",
-            [id],
+            "DELETE FROM webhook_deliveries INDEXED BY webhook_deliveries_endpoint_due
+              WHERE endpoint_id = ?2 AND next_attempt_at IS NOT NULL AND subscription_id = ?1",
+            params![id, endpoint_id],
         )
         .db()?;
     }
@@ -487,9 +493,7 @@ pub(crate) fn claim(
     (stale_ms, limit, per_endpoint): (i64, i64, i64),
 ) -> Result<Vec<WebhookJob>, StoreError> {
     let tx = immediate(conn)?;
-    for (id, result) in finished {
-        finish_one(&tx, worker, *id, result, now)?;
-    }
+    finish_batch(&tx, worker, finished, now)?;
     let alive_since = now.0.saturating_sub(stale_ms);
     // Each endpoint's live claims, whichever worker holds them, from the few claimed rows.
     let busy: HashMap<i64, i64> = tx
@@ -571,104 +575,136 @@ pub(crate) fn finish(
     now: Millis,
 ) -> Result<(), StoreError> {
     let tx = immediate(conn)?;
-    for (id, result) in results {
-        finish_one(&tx, worker, *id, result, now)?;
-    }
+    finish_batch(&tx, worker, results, now)?;
     tx.commit().db()
 }
 
-fn finish_one(
+/// Records a batch of attempts: what each found delivery and its endpoint are now, the same
+/// fold on every engine (`webhook::record`), then its rows; each endpoint is written once.
+fn finish_batch(
     tx: &Transaction,
     worker: i64,
-    id: i64,
-    result: &WebhookResult,
+    results: &[(i64, WebhookResult)],
     now: Millis,
 ) -> Result<(), StoreError> {
-    type Found = (i64, i64, String, Option<i64>, Option<i64>, String, Health);
-    let found: Option<Found> = tx
-        .prepare_cached(
-            "SELECT d.endpoint_id, d.event_id, ev.event, d.claimed_by, d.first_attempt_at,
-                    d.errors, e.failing_since, e.last_success_at
-               FROM webhook_deliveries d
-               JOIN webhook_events ev ON ev.id = d.event_id
-               JOIN webhook_endpoints e ON e.id = d.endpoint_id
-              WHERE d.id = ?1",
-        )
-        .db()?
-        .query_row([id], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                Health {
-                    failing_since: r.get::<_, Option<i64>>(6)?.map(Millis),
-                    last_success_at: r.get::<_, Option<i64>>(7)?.map(Millis),
-                },
-            ))
-        })
-        .optional()
-        .db()?;
-    // Deleted meanwhile (its subscription or endpoint went): nothing is left to record.
-    let Some((endpoint_id, event_id, event, claimed_by, first, errors, health)) = found else {
+    if results.is_empty() {
         return Ok(());
-    };
-    let (outcome, status, error, took_ms) = result.recorded();
-    tx.prepare_cached(
-        "INSERT INTO webhook_attempts (delivery_id, event_id, endpoint_id, event, at, outcome,
-            http_status, error, took_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )
-    .db()?
-    .execute(params![
-        id,
-        event_id,
-        endpoint_id,
-        event,
-        now.0,
-        outcome.as_str(),
-        status,
-        error,
-        took_ms
-    ])
-    .db()?;
-    // A worker that was taken over records what it saw and leaves the new claim alone.
-    if claimed_by == Some(worker) {
-        let first = Millis(first.unwrap_or(now.0));
-        let settled = settle(result, first, health, now);
-        let errors = result.errors_after(errors).map_err(StoreError::fault)?;
-        tx.prepare_cached(
+    }
+    let mut found: HashMap<i64, Claimed> = HashMap::with_capacity(results.len());
+    let mut health: HashMap<i64, Health> = HashMap::new();
+    {
+        let mut delivery = tx
+            .prepare_cached(
+                "SELECT d.endpoint_id, d.event_id, ev.event, d.claimed_by, d.first_attempt_at,
+                        d.errors
+                   FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id
+                  WHERE d.id = ?1",
+            )
+            .db()?;
+        let mut endpoint = tx
+            .prepare_cached(
+                "SELECT failing_since, last_success_at FROM webhook_endpoints WHERE id = ?1",
+            )
+            .db()?;
+        for (id, _) in results {
+            // Deleted meanwhile (its subscription or endpoint went): nothing is left to record.
+            let Some(claimed) = delivery
+                .query_row([id], |r| {
+                    Ok(Claimed {
+                        endpoint_id: r.get(0)?,
+                        event_id: r.get(1)?,
+                        event: stored_event(r, 2)?,
+                        claimed_by: r.get(3)?,
+                        first_attempt_at: r.get::<_, Option<i64>>(4)?.map(Millis),
+                        errors: r.get(5)?,
+                    })
+                })
+                .optional()
+                .db()?
+            else {
+                continue;
+            };
+            if let std::collections::hash_map::Entry::Vacant(slot) =
+                health.entry(claimed.endpoint_id)
+            {
+                let h = endpoint
+                    .query_row([claimed.endpoint_id], |r| {
+                        Ok(Health {
+                            failing_since: r.get::<_, Option<i64>>(0)?.map(Millis),
+                            last_success_at: r.get::<_, Option<i64>>(1)?.map(Millis),
+                        })
+                    })
+                    .optional()
+                    .db()?
+                    .unwrap_or_default();
+                slot.insert(h);
+            }
+            found.insert(*id, claimed);
+        }
+    }
+    let recorded = record(worker, results, &found, &health, now).map_err(StoreError::fault)?;
+    let mut attempt = tx
+        .prepare_cached(
+            "INSERT INTO webhook_attempts (delivery_id, event_id, endpoint_id, event, at, outcome,
+                http_status, error, took_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .db()?;
+    for a in &recorded.attempts {
+        attempt
+            .execute(params![
+                a.delivery_id,
+                a.event_id,
+                a.endpoint_id,
+                a.event.as_str(),
+                now.0,
+                a.outcome.as_str(),
+                a.http_status,
+                a.error,
+                a.took_ms
+            ])
+            .db()?;
+    }
+    let mut release = tx
+        .prepare_cached(
             "UPDATE webhook_deliveries SET status = ?2, next_attempt_at = ?3, errors = ?4,
                     claimed_by = NULL, claimed_at = NULL, updated_at = ?5
               WHERE id = ?1",
         )
-        .db()?
-        .execute(params![
-            id,
-            settled.status.as_str(),
-            settled.next_attempt_at.map(|at| at.0),
-            errors,
-            now.0
-        ])
         .db()?;
-        tx.prepare_cached(
+    for d in &recorded.deliveries {
+        release
+            .execute(params![
+                d.id,
+                d.status.as_str(),
+                d.next_attempt_at.map(|at| at.0),
+                d.errors,
+                now.0
+            ])
+            .db()?;
+    }
+    let mut endpoint = tx
+        .prepare_cached(
             "UPDATE webhook_endpoints SET failing_since = ?2, last_success_at = ?3,
                     active = CASE WHEN ?4 THEN 0 ELSE active END,
                     updated_at = CASE WHEN ?4 AND active THEN ?5 ELSE updated_at END
               WHERE id = ?1",
         )
-        .db()?
-        .execute(params![
-            endpoint_id,
-            settled.health.failing_since.map(|at| at.0),
-            settled.health.last_success_at.map(|at| at.0),
-            settled.deactivate,
-            now.0
-        ])
         .db()?;
-        if settled.deactivate {
-            tracing::warn!(endpoint_id, "webhooks: endpoint deactivated after failing");
+    for e in &recorded.endpoints {
+        endpoint
+            .execute(params![
+                e.id,
+                e.health.failing_since.map(|at| at.0),
+                e.health.last_success_at.map(|at| at.0),
+                e.deactivate,
+                now.0
+            ])
+            .db()?;
+        if e.deactivate {
+            tracing::warn!(
+                endpoint_id = e.id,
+                "webhooks: endpoint deactivated after failing"
+            );
         }
     }
     Ok(())
@@ -677,10 +713,13 @@ fn finish_one(
 pub(crate) fn next_due(conn: &Connection) -> Result<Option<Millis>, StoreError> {
     let at: Option<i64> = conn
         .prepare_cached(
-            "SELECT min(d.next_attempt_at) FROM webhook_deliveries d
-               JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.active
-               JOIN webhook_subscriptions s ON s.id = d.subscription_id AND s.active
-              WHERE d.next_attempt_at IS NOT NULL AND d.claimed_by IS NULL",
+            "SELECT min((SELECT d.next_attempt_at FROM webhook_deliveries d
+                            INDEXED BY webhook_deliveries_endpoint_due
+                            JOIN webhook_subscriptions s ON s.id = d.subscription_id AND s.active
+                           WHERE d.endpoint_id = e.id AND d.next_attempt_at IS NOT NULL
+                             AND d.claimed_by IS NULL
+                           ORDER BY d.next_attempt_at LIMIT 1))
+               FROM webhook_endpoints e WHERE e.active",
         )
         .db()?
         .query_row([], |r| r.get(0))

@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0008_activity_stretches.sql"),
     include_str!("0009_activity_fine.sql"),
     include_str!("0010_webhooks.sql"),
+    include_str!("0011_webhook_indexes.sql"),
 ];
 
 /// The schema version this build writes and expects (`PRAGMA user_version`).
