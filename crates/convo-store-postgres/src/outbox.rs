@@ -20,6 +20,26 @@ macro_rules! claimable {
     };
 }
 
+/// Whether the patient of the delivery row `$d` (an alias, with `institution_id` and
+/// `message_id`) has opted out of SMS.
+macro_rules! unsubscribed {
+    ($d:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM messages m
+                       JOIN conversations c
+                         ON c.institution_id = m.institution_id AND c.id = m.conversation_id
+                       JOIN patients p
+                         ON p.institution_id = c.institution_id AND p.id = c.patient_id
+                      WHERE m.institution_id = ",
+            $d,
+            ".institution_id AND m.id = ",
+            $d,
+            ".message_id
+                        AND p.unsubscribe_sms)"
+        )
+    };
+}
+
 /// Where this process runs, as far as pids mean anything: the kernel's boot id and the PID
 /// namespace (`None` where there is no /proc). Two workers with the same home see the same
 /// pids, so one can tell whether the other's process is still alive.
@@ -140,23 +160,23 @@ pub(crate) async fn claim(
 ) -> Result<Vec<Delivery>, StoreError> {
     let alive_since = now.0.saturating_sub(stale_ms);
     // A patient who texted STOP while a send waited (a provider outage, a backoff) must not
-    // get it: carriers and the law treat a text after an opt-out as a violation. Rows another
-    // worker is claiming right now are skipped, as below.
+    // get it: carriers and the law treat a text after an opt-out as a violation. The claim
+    // below passes over such sends; this fails those among the ones it would take (only
+    // those: a backlog is not scanned on every claim), so they leave the queue as they reach
+    // its head. Rows another worker is claiming right now are skipped, as below.
     let stop = tx
         .prepare_cached(concat!(
-            "WITH stopped AS (
-                SELECT d.institution_id, d.id FROM deliveries d
+            "WITH due AS (
+                SELECT d.institution_id, d.id, d.message_id FROM deliveries d
                  WHERE ",
             claimable!(),
-            "     AND EXISTS (SELECT 1 FROM messages m
-                              JOIN conversations c
-                                ON c.institution_id = m.institution_id
-                               AND c.id = m.conversation_id
-                              JOIN patients p
-                                ON p.institution_id = c.institution_id AND p.id = c.patient_id
-                             WHERE m.institution_id = d.institution_id AND m.id = d.message_id
-                               AND p.unsubscribe_sms)
-                   FOR NO KEY UPDATE OF d SKIP LOCKED)
+            "  ORDER BY next_attempt_at, id LIMIT $3
+                   FOR NO KEY UPDATE OF d SKIP LOCKED),
+             stopped AS (
+                SELECT due.institution_id, due.id FROM due
+                 WHERE ",
+            unsubscribed!("due"),
+            ")
              UPDATE deliveries d SET status = 'failed', next_attempt_at = NULL, updated_at = $1,
                     claimed_by = NULL, claimed_at = NULL,
                     error = 'the patient unsubscribed from SMS before it was sent'
@@ -166,7 +186,11 @@ pub(crate) async fn claim(
         ))
         .await
         .db()?;
-    for row in tx.query(&stop, &[&now.0, &alive_since]).await.db()? {
+    for row in tx
+        .query(&stop, &[&now.0, &alive_since, &limit])
+        .await
+        .db()?
+    {
         webhooks::fire(
             tx,
             row.get(0),
@@ -181,6 +205,8 @@ pub(crate) async fn claim(
             "WITH due AS (
                 SELECT institution_id, id FROM deliveries WHERE ",
             claimable!(),
+            " AND NOT ",
+            unsubscribed!("deliveries"),
             " ORDER BY next_attempt_at, id LIMIT $4
                 FOR NO KEY UPDATE SKIP LOCKED)
              UPDATE deliveries d SET attempts = d.attempts + 1, claimed_by = $3, claimed_at = $1,

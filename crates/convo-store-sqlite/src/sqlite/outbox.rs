@@ -16,6 +16,16 @@ macro_rules! claimable {
     };
 }
 
+/// Whether the patient of the `deliveries` row at hand has opted out of SMS.
+macro_rules! unsubscribed {
+    () => {
+        "EXISTS (SELECT 1 FROM messages m INDEXED BY messages_id
+                   JOIN conversations c ON c.id = m.conversation_id
+                   JOIN patients p ON p.id = c.patient_id
+                  WHERE m.id = deliveries.message_id AND p.unsubscribe_sms)"
+    };
+}
+
 /// A new claim owner. One process owns a SQLite database (the caller holds the file's lock),
 /// so every claim of an earlier owner is its to take back: a restart resends at once.
 pub(crate) fn register_worker(conn: &mut Connection, now: Millis) -> Result<i64, StoreError> {
@@ -97,23 +107,25 @@ pub(crate) fn claim(
     let tx = immediate(conn)?;
     let alive_since = now.0.saturating_sub(stale_ms);
     // A patient who texted STOP while a send waited (a provider outage, a backoff) must not
-    // get it: carriers and the law treat a text after an opt-out as a violation.
+    // get it: carriers and the law treat a text after an opt-out as a violation. The claim
+    // below passes over such sends; this fails those among the ones it would take (only
+    // those: a backlog is not scanned on every claim), so they leave the queue as they reach
+    // its head.
     let stopped: Vec<i64> = tx
         .prepare_cached(concat!(
             "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, updated_at = ?1,
                 claimed_by = NULL, claimed_at = NULL,
                 error = 'the patient unsubscribed from SMS before it was sent'
-          WHERE ",
+          WHERE id IN (SELECT id FROM deliveries WHERE ",
             claimable!(),
-            " AND EXISTS (SELECT 1 FROM messages m INDEXED BY messages_id
-                          JOIN conversations c ON c.id = m.conversation_id
-                          JOIN patients p ON p.id = c.patient_id
-                         WHERE m.id = deliveries.message_id AND p.unsubscribe_sms)
-         RETURNING message_id"
+            " ORDER BY next_attempt_at, id LIMIT ?4)
+            AND ",
+            unsubscribed!(),
+            " RETURNING message_id"
         ))
         .db()?
         // `?2` is unused here; the numbering matches the claim below, which shares `claimable!`.
-        .query_map(params![now.0, worker, alive_since], |r| r.get(0))
+        .query_map(params![now.0, worker, alive_since, limit], |r| r.get(0))
         .db()?
         .collect::<Result<_, _>>()
         .db()?;
@@ -126,6 +138,8 @@ pub(crate) fn claim(
                     updated_at = ?1
               WHERE id IN (SELECT id FROM deliveries WHERE ",
             claimable!(),
+            " AND NOT ",
+            unsubscribed!(),
             " ORDER BY next_attempt_at, id LIMIT ?4)
              RETURNING id, message_id, to_number, from_number, body, media_url, attempts"
         ))

@@ -48,6 +48,7 @@ pub fn all() -> Vec<Case> {
         outbox::attempts_and_callbacks_settle_a_delivery,
         outbox::operators_retry_only_what_failed,
         outbox::an_opt_out_stops_a_queued_send,
+        outbox::a_claim_passes_over_opted_out_sends_beyond_its_window,
         keys::keys_grant_scopes_in_the_contracts_order,
         keys::revoking_a_key_ends_it_everywhere,
         import::imports_and_derives_activity,

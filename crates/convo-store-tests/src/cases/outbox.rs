@@ -289,3 +289,41 @@ pub async fn an_opt_out_stops_a_queued_send(db: Db) {
     assert_eq!(r.status, DeliveryStatus::Failed);
     assert!(r.error.expect("a reason").contains("unsubscribed"));
 }
+
+/// Opted-out sends are looked for only among those a claim would take (a backlog of thousands
+/// must not be scanned on every claim), so a claim must also pass over ones beyond that window:
+/// with a limit of 1 and Ana's two queued sends ahead of Dee's, no claim hands out Ana's, each
+/// claim fails the one it finds first, and Dee's goes out.
+pub async fn a_claim_passes_over_opted_out_sends_beyond_its_window(db: Db) {
+    practice(db.store.as_ref()).await;
+    let store = db.store.as_ref();
+    convo_core::store::import_text(store, super::sends::DEE)
+        .await
+        .expect("Dee");
+    let ana = queue(store, 2).await;
+    let dee = store
+        .send_message(&tenant(1, 10), text(104, 5, "For Dee"))
+        .await
+        .expect("send")
+        .sms_msg_id
+        .expect("delivery");
+    store
+        .receive_sms(sms(ANA_NUMBER, "STOP", "SM-stop"))
+        .await
+        .expect("stop");
+    let w = store.register_worker().await.expect("worker");
+    let mut claimed = Vec::new();
+    for _ in 0..3 {
+        let got = store
+            .claim_deliveries(w, Millis::now(), 20_000, 1)
+            .await
+            .expect("claim");
+        claimed.extend(got.iter().map(|d| d.id));
+    }
+    assert_eq!(claimed, vec![dee], "only Dee's send is handed out");
+    for id in ana {
+        let r = record(store, id).await;
+        assert_eq!(r.status, DeliveryStatus::Failed, "delivery {id}");
+        assert!(r.error.expect("a reason").contains("unsubscribed"));
+    }
+}
