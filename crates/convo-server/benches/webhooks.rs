@@ -208,6 +208,8 @@ async fn run() {
     import_text(store.as_ref(), &practice())
         .await
         .expect("practice");
+    // What `convo serve` does at start: fresh planner statistics after the import.
+    store.optimize().await.expect("optimize");
     let key = store
         .create_api_key(&["bench".to_string()])
         .await

@@ -21,21 +21,20 @@ macro_rules! claimable {
 }
 
 /// Whether the patient of the delivery row `$d` (an alias, with `institution_id` and
-/// `message_id`) has opted out of SMS.
+/// `message_id`) has opted out of SMS. A scalar subquery, so that it runs per row as three key
+/// lookups whatever the statistics were when the generic plan was made: as `EXISTS` it became a
+/// semi-join planned on empty tables that read all of an institution's messages for each row
+/// (24 s per claim with a backlog of 20,000 sends, seen with auto_explain).
 macro_rules! unsubscribed {
     ($d:literal) => {
         concat!(
-            "EXISTS (SELECT 1 FROM messages m
-                       JOIN conversations c
-                         ON c.institution_id = m.institution_id AND c.id = m.conversation_id
-                       JOIN patients p
-                         ON p.institution_id = c.institution_id AND p.id = c.patient_id
-                      WHERE m.institution_id = ",
-            $d,
-            ".institution_id AND m.id = ",
-            $d,
-            ".message_id
-                        AND p.unsubscribe_sms)"
+            "coalesce((SELECT p.unsubscribe_sms FROM messages m
+                        JOIN conversations c
+                          ON c.institution_id = m.institution_id AND c.id = m.conversation_id
+                        JOIN patients p
+                          ON p.institution_id = c.institution_id AND p.id = c.patient_id
+                       WHERE m.institution_id = ", $d, ".institution_id
+                         AND m.id = ", $d, ".message_id), false)"
         )
     };
 }

@@ -405,14 +405,19 @@ macro_rules! claimable_from {
 const CLAIM_LOCK: i64 = 0x636f_6e76_686f_6f6b;
 
 /// Oldest first per endpoint, and only as many as its free slots: the endpoint's live claims
-/// (from the few claimed rows) count against `$5` whichever worker holds them; each endpoint's
-/// due deliveries are one index range.
+/// count against `$5` whichever worker holds them; each endpoint's due deliveries are one index
+/// range. Live claims are counted per live worker (the aggregate keeps that a lookup of the
+/// claimed index per worker): as one filter over the table, a generic plan made before the
+/// table had statistics read all of it on every claim (10 ms at 100,000 deliveries).
 const CLAIM_SQL: &str = "
 WITH busy AS (
-    SELECT endpoint_id, count(*) AS n FROM webhook_deliveries
-     WHERE claimed_by IS NOT NULL
-       AND claimed_by IN (SELECT id FROM workers WHERE heartbeat_at >= $2::bigint)
-     GROUP BY endpoint_id),
+    SELECT c.endpoint_id, sum(c.n) AS n
+      FROM workers w
+     CROSS JOIN LATERAL (
+        SELECT d.endpoint_id, count(*) AS n FROM webhook_deliveries d
+         WHERE d.claimed_by = w.id GROUP BY d.endpoint_id) c
+     WHERE w.heartbeat_at >= $2::bigint
+     GROUP BY c.endpoint_id),
 picked AS (
     SELECT x.id, x.next_attempt_at
       FROM webhook_endpoints e
