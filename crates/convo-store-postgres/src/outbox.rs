@@ -33,8 +33,12 @@ macro_rules! unsubscribed {
                           ON c.institution_id = m.institution_id AND c.id = m.conversation_id
                         JOIN patients p
                           ON p.institution_id = c.institution_id AND p.id = c.patient_id
-                       WHERE m.institution_id = ", $d, ".institution_id
-                         AND m.id = ", $d, ".message_id), false)"
+                       WHERE m.institution_id = ",
+            $d,
+            ".institution_id
+                         AND m.id = ",
+            $d,
+            ".message_id), false)"
         )
     };
 }
