@@ -35,9 +35,8 @@ const PARTITIONS: usize = 4;
 const ACROSS: &[(&str, &str)] = &[
     (
         "WITH due AS",
-        "the outbox claim takes what is due in any institution",
+        "the outbox claim and its opt-out sweep take what is due in any institution",
     ),
-    ("WITH stopped AS", "the claim's opt-out sweep, the same"),
     (
         "SELECT min(next_attempt_at)",
         "when the next delivery is due, in any institution",
