@@ -144,13 +144,52 @@ pub struct WebhookJob {
     pub endpoint_id: i64,
     pub target_url: String,
     pub secret_key: String,
-    /// Attempts so far, this one included.
+    /// Attempts so far, this one included (an attempt counts once it is recorded).
     pub attempts: i64,
-    /// When the first attempt was claimed (this one, when it is the first).
-    pub first_attempt_at: Millis,
+    /// When the first recorded attempt began; `None`: this one is the first.
+    pub first_attempt_at: Option<Millis>,
     /// The errors of the earlier attempts, oldest first, at most `ERRORS_KEPT`.
     pub errors: Vec<String>,
     pub event: FrozenEvent,
+}
+
+/// An attempt that ended, as the worker hands it back to the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finished {
+    pub delivery_id: i64,
+    /// When the attempt began: a delivery's first attempt starts its schedule.
+    pub started_at: Millis,
+    pub result: WebhookResult,
+}
+
+/// What a worker asks of one trip to the store.
+///
+/// Endpoints are leased: a worker claims only deliveries of endpoints it leases, it takes the
+/// lease of an active endpoint with something due that no live worker holds, and gives it back
+/// once it holds no claim there. So one process at a time delivers to an endpoint, and it keeps
+/// the contract's 4 attempts in flight in memory while holding up to `ahead` claims, the next
+/// ones queued: a freed slot is taken again without waiting for the database.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClaimAsk<'a> {
+    /// Attempts to record first (`finish_webhooks`'s rule).
+    pub finished: &'a [Finished],
+    /// Claims the worker has held a while without starting them: which may still go (their
+    /// delivery still pending and claimed by the worker, its endpoint and subscription still
+    /// active). The others are given back.
+    pub recheck: &'a [i64],
+    /// Most deliveries to claim now (0: record and recheck only).
+    pub limit: i64,
+    /// Most claims the worker may hold per endpoint, in flight and queued together.
+    pub ahead: i64,
+}
+
+/// What one trip brought back.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Claim {
+    /// Newly claimed, oldest due first.
+    pub jobs: Vec<WebhookJob>,
+    /// The rechecked claims that may still go.
+    pub kept: Vec<i64>,
 }
 
 /// What one attempt came to, as the worker judged it.
@@ -344,10 +383,12 @@ pub struct AttemptRow<'a> {
     pub took_ms: i64,
 }
 
-/// A delivery after its attempt: its claim is released.
+/// A delivery after its attempt: one more attempt counted, its claim released.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeliveryChange {
     pub id: i64,
+    /// Its first attempt's start (unchanged when it had one).
+    pub first_attempt_at: Millis,
     pub status: WebhookStatus,
     pub next_attempt_at: Option<Millis>,
     pub errors: String,
@@ -377,14 +418,19 @@ pub struct Recorded<'a> {
 /// recording them one at a time would have, with one change per endpoint.
 pub fn record<'a>(
     worker: i64,
-    results: &'a [(i64, WebhookResult)],
+    results: &'a [Finished],
     found: &HashMap<i64, Claimed>,
     health: &HashMap<i64, Health>,
     now: Millis,
 ) -> Result<Recorded<'a>, serde_json::Error> {
     let mut out = Recorded::default();
     let mut endpoints: BTreeMap<i64, EndpointChange> = BTreeMap::new();
-    for (id, result) in results {
+    for Finished {
+        delivery_id: id,
+        started_at,
+        result,
+    } in results
+    {
         let Some(claimed) = found.get(id) else {
             continue;
         };
@@ -412,12 +458,13 @@ pub fn record<'a>(
                     .unwrap_or_default(),
                 deactivate: false,
             });
-        let first = claimed.first_attempt_at.unwrap_or(now);
+        let first = claimed.first_attempt_at.unwrap_or(*started_at);
         let settled = settle(result, first, endpoint.health, now);
         endpoint.health = settled.health;
         endpoint.deactivate |= settled.deactivate;
         out.deliveries.push(DeliveryChange {
             id: *id,
+            first_attempt_at: first,
             status: settled.status,
             next_attempt_at: settled.next_attempt_at,
             errors: result.errors_after(claimed.errors.clone())?,
@@ -449,6 +496,14 @@ mod tests {
         }
     }
 
+    fn done(id: i64, result: WebhookResult) -> Finished {
+        Finished {
+            delivery_id: id,
+            started_at: Millis(9_000),
+            result,
+        }
+    }
+
     fn failing(error: &str, retry_at: Option<i64>) -> WebhookResult {
         WebhookResult::Failed {
             error: error.into(),
@@ -463,16 +518,16 @@ mod tests {
     fn a_batch_folds_each_endpoints_health_through_its_results_in_order() {
         let now = Millis(10_000);
         let results = vec![
-            (1, failing("HTTP 500", Some(20_000))),
-            (
+            done(1, failing("HTTP 500", Some(20_000))),
+            done(
                 2,
                 WebhookResult::Delivered {
                     status: 204,
                     took_ms: 1,
                 },
             ),
-            (3, failing("HTTP 502", Some(20_000))),
-            (4, failing("HTTP 500", None)),
+            done(3, failing("HTTP 502", Some(20_000))),
+            done(4, failing("HTTP 500", None)),
         ];
         let found: HashMap<i64, Claimed> = [
             (1, claimed(7, Some(9))),
@@ -494,11 +549,11 @@ mod tests {
         let mut h7 = health[&7];
         let mut h8 = Health::default();
         let mut expected = Vec::new();
-        for (id, result) in &results {
-            let h = if *id == 4 { &mut h8 } else { &mut h7 };
-            let s = settle(result, Millis(1_000), *h, now);
+        for f in &results {
+            let h = if f.delivery_id == 4 { &mut h8 } else { &mut h7 };
+            let s = settle(&f.result, Millis(1_000), *h, now);
             *h = s.health;
-            expected.push((*id, s.status, s.next_attempt_at));
+            expected.push((f.delivery_id, s.status, s.next_attempt_at));
         }
         let got: Vec<_> = out
             .deliveries
@@ -532,10 +587,28 @@ mod tests {
     }
 
     #[test]
+    fn a_first_attempt_starts_the_schedule_when_it_began_not_when_it_was_claimed() {
+        let mut fresh = claimed(7, Some(9));
+        fresh.first_attempt_at = None;
+        let found: HashMap<i64, Claimed> = [(1, fresh), (2, claimed(7, Some(9)))].into();
+        let results = vec![
+            done(1, failing("HTTP 500", Some(40_000))),
+            done(2, failing("HTTP 500", Some(40_000))),
+        ];
+        let out = record(9, &results, &found, &HashMap::new(), Millis(10_000)).expect("record");
+        let firsts: Vec<_> = out
+            .deliveries
+            .iter()
+            .map(|d| (d.id, d.first_attempt_at))
+            .collect();
+        assert_eq!(firsts, vec![(1, Millis(9_000)), (2, Millis(1_000))]);
+    }
+
+    #[test]
     fn a_taken_over_claim_records_its_attempt_only_and_a_deleted_one_nothing() {
         let results = vec![
-            (1, failing("timeout", Some(20_000))),
-            (2, failing("x", None)),
+            done(1, failing("timeout", Some(20_000))),
+            done(2, failing("x", None)),
         ];
         let found: HashMap<i64, Claimed> = [(1, claimed(7, Some(3)))].into();
         let out = record(9, &results, &found, &HashMap::new(), Millis(10_000)).expect("record");
@@ -556,8 +629,8 @@ mod tests {
             gone: true,
         };
         let results = vec![
-            (1, gone),
-            (
+            done(1, gone),
+            done(
                 2,
                 WebhookResult::Delivered {
                     status: 200,

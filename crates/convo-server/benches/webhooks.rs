@@ -241,7 +241,7 @@ async fn run() {
         webhook_policy: {
             let p = WebhookPolicy::default();
             WebhookPolicy {
-                in_flight: if deliver { p.in_flight } else { 0 },
+                held: if deliver { p.held } else { 0 },
                 ..p
             }
         },

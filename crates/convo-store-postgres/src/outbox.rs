@@ -148,6 +148,12 @@ async fn release(tx: &Transaction<'_>, workers: &[i64]) -> Result<u64, StoreErro
     )
     .await
     .db()?;
+    tx.execute(
+        "UPDATE webhook_endpoints SET leased_by = NULL WHERE leased_by = ANY($1)",
+        &[&workers],
+    )
+    .await
+    .db()?;
     tx.execute("DELETE FROM workers WHERE id = ANY($1)", &[&workers])
         .await
         .db()?;

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use convo_core::import::{ImportBatch, ImportError, ImportSummary, Record};
 use convo_core::outbox::{Attempt, Delivery, DeliveryRecord, DeliveryStatus, OutboxStats};
 use convo_core::webhook::{
-    AttemptRecord, Endpoint, EndpointPatch, Subscription, SubscriptionFilter, SubscriptionPatch,
-    WebhookEvent, WebhookJob, WebhookResult, WebhookStatus,
+    AttemptRecord, Claim, ClaimAsk, Endpoint, EndpointPatch, Finished, Subscription,
+    SubscriptionFilter, SubscriptionPatch, WebhookEvent, WebhookStatus,
 };
 use convo_core::write::{InboundOutcome, InboundSms, NewMessage};
 use convo_core::{
@@ -447,31 +447,27 @@ impl WebhookStore for PgStore {
     async fn claim_webhooks(
         &self,
         worker: i64,
-        finished: &[(i64, WebhookResult)],
+        ask: ClaimAsk<'_>,
         now: Millis,
         stale_ms: i64,
-        (limit, per_endpoint): (i64, i64),
-    ) -> Result<Vec<WebhookJob>, StoreError> {
+    ) -> Result<Claim, StoreError> {
         in_transaction!(self, |tx| {
-            webhooks::record_and_claim(
-                &tx,
-                worker,
-                finished,
-                now,
-                Some((stale_ms, limit, per_endpoint)),
-            )
-            .await?
+            webhooks::record_and_claim(&tx, worker, ask, now, stale_ms).await?
         })
     }
 
     async fn finish_webhooks(
         &self,
         worker: i64,
-        results: &[(i64, WebhookResult)],
+        results: &[Finished],
         now: Millis,
     ) -> Result<(), StoreError> {
+        let ask = ClaimAsk {
+            finished: results,
+            ..ClaimAsk::default()
+        };
         in_transaction!(self, |tx| {
-            webhooks::record_and_claim(&tx, worker, results, now, None).await?;
+            webhooks::record_and_claim(&tx, worker, ask, now, 0).await?;
         })
     }
 

@@ -1,16 +1,16 @@
 //! Message webhooks on PostgreSQL (CONTRACT §8): events frozen in the transaction of the write
 //! that causes them, an API key's endpoints and subscriptions, and deliveries claimed across
-//! processes as the SMS outbox's are (owners that heartbeat, row locks skipped), with the
-//! per-endpoint limit held by claiming one process at a time.
+//! processes as the SMS outbox's are (owners that heartbeat), an endpoint's by the one process
+//! that leases it, leasing and claiming one process at a time.
 
 use crate::Db;
 use crate::pipeline::pipelined;
 use crate::rows::{message_columns, message_from};
 use convo_core::outbox::{DeliveryStatus, OutboxStats};
 use convo_core::webhook::{
-    AttemptRecord, Claimed, Endpoint, EndpointPatch, FrozenEvent, Health, Recorded, Subscription,
-    SubscriptionFilter, SubscriptionPatch, WebhookEvent, WebhookJob, WebhookResult, WebhookStatus,
-    record,
+    AttemptRecord, Claim, ClaimAsk, Claimed, Endpoint, EndpointPatch, Finished, FrozenEvent,
+    Health, Recorded, Subscription, SubscriptionFilter, SubscriptionPatch, WebhookEvent,
+    WebhookJob, WebhookStatus, record,
 };
 use convo_core::{Millis, Refusal, StoreError};
 use deadpool_postgres::{GenericClient, Transaction};
@@ -400,28 +400,33 @@ macro_rules! claimable_from {
     };
 }
 
-/// The advisory lock that makes claims one process at a time ("convo" + "hook"), so that no
-/// two count an endpoint's free slots at once.
+/// The advisory lock that makes leasing and claiming one process at a time ("convo" + "hook").
 const CLAIM_LOCK: i64 = 0x636f_6e76_686f_6f6b;
 
-/// Oldest first per endpoint, and only as many as its free slots: the endpoint's live claims
-/// count against `$5` whichever worker holds them; each endpoint's due deliveries are one index
-/// range. Live claims are counted per live worker (the aggregate keeps that a lookup of the
-/// claimed index per worker): as one filter over the table, a generic plan made before the
-/// table had statistics read all of it on every claim (10 ms at 100,000 deliveries).
+/// Worker `$1` leases every active endpoint with something due at `$2` whose lease is free or
+/// held by an owner that stopped heartbeating (`$3` the oldest live heartbeat).
+const LEASE_SQL: &str = "
+UPDATE webhook_endpoints e SET leased_by = $1
+ WHERE e.active
+   AND (e.leased_by IS NULL
+        OR (e.leased_by <> $1
+            AND e.leased_by NOT IN (SELECT id FROM workers WHERE heartbeat_at >= $3::bigint)))
+   AND EXISTS (SELECT 1 FROM webhook_deliveries d
+                WHERE d.endpoint_id = e.id AND d.next_attempt_at IS NOT NULL
+                  AND d.next_attempt_at <= $2::bigint)";
+
+/// Per endpoint worker `$3` leases, its oldest due deliveries up to `$5` held by it (an index
+/// range each), and of those the oldest overall up to `$4`. What it holds is counted from the
+/// claimed index (the few claimed rows).
 const CLAIM_SQL: &str = "
-WITH busy AS (
-    SELECT c.endpoint_id, sum(c.n) AS n
-      FROM workers w
-     CROSS JOIN LATERAL (
-        SELECT d.endpoint_id, count(*) AS n FROM webhook_deliveries d
-         WHERE d.claimed_by = w.id GROUP BY d.endpoint_id) c
-     WHERE w.heartbeat_at >= $2::bigint
-     GROUP BY c.endpoint_id),
+WITH held AS (
+    SELECT endpoint_id, count(*) AS n FROM webhook_deliveries
+     WHERE claimed_by IS NOT NULL AND claimed_by = $3
+     GROUP BY endpoint_id),
 picked AS (
     SELECT x.id, x.next_attempt_at
       FROM webhook_endpoints e
-      LEFT JOIN busy b ON b.endpoint_id = e.id
+      LEFT JOIN held h ON h.endpoint_id = e.id
      CROSS JOIN LATERAL (
         SELECT d.id, d.next_attempt_at FROM webhook_deliveries d
           JOIN webhook_subscriptions s ON s.id = d.subscription_id AND s.active
@@ -430,14 +435,33 @@ picked AS (
            AND (d.claimed_by IS NULL
                 OR d.claimed_by NOT IN (SELECT id FROM workers WHERE heartbeat_at >= $2::bigint))
          ORDER BY d.next_attempt_at, d.id
-         LIMIT greatest($5::bigint - coalesce(b.n, 0), 0)) x
-     WHERE e.active
+         LIMIT greatest($5::bigint - coalesce(h.n, 0), 0)) x
+     WHERE e.active AND e.leased_by = $3
      ORDER BY x.next_attempt_at, x.id LIMIT $4)
-UPDATE webhook_deliveries d SET attempts = d.attempts + 1, claimed_by = $3, claimed_at = $1,
-       first_attempt_at = coalesce(d.first_attempt_at, $1), updated_at = $1
+UPDATE webhook_deliveries d SET claimed_by = $3, claimed_at = $1
   FROM picked
  WHERE d.id = picked.id
 RETURNING d.id";
+
+/// Worker `$1` gives back the leases of endpoints where it holds no claim.
+const RELEASE_LEASES_SQL: &str = "
+UPDATE webhook_endpoints SET leased_by = NULL
+ WHERE leased_by = $1
+   AND id NOT IN (SELECT endpoint_id FROM webhook_deliveries
+                   WHERE claimed_by IS NOT NULL AND claimed_by = $1)";
+
+/// Which of claims `$1` worker `$2` holds may still go (pending, of an active subscription of
+/// an active endpoint); the others it holds are given back.
+const RECHECK_SQL: &str = "
+WITH live AS (
+    SELECT d.id FROM webhook_deliveries d
+      JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.active
+      JOIN webhook_subscriptions s ON s.id = d.subscription_id AND s.active
+     WHERE d.id = ANY($1) AND d.claimed_by = $2 AND d.next_attempt_at IS NOT NULL),
+back AS (
+    UPDATE webhook_deliveries SET claimed_by = NULL, claimed_at = NULL
+     WHERE id = ANY($1) AND claimed_by = $2 AND id NOT IN (SELECT id FROM live))
+SELECT id FROM live ORDER BY id";
 
 /// The jobs of claimed deliveries `$1`: the frozen message first, in `message_from`'s order.
 const JOBS_SQL: &str = "
@@ -449,7 +473,8 @@ SELECT ev.message_id, ev.conversation_id, ev.body, ev.message_created_at, ev.mes
        ev.patient_middle_name, ev.patient_last_name,
        ev.id, ev.event, ev.created_at, ev.subdomain, ev.institution_id, ev.location_id,
        ev.patient_id, ev.tz, ev.delivery_status, ev.delivery_error,
-       d.id, d.endpoint_id, e.target_url, e.secret_key, d.attempts, d.first_attempt_at, d.errors
+       d.id, d.endpoint_id, e.target_url, e.secret_key, d.attempts + 1, d.first_attempt_at,
+       d.errors
   FROM webhook_deliveries d
   JOIN webhook_endpoints e ON e.id = d.endpoint_id
   JOIN webhook_events ev ON ev.id = d.event_id
@@ -474,7 +499,7 @@ fn job_from(r: &Row) -> Result<WebhookJob, StoreError> {
         target_url: r.get(34),
         secret_key: r.get(35),
         attempts: r.get(36),
-        first_attempt_at: Millis(r.get(37)),
+        first_attempt_at: r.get::<_, Option<i64>>(37).map(Millis),
         errors,
         event: FrozenEvent {
             id: r.get(22),
@@ -491,93 +516,137 @@ fn job_from(r: &Row) -> Result<WebhookJob, StoreError> {
     })
 }
 
-/// Records a batch of attempts and, when `claim` says how, claims what the freed slots allow,
-/// in three trips: what the deliveries and their endpoints are now (locked: deliveries, then
-/// endpoints, each in id order), then the batch's writes (one statement per table, the fold
-/// shared with every engine in `webhook::record`) pipelined with the claim, then the jobs.
+/// One trip of the worker's (`WebhookStore::claim_webhooks`; `finish_webhooks` asks for no
+/// claim), in three round trips: what the finished deliveries and their endpoints are now
+/// (locked: deliveries, then endpoints, each in id order), then the batch's writes (one
+/// statement per table, the fold shared with every engine in `webhook::record`) pipelined
+/// with the recheck, the lease, the claim and the leases given back, then the jobs.
 pub(crate) async fn record_and_claim(
     tx: &Transaction<'_>,
     worker: i64,
-    results: &[(i64, WebhookResult)],
+    ask: ClaimAsk<'_>,
     now: Millis,
-    claim: Option<(i64, i64, i64)>,
-) -> Result<Vec<WebhookJob>, StoreError> {
-    let recorded = if results.is_empty() {
+    stale_ms: i64,
+) -> Result<Claim, StoreError> {
+    let recorded = if ask.finished.is_empty() {
         Recorded::default()
     } else {
-        read_for_record(tx, worker, results, now).await?
+        read_for_record(tx, worker, ask.finished, now).await?
     };
-    let (attempts, releases, endpoints) = (
-        tx.prepare_cached(RECORD_ATTEMPTS_SQL).await.db()?,
-        tx.prepare_cached(RELEASE_SQL).await.db()?,
-        tx.prepare_cached(ENDPOINTS_SQL).await.db()?,
-    );
+    let statements = [
+        RECORD_ATTEMPTS_SQL,
+        RELEASE_SQL,
+        ENDPOINTS_SQL,
+        RECHECK_SQL,
+        "SELECT pg_advisory_xact_lock($1)",
+        LEASE_SQL,
+        CLAIM_SQL,
+        RELEASE_LEASES_SQL,
+    ];
+    let mut prepared = Vec::with_capacity(statements.len());
+    for sql in statements {
+        prepared.push(tx.prepare_cached(sql).await.db()?);
+    }
+    let [
+        attempts,
+        releases,
+        endpoints,
+        recheck,
+        lock,
+        lease,
+        take,
+        give_back,
+    ] = <[_; 8]>::try_from(prepared)
+        .map_err(|_| StoreError::broken("eight statements prepared"))?;
     let a = AttemptColumns::of(&recorded);
     let d = ReleaseColumns::of(&recorded);
     let e = EndpointColumns::of(&recorded);
-    let write_attempts = async {
-        if a.delivery.is_empty() {
-            return Ok(0);
-        }
-        tx.execute(
-            &attempts,
-            &[
-                &now.0,
-                &a.delivery,
-                &a.event_id,
-                &a.endpoint,
-                &a.event,
-                &a.outcome,
-                &a.status,
-                &a.error,
-                &a.took,
-            ],
-        )
-        .await
-        .db()
-    };
-    let write_releases = async {
-        if d.id.is_empty() {
-            return Ok(0);
-        }
-        tx.execute(&releases, &[&now.0, &d.id, &d.status, &d.next, &d.errors])
-            .await
-            .db()
-    };
-    let write_endpoints = async {
-        if e.id.is_empty() {
-            return Ok(0);
-        }
-        tx.execute(&endpoints, &[&now.0, &e.id, &e.failing, &e.ok, &e.off])
-            .await
-            .db()
-    };
-    let Some((stale_ms, limit, per_endpoint)) = claim else {
-        pipelined!(write_attempts, write_releases, write_endpoints)?;
-        return Ok(Vec::new());
-    };
     let alive_since = now.0.saturating_sub(stale_ms);
-    let (lock, take) = (
-        tx.prepare_cached("SELECT pg_advisory_xact_lock($1)")
-            .await
-            .db()?,
-        tx.prepare_cached(CLAIM_SQL).await.db()?,
-    );
-    // Sent in this order on one connection, so the claim counts the slots just released.
-    let (_, _, _, _, taken) = pipelined!(
-        write_attempts,
-        write_releases,
-        write_endpoints,
-        async { tx.execute(&lock, &[&CLAIM_LOCK]).await.db() },
-        async {
-            tx.query(
-                &take,
-                &[&now.0, &alive_since, &worker, &limit, &per_endpoint],
-            )
-            .await
-            .db()
-        },
-    )?;
+    let claiming = ask.limit > 0;
+    let recheck_ids = ask.recheck.to_vec();
+    // Sent in this order on one connection: the claim counts the slots just released and the
+    // leases just taken, and the leases given back see the claims just made.
+    let writes = async {
+        pipelined!(
+            async {
+                if a.delivery.is_empty() {
+                    return Ok(0);
+                }
+                tx.execute(
+                    &attempts,
+                    &[
+                        &now.0,
+                        &a.delivery,
+                        &a.event_id,
+                        &a.endpoint,
+                        &a.event,
+                        &a.outcome,
+                        &a.status,
+                        &a.error,
+                        &a.took,
+                    ],
+                )
+                .await
+                .db()
+            },
+            async {
+                if d.id.is_empty() {
+                    return Ok(0);
+                }
+                tx.execute(
+                    &releases,
+                    &[&now.0, &d.id, &d.status, &d.next, &d.errors, &d.first],
+                )
+                .await
+                .db()
+            },
+            async {
+                if e.id.is_empty() {
+                    return Ok(0);
+                }
+                tx.execute(&endpoints, &[&now.0, &e.id, &e.failing, &e.ok, &e.off])
+                    .await
+                    .db()
+            },
+        )
+    };
+    let claims = async {
+        pipelined!(
+            async {
+                if recheck_ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                tx.query(&recheck, &[&recheck_ids, &worker]).await.db()
+            },
+            async {
+                if !claiming {
+                    return Ok(0);
+                }
+                tx.execute(&lock, &[&CLAIM_LOCK]).await.db()
+            },
+            async {
+                if !claiming {
+                    return Ok(0);
+                }
+                tx.execute(&lease, &[&worker, &now.0, &alive_since])
+                    .await
+                    .db()
+            },
+            async {
+                if !claiming {
+                    return Ok(Vec::new());
+                }
+                tx.query(
+                    &take,
+                    &[&now.0, &alive_since, &worker, &ask.limit, &ask.ahead],
+                )
+                .await
+                .db()
+            },
+            async { tx.execute(&give_back, &[&worker]).await.db() },
+        )
+    };
+    let (_, (kept, _, _, taken, _)) = pipelined!(writes, claims)?;
     for change in &recorded.endpoints {
         if change.deactivate {
             tracing::warn!(
@@ -586,17 +655,23 @@ pub(crate) async fn record_and_claim(
             );
         }
     }
+    let kept = kept.iter().map(|r| r.get(0)).collect();
     let ids: Vec<i64> = taken.iter().map(|r| r.get(0)).collect();
     if ids.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Claim {
+            jobs: Vec::new(),
+            kept,
+        });
     }
     let jobs = tx.prepare_cached(JOBS_SQL).await.db()?;
-    tx.query(&jobs, &[&ids])
+    let jobs = tx
+        .query(&jobs, &[&ids])
         .await
         .db()?
         .iter()
         .map(job_from)
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok(Claim { jobs, kept })
 }
 
 /// The deliveries of `results` and their endpoints as they are now, locked, and what
@@ -604,10 +679,10 @@ pub(crate) async fn record_and_claim(
 async fn read_for_record<'a>(
     tx: &Transaction<'_>,
     worker: i64,
-    results: &'a [(i64, WebhookResult)],
+    results: &'a [Finished],
     now: Millis,
 ) -> Result<Recorded<'a>, StoreError> {
-    let ids: Vec<i64> = results.iter().map(|(id, _)| *id).collect();
+    let ids: Vec<i64> = results.iter().map(|f| f.delivery_id).collect();
     let (deliveries, endpoints) = (
         tx.prepare_cached(
             "SELECT d.id, d.endpoint_id, d.event_id, ev.event, d.claimed_by, d.first_attempt_at,
@@ -673,11 +748,14 @@ SELECT u.delivery, u.event_id, u.endpoint, u.event, $1, u.outcome, u.status, u.e
        WITH ORDINALITY AS u(delivery, event_id, endpoint, event, outcome, status, error, took, n)
  ORDER BY u.n";
 
-/// The batch's deliveries after their attempts, their claims released (`$1` now).
+/// The batch's deliveries after their attempts, each one more, their claims released (`$1`
+/// now).
 const RELEASE_SQL: &str = "
 UPDATE webhook_deliveries d SET status = u.status, next_attempt_at = u.next, errors = u.errors,
-       claimed_by = NULL, claimed_at = NULL, updated_at = $1
-  FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::text[]) AS u(id, status, next, errors)
+       claimed_by = NULL, claimed_at = NULL, updated_at = $1, attempts = d.attempts + 1,
+       first_attempt_at = u.first
+  FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::bigint[])
+       AS u(id, status, next, errors, first)
  WHERE d.id = u.id";
 
 /// The batch's endpoints after it, once each (`$1` now).
@@ -719,6 +797,7 @@ impl<'a> AttemptColumns<'a> {
 /// `RELEASE_SQL`'s arrays.
 struct ReleaseColumns<'a> {
     id: Vec<i64>,
+    first: Vec<i64>,
     status: Vec<&'static str>,
     next: Vec<Option<i64>>,
     errors: Vec<&'a str>,
@@ -729,6 +808,7 @@ impl<'a> ReleaseColumns<'a> {
         let d = &r.deliveries;
         Self {
             id: d.iter().map(|x| x.id).collect(),
+            first: d.iter().map(|x| x.first_attempt_at.0).collect(),
             status: d.iter().map(|x| x.status.as_str()).collect(),
             next: d.iter().map(|x| x.next_attempt_at.map(|at| at.0)).collect(),
             errors: d.iter().map(|x| x.errors.as_str()).collect(),

@@ -7,8 +7,8 @@ use crate::error::{Denied, StoreError};
 use crate::outbox::OutboxStats;
 use crate::time::Millis;
 use crate::webhook::{
-    AttemptRecord, Endpoint, EndpointPatch, Subscription, SubscriptionFilter, SubscriptionPatch,
-    WebhookEvent, WebhookJob, WebhookResult, WebhookStatus,
+    AttemptRecord, Claim, ClaimAsk, Endpoint, EndpointPatch, Finished, Subscription,
+    SubscriptionFilter, SubscriptionPatch, WebhookEvent, WebhookStatus,
 };
 use async_trait::async_trait;
 
@@ -86,28 +86,30 @@ pub trait WebhookStore: Send + Sync + 'static {
         subscription_id: i64,
     ) -> Result<bool, StoreError>;
 
-    /// Records `finished` as `finish_webhooks` does, then claims for `worker` (an owner from
-    /// `OutboxStore::register_worker`) up to `limit` deliveries due at `now` of active
-    /// subscriptions of active endpoints, never more than `per_endpoint` in flight to one
-    /// endpoint across every worker; one transaction. Claims of owners whose heartbeat is older
+    /// Records `ask.finished` as `finish_webhooks` does, rechecks `ask.recheck`, then claims
+    /// for `worker` (an owner from `OutboxStore::register_worker`) up to `ask.limit`
+    /// deliveries due at `now` of active subscriptions of endpoints it leases (taking the lease
+    /// of every active endpoint with something due that no live worker holds), never more than
+    /// `ask.ahead` held by `worker` per endpoint; then gives back the leases of endpoints where
+    /// it holds no claim. One transaction. Claims and leases of owners whose heartbeat is older
     /// than `stale_ms` are taken over.
     async fn claim_webhooks(
         &self,
         worker: i64,
-        finished: &[(i64, WebhookResult)],
+        ask: ClaimAsk<'_>,
         now: Millis,
         stale_ms: i64,
-        limits: (i64, i64),
-    ) -> Result<Vec<WebhookJob>, StoreError>;
+    ) -> Result<Claim, StoreError>;
 
-    /// Records how `worker`'s attempts went (delivery id, result), all in one transaction, and
-    /// releases its claims. A delivery claimed by another worker since keeps its new state (the
-    /// attempt is recorded); one deleted meanwhile (its subscription or endpoint went) is left
-    /// gone.
+    /// Records how `worker`'s attempts went, all in one transaction: each counts one attempt
+    /// of its delivery (the first sets when its schedule began) and releases its claim. A
+    /// delivery claimed by another worker since keeps its new state (the attempt is recorded);
+    /// one deleted meanwhile (its subscription or endpoint went) is left gone. Leases of
+    /// endpoints where `worker` holds no claim any more are given back.
     async fn finish_webhooks(
         &self,
         worker: i64,
-        results: &[(i64, WebhookResult)],
+        results: &[Finished],
         now: Millis,
     ) -> Result<(), StoreError>;
 

@@ -4,7 +4,7 @@
 //! hand: NexHealth's offsets, deactivation, 410, redirects, time limits and `Retry-After`.
 
 use crate::common::receiver::{Answer, ManualClock, Receiver, verified_in_python};
-use crate::common::{Reply, TestApp, keys};
+use crate::common::{Reply, TestApp, keys, owners_share_the_database};
 use axum::body::Body;
 use axum::http::Request;
 use convo_core::Millis;
@@ -81,16 +81,28 @@ async fn subscribed(app: &TestApp, url: &str) -> (i64, String) {
     (id, made["secret_key"].as_str().expect("secret").to_string())
 }
 
-/// A worker on `app`'s store with its own claim owner, stopped when the sender drops.
-async fn worker(app: &TestApp, clock: Arc<dyn Clock>) -> tokio::sync::oneshot::Sender<()> {
-    let owner = app.store.register_worker().await.expect("owner");
-    let policy = WebhookPolicy {
+/// The tests' worker policy: quick to notice, and a clock moved by days must not make the
+/// worker's own live claims look abandoned.
+fn test_policy() -> WebhookPolicy {
+    WebhookPolicy {
         idle_ms: 20,
-        // A clock moved by days must not make the worker's own live claims look abandoned.
         stale_owner_ms: i64::MAX / 4,
         stop_grace_ms: 2_000,
         ..WebhookPolicy::default()
-    };
+    }
+}
+
+/// A worker on `app`'s store with its own claim owner, stopped when the sender drops.
+async fn worker(app: &TestApp, clock: Arc<dyn Clock>) -> tokio::sync::oneshot::Sender<()> {
+    worker_with(app, clock, test_policy()).await
+}
+
+async fn worker_with(
+    app: &TestApp,
+    clock: Arc<dyn Clock>,
+    policy: WebhookPolicy,
+) -> tokio::sync::oneshot::Sender<()> {
+    let owner = app.store.register_worker().await.expect("owner");
     let w = Worker::new(
         app.store.clone(),
         owner,
@@ -871,4 +883,95 @@ async fn retry_after_is_honoured_when_it_asks_for_later() {
         .expect("next")
         .expect("a retry");
     assert_eq!(next.0 - t0.0, 120_000, "120 s asked, not the schedule's 30");
+}
+
+#[tokio::test]
+async fn at_most_four_attempts_are_in_flight_to_an_endpoint_across_workers() {
+    let app = TestApp::with_config(loopback(Duration::from_secs(5))).await;
+    let receiver = Receiver::scripted(|_| Answer {
+        status: 204,
+        headers: Vec::new(),
+        delay: Duration::from_millis(150),
+    })
+    .await;
+    subscribed(&app, &receiver.url).await;
+    for i in 0..16 {
+        send(&app, &format!("busy {i}")).await;
+    }
+    // Each worker holds up to 64 claims, yet 4 attempts at most are out at once. Where the
+    // engine lets several processes share a database, two workers with owners of their own,
+    // as two server processes have: one of them leases the endpoint.
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
+    let _a = worker(&app, clock.clone()).await;
+    let _b = if owners_share_the_database() {
+        Some(worker(&app, clock).await)
+    } else {
+        None
+    };
+    app.state.webhook_wakeup();
+    receiver.wait_for(16).await;
+    attempts_recorded(&app, 16).await;
+    assert_eq!(
+        receiver.most_at_once(),
+        4,
+        "four slots, all used, never more"
+    );
+    let ids: std::collections::HashSet<String> = receiver
+        .got()
+        .iter()
+        .map(|g| g.header("webhook-id").to_string())
+        .collect();
+    assert_eq!(ids.len(), 16, "each event once");
+}
+
+#[tokio::test]
+async fn queued_deliveries_of_a_deleted_subscription_are_not_sent() {
+    let app = TestApp::with_config(loopback(Duration::from_secs(5))).await;
+    let receiver = Receiver::scripted(|_| Answer {
+        status: 204,
+        headers: Vec::new(),
+        delay: Duration::from_millis(300),
+    })
+    .await;
+    let (ep, _) = subscribed(&app, &receiver.url).await;
+    for i in 0..12 {
+        send(&app, &format!("queued {i}")).await;
+    }
+    // One claim takes all 12: 4 go out, 8 wait in the endpoint's lane, checked again before
+    // they start once they have waited 100 ms.
+    let policy = WebhookPolicy {
+        recheck_after_ms: 100,
+        ..test_policy()
+    };
+    let _stop = worker_with(&app, Arc::new(SystemClock::default()), policy).await;
+    app.state.webhook_wakeup();
+    receiver.wait_for(1).await;
+    let subs = call(
+        &app,
+        "GET",
+        &format!("/webhook_endpoints/{ep}/webhook_subscriptions"),
+        None,
+    )
+    .await;
+    for s in subs.ok_list()["data"].as_array().expect("subscriptions") {
+        let id = s["id"].as_i64().expect("id");
+        let gone = call(
+            &app,
+            "DELETE",
+            &format!("/webhook_endpoints/{ep}/webhook_subscriptions/{id}"),
+            None,
+        )
+        .await;
+        assert_eq!(gone.status.as_u16(), 204);
+    }
+    // The four out end at 300 ms (their attempts are not recorded: their deliveries went with
+    // the subscription); the next four would start then, and would have ended by 600 ms.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(receiver.got().len(), 4, "only those already out");
+    let stats = app
+        .store
+        .webhook_stats(Millis::now(), 60_000)
+        .await
+        .expect("stats");
+    assert_eq!((stats.pending, stats.claimed), (0, 0), "nothing left held");
 }

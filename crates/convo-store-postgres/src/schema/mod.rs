@@ -13,6 +13,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("0003_striped_counts.sql"),
     include_str!("0004_activity_levels.sql"),
     include_str!("0005_webhooks.sql"),
+    include_str!("0006_webhook_leases.sql"),
 ];
 
 /// The schema version this build writes and expects.

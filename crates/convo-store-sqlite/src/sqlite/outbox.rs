@@ -44,6 +44,11 @@ pub(crate) fn register_worker(conn: &mut Connection, now: Millis) -> Result<i64,
             [],
         )
         .db()?;
+    tx.execute(
+        "UPDATE webhook_endpoints SET leased_by = NULL WHERE leased_by IS NOT NULL",
+        [],
+    )
+    .db()?;
     if taken + hooks > 0 {
         tracing::info!(
             deliveries = taken,
@@ -89,6 +94,11 @@ pub(crate) fn retire(conn: &mut Connection, worker: i64) -> Result<(), StoreErro
     .db()?;
     tx.execute(
         "UPDATE webhook_deliveries SET claimed_by = NULL, claimed_at = NULL WHERE claimed_by = ?1",
+        [worker],
+    )
+    .db()?;
+    tx.execute(
+        "UPDATE webhook_endpoints SET leased_by = NULL WHERE leased_by = ?1",
         [worker],
     )
     .db()?;

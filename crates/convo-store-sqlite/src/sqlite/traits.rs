@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use convo_core::import::{ImportBatch, ImportError, ImportSummary, Record};
 use convo_core::outbox::{Attempt, Delivery, DeliveryRecord, DeliveryStatus, OutboxStats};
 use convo_core::webhook::{
-    AttemptRecord, Endpoint, EndpointPatch, Subscription, SubscriptionFilter, SubscriptionPatch,
-    WebhookEvent, WebhookJob, WebhookResult, WebhookStatus,
+    AttemptRecord, Claim, ClaimAsk, Endpoint, EndpointPatch, Finished, Subscription,
+    SubscriptionFilter, SubscriptionPatch, WebhookEvent, WebhookStatus,
 };
 use convo_core::write::{InboundOutcome, InboundSms, NewMessage};
 use convo_core::{
@@ -410,28 +410,24 @@ impl WebhookStore for SqliteStore {
     async fn claim_webhooks(
         &self,
         worker: i64,
-        finished: &[(i64, WebhookResult)],
+        ask: ClaimAsk<'_>,
         now: Millis,
         stale_ms: i64,
-        (limit, per_endpoint): (i64, i64),
-    ) -> Result<Vec<WebhookJob>, StoreError> {
-        let finished = finished.to_vec();
-        self.write(move |conn| {
-            webhooks::claim(
-                conn,
-                worker,
-                &finished,
-                now,
-                (stale_ms, limit, per_endpoint),
-            )
-        })
-        .await
+    ) -> Result<Claim, StoreError> {
+        let ask = webhooks::OwnedAsk {
+            finished: ask.finished.to_vec(),
+            recheck: ask.recheck.to_vec(),
+            limit: ask.limit,
+            ahead: ask.ahead,
+        };
+        self.write(move |conn| webhooks::claim(conn, worker, &ask, now, stale_ms))
+            .await
     }
 
     async fn finish_webhooks(
         &self,
         worker: i64,
-        results: &[(i64, WebhookResult)],
+        results: &[Finished],
         now: Millis,
     ) -> Result<(), StoreError> {
         let results = results.to_vec();

@@ -5,8 +5,8 @@ use super::rows::message_from;
 use super::{Db, immediate};
 use convo_core::outbox::{DeliveryStatus, OutboxStats};
 use convo_core::webhook::{
-    AttemptRecord, Claimed, Endpoint, EndpointPatch, FrozenEvent, Health, Subscription,
-    SubscriptionFilter, SubscriptionPatch, WebhookEvent, WebhookJob, WebhookResult, WebhookStatus,
+    AttemptRecord, Claim, Claimed, Endpoint, EndpointPatch, Finished, FrozenEvent, Health,
+    Subscription, SubscriptionFilter, SubscriptionPatch, WebhookEvent, WebhookJob, WebhookStatus,
     record,
 };
 use convo_core::{Denied, Millis, Refusal, StoreError};
@@ -438,7 +438,8 @@ SELECT ev.message_id, ev.conversation_id, ev.body, ev.message_created_at, ev.mes
        ev.patient_middle_name, ev.patient_last_name,
        ev.id, ev.event, ev.created_at, ev.subdomain, ev.institution_id, ev.location_id,
        ev.patient_id, ev.tz, ev.delivery_status, ev.delivery_error,
-       d.id, d.endpoint_id, e.target_url, e.secret_key, d.attempts, d.first_attempt_at, d.errors
+       d.id, d.endpoint_id, e.target_url, e.secret_key, d.attempts + 1, d.first_attempt_at,
+       d.errors
   FROM webhook_deliveries d
   JOIN webhook_endpoints e ON e.id = d.endpoint_id
   JOIN webhook_events ev ON ev.id = d.event_id
@@ -468,7 +469,7 @@ fn job_from(r: &Row) -> rusqlite::Result<WebhookJob> {
         target_url: r.get(34)?,
         secret_key: r.get(35)?,
         attempts: r.get(36)?,
-        first_attempt_at: Millis(r.get(37)?),
+        first_attempt_at: r.get::<_, Option<i64>>(37)?.map(Millis),
         errors,
         event: FrozenEvent {
             id: r.get(22)?,
@@ -485,38 +486,108 @@ fn job_from(r: &Row) -> rusqlite::Result<WebhookJob> {
     })
 }
 
+/// One trip of the worker's (`WebhookStore::claim_webhooks`): record, recheck, lease and
+/// claim, give back idle leases.
 pub(crate) fn claim(
     conn: &mut Connection,
     worker: i64,
-    finished: &[(i64, WebhookResult)],
+    ask: &OwnedAsk,
     now: Millis,
-    (stale_ms, limit, per_endpoint): (i64, i64, i64),
-) -> Result<Vec<WebhookJob>, StoreError> {
+    stale_ms: i64,
+) -> Result<Claim, StoreError> {
     let tx = immediate(conn)?;
-    finish_batch(&tx, worker, finished, now)?;
+    finish_batch(&tx, worker, &ask.finished, now)?;
+    let kept = recheck(&tx, worker, &ask.recheck)?;
     let alive_since = now.0.saturating_sub(stale_ms);
-    // Each endpoint's live claims, whichever worker holds them, from the few claimed rows.
-    let busy: HashMap<i64, i64> = tx
+    let jobs = if ask.limit > 0 {
+        take(&tx, worker, now, alive_since, (ask.limit, ask.ahead))?
+    } else {
+        Vec::new()
+    };
+    release_idle_leases(&tx, worker)?;
+    tx.commit().db()?;
+    Ok(Claim { jobs, kept })
+}
+
+/// `ClaimAsk` with its slices owned, to cross to the writer's thread.
+pub(crate) struct OwnedAsk {
+    pub finished: Vec<Finished>,
+    pub recheck: Vec<i64>,
+    pub limit: i64,
+    pub ahead: i64,
+}
+
+/// Which of `ids` may still go: pending, claimed by `worker`, of an active subscription of an
+/// active endpoint. The others `worker` still holds are given back.
+fn recheck(tx: &Transaction, worker: i64, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
+    let mut kept = Vec::with_capacity(ids.len());
+    let mut live = tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM webhook_deliveries d
+                  JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.active
+                  JOIN webhook_subscriptions s ON s.id = d.subscription_id AND s.active
+                 WHERE d.id = ?1 AND d.claimed_by = ?2 AND d.next_attempt_at IS NOT NULL)",
+        )
+        .db()?;
+    let mut give_back = tx
+        .prepare_cached(
+            "UPDATE webhook_deliveries SET claimed_by = NULL, claimed_at = NULL
+              WHERE id = ?1 AND claimed_by = ?2",
+        )
+        .db()?;
+    for &id in ids {
+        if live.query_row(params![id, worker], |r| r.get(0)).db()? {
+            kept.push(id);
+        } else {
+            give_back.execute(params![id, worker]).db()?;
+        }
+    }
+    Ok(kept)
+}
+
+/// Leases what is free and due, then claims per leased endpoint its oldest due deliveries up
+/// to `ahead` held (an index range each), and of those the oldest overall up to `limit`.
+fn take(
+    tx: &Transaction,
+    worker: i64,
+    now: Millis,
+    alive_since: i64,
+    (limit, ahead): (i64, i64),
+) -> Result<Vec<WebhookJob>, StoreError> {
+    tx.prepare_cached(
+        "UPDATE webhook_endpoints SET leased_by = ?1
+          WHERE active
+            AND (leased_by IS NULL
+                 OR (leased_by != ?1
+                     AND leased_by NOT IN (SELECT id FROM workers WHERE heartbeat_at >= ?3)))
+            AND EXISTS (SELECT 1 FROM webhook_deliveries d
+                          INDEXED BY webhook_deliveries_endpoint_due
+                         WHERE d.endpoint_id = webhook_endpoints.id
+                           AND d.next_attempt_at IS NOT NULL AND d.next_attempt_at <= ?2)",
+    )
+    .db()?
+    .execute(params![worker, now.0, alive_since])
+    .db()?;
+    let held: HashMap<i64, i64> = tx
         .prepare_cached(
             "SELECT endpoint_id, count(*) FROM webhook_deliveries INDEXED BY webhook_deliveries_claimed
-              WHERE claimed_by IS NOT NULL
-                AND claimed_by IN (SELECT id FROM workers WHERE heartbeat_at >= ?1)
+              WHERE claimed_by IS NOT NULL AND claimed_by = ?1
               GROUP BY endpoint_id",
         )
         .db()?
-        .query_map([alive_since], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_map([worker], |r| Ok((r.get(0)?, r.get(1)?)))
         .db()?
         .collect::<Result<_, _>>()
         .db()?;
-    let endpoints: Vec<i64> = tx
-        .prepare_cached("SELECT id FROM webhook_endpoints WHERE active ORDER BY id")
+    let leased: Vec<i64> = tx
+        .prepare_cached(
+            "SELECT id FROM webhook_endpoints WHERE leased_by = ?1 AND active ORDER BY id",
+        )
         .db()?
-        .query_map([], |r| r.get(0))
+        .query_map([worker], |r| r.get(0))
         .db()?
         .collect::<Result<_, _>>()
         .db()?;
-    // Per endpoint, its oldest due deliveries up to its free slots (an index range each), then
-    // the oldest of those overall up to `limit`.
     let mut due: Vec<(i64, i64)> = Vec::new();
     {
         let mut oldest = tx
@@ -531,8 +602,8 @@ pub(crate) fn claim(
                   ORDER BY d.next_attempt_at, d.id LIMIT ?4",
             )
             .db()?;
-        for endpoint in endpoints {
-            let free = per_endpoint - busy.get(&endpoint).copied().unwrap_or(0);
+        for endpoint in leased {
+            let free = ahead - held.get(&endpoint).copied().unwrap_or(0);
             if free <= 0 {
                 continue;
             }
@@ -549,33 +620,44 @@ pub(crate) fn claim(
     due.sort_unstable();
     due.truncate(usize::try_from(limit).unwrap_or(0));
     let mut jobs = Vec::with_capacity(due.len());
-    {
-        let mut take = tx
-            .prepare_cached(
-                "UPDATE webhook_deliveries SET attempts = attempts + 1, claimed_by = ?2,
-                        claimed_at = ?3, first_attempt_at = coalesce(first_attempt_at, ?3),
-                        updated_at = ?3
-                  WHERE id = ?1",
-            )
-            .db()?;
-        let mut job = tx.prepare_cached(JOB_SQL).db()?;
-        for (_, id) in due {
-            take.execute(params![id, worker, now.0]).db()?;
-            jobs.push(job.query_row([id], job_from).db()?);
-        }
+    let mut claim = tx
+        .prepare_cached(
+            "UPDATE webhook_deliveries SET claimed_by = ?2, claimed_at = ?3 WHERE id = ?1",
+        )
+        .db()?;
+    let mut job = tx.prepare_cached(JOB_SQL).db()?;
+    for (_, id) in due {
+        claim.execute(params![id, worker, now.0]).db()?;
+        jobs.push(job.query_row([id], job_from).db()?);
     }
-    tx.commit().db()?;
     Ok(jobs)
+}
+
+/// Gives back the leases of endpoints where `worker` holds no claim: an endpoint with nothing
+/// to deliver is anyone's again.
+fn release_idle_leases(tx: &Transaction, worker: i64) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "UPDATE webhook_endpoints SET leased_by = NULL
+          WHERE leased_by = ?1
+            AND id NOT IN (SELECT endpoint_id FROM webhook_deliveries
+                             INDEXED BY webhook_deliveries_claimed
+                            WHERE claimed_by IS NOT NULL AND claimed_by = ?1)",
+    )
+    .db()?
+    .execute([worker])
+    .db()?;
+    Ok(())
 }
 
 pub(crate) fn finish(
     conn: &mut Connection,
     worker: i64,
-    results: &[(i64, WebhookResult)],
+    results: &[Finished],
     now: Millis,
 ) -> Result<(), StoreError> {
     let tx = immediate(conn)?;
     finish_batch(&tx, worker, results, now)?;
+    release_idle_leases(&tx, worker)?;
     tx.commit().db()
 }
 
@@ -584,7 +666,7 @@ pub(crate) fn finish(
 fn finish_batch(
     tx: &Transaction,
     worker: i64,
-    results: &[(i64, WebhookResult)],
+    results: &[Finished],
     now: Millis,
 ) -> Result<(), StoreError> {
     if results.is_empty() {
@@ -606,7 +688,10 @@ fn finish_batch(
                 "SELECT failing_since, last_success_at FROM webhook_endpoints WHERE id = ?1",
             )
             .db()?;
-        for (id, _) in results {
+        for Finished {
+            delivery_id: id, ..
+        } in results
+        {
             // Deleted meanwhile (its subscription or endpoint went): nothing is left to record.
             let Some(claimed) = delivery
                 .query_row([id], |r| {
@@ -667,7 +752,8 @@ fn finish_batch(
     let mut release = tx
         .prepare_cached(
             "UPDATE webhook_deliveries SET status = ?2, next_attempt_at = ?3, errors = ?4,
-                    claimed_by = NULL, claimed_at = NULL, updated_at = ?5
+                    claimed_by = NULL, claimed_at = NULL, updated_at = ?5,
+                    attempts = attempts + 1, first_attempt_at = ?6
               WHERE id = ?1",
         )
         .db()?;
@@ -678,7 +764,8 @@ fn finish_batch(
                 d.status.as_str(),
                 d.next_attempt_at.map(|at| at.0),
                 d.errors,
-                now.0
+                now.0,
+                d.first_attempt_at.0
             ])
             .db()?;
     }

@@ -11,8 +11,8 @@ use convo_core::outbox::DeliveryStatus;
 use convo_core::store::import_text;
 use convo_core::store::prelude::*;
 use convo_core::webhook::{
-    EndpointPatch, SubscriptionFilter, SubscriptionPatch, WebhookEvent, WebhookJob, WebhookResult,
-    WebhookStatus,
+    ClaimAsk, EndpointPatch, Finished, SubscriptionFilter, SubscriptionPatch, WebhookEvent,
+    WebhookJob, WebhookResult, WebhookStatus,
 };
 use convo_core::{Denied, Millis, Refusal, SenderKind, StoreError};
 
@@ -50,15 +50,42 @@ async fn subscribe(store: &dyn Store, key: i64, endpoint: i64, inst: i64, event:
 }
 
 async fn claim(store: &dyn Store, worker: i64, limit: i64) -> Vec<WebhookJob> {
-    store
-        .claim_webhooks(worker, &[], Millis::now(), STALE, (limit, 4))
+    claim_at(store, worker, &[], (limit, 4), Millis::now()).await
+}
+
+/// A claim that records `finished` first, `(limit, ahead)`.
+async fn claim_at(
+    store: &dyn Store,
+    worker: i64,
+    finished: &[Finished],
+    (limit, ahead): (i64, i64),
+    now: Millis,
+) -> Vec<WebhookJob> {
+    let ask = ClaimAsk {
+        finished,
+        recheck: &[],
+        limit,
+        ahead,
+    };
+    let claim = store
+        .claim_webhooks(worker, ask, now, STALE)
         .await
-        .expect("claim")
+        .expect("claim");
+    assert!(claim.kept.is_empty(), "nothing was rechecked");
+    claim.jobs
+}
+
+fn ended(id: i64, result: WebhookResult) -> Finished {
+    Finished {
+        delivery_id: id,
+        started_at: Millis::now(),
+        result,
+    }
 }
 
 async fn finish(store: &dyn Store, worker: i64, id: i64, result: WebhookResult) {
     store
-        .finish_webhooks(worker, &[(id, result)], Millis::now())
+        .finish_webhooks(worker, &[ended(id, result)], Millis::now())
         .await
         .expect("finish");
 }
@@ -460,16 +487,18 @@ pub async fn attempts_settle_deliveries_and_endpoints(db: Db) {
         .await
         .expect("stats");
     assert_eq!((stats.pending, stats.due, stats.claimed), (1, 0, 0));
-    let again = store
-        .claim_webhooks(worker, &[], at, STALE, (10, 4))
-        .await
-        .expect("claim");
+    let again = claim_at(store, worker, &[], (10, 4), at).await;
     assert_eq!(again.len(), 1);
     assert_eq!(
         (again[0].id, again[0].attempts, again[0].errors.clone()),
         (job.id, 2, vec!["HTTP 500".to_string()])
     );
-    assert_eq!(again[0].first_attempt_at, job.first_attempt_at);
+    // The schedule counts from when the first attempt began, recorded with it.
+    assert_eq!(job.first_attempt_at, None, "never attempted before");
+    let began = again[0]
+        .first_attempt_at
+        .expect("the first attempt's start");
+    assert!(began.0 <= Millis::now().0 && began.0 + 60_000 > Millis::now().0);
     assert_eq!(again[0].event, job.event, "the same event, the same id");
     finish(store, worker, job.id, delivered()).await;
     let attempts = store
@@ -526,16 +555,13 @@ pub async fn attempts_settle_deliveries_and_endpoints(db: Db) {
     // off (the success above came before it).
     let retry = Millis(Millis::now().0 + 1);
     finish(store, worker, jobs[0].id, failed(Some(retry), false)).await;
-    let last = store
-        .claim_webhooks(worker, &[], Millis(retry.0 + 1), STALE, (10, 4))
-        .await
-        .expect("claim");
+    let last = claim_at(store, worker, &[], (10, 4), Millis(retry.0 + 1)).await;
     assert_eq!(last.len(), 1);
     finish(store, worker, last[0].id, failed(None, false)).await;
     assert!(!store.list_endpoints(key, None).await.expect("list")[0].active);
 }
 
-pub async fn claims_hold_the_per_endpoint_limit_across_owners(db: Db) {
+pub async fn endpoints_are_leased_to_one_worker_at_a_time(db: Db) {
     let (key, _, w1) = subscribed(&db).await;
     let store = db.store.as_ref();
     let here = tenant(1, 10);
@@ -549,27 +575,16 @@ pub async fn claims_hold_the_per_endpoint_limit_across_owners(db: Db) {
     }
     let w2 = store.register_worker().await.expect("worker");
     store.heartbeat_worker(w1).await.expect("heartbeat");
-    // 12 due (6 to each endpoint), at most 4 in flight to each, whoever claims.
-    let first = store
-        .claim_webhooks(w1, &[], Millis::now(), STALE, (3, 4))
-        .await
-        .expect("claim");
+    // 12 due (6 to each endpoint). The first claim leases both endpoints to w1, whatever its
+    // limit; w2 gets nothing of them while w1 lives.
+    let first = claim_at(store, w1, &[], (3, 4), Millis::now()).await;
     assert_eq!(first.len(), 3);
-    let second = store
-        .claim_webhooks(w2, &[], Millis::now(), STALE, (100, 4))
-        .await
-        .expect("claim");
+    assert!(claim(store, w2, 100).await.is_empty(), "both are w1's");
+    // w1 holds at most `ahead` per endpoint, in flight and queued together.
+    let second = claim_at(store, w1, &[], (100, 4), Millis::now()).await;
     assert_eq!(first.len() + second.len(), 8, "4 per endpoint");
     for e in [first[0].endpoint_id, other] {
-        let held = first
-            .iter()
-            .chain(&second)
-            .filter(|j| j.endpoint_id == e)
-            .count();
-        assert_eq!(held, 4, "endpoint {e}");
-    }
-    // Oldest first within an endpoint: each holds the first four events.
-    for e in [first[0].endpoint_id, other] {
+        // Oldest first within an endpoint: each holds its first four events.
         let mut ids: Vec<i64> = first
             .iter()
             .chain(&second)
@@ -577,6 +592,7 @@ pub async fn claims_hold_the_per_endpoint_limit_across_owners(db: Db) {
             .map(|j| j.event.id)
             .collect();
         ids.sort_unstable();
+        assert_eq!(ids.len(), 4, "endpoint {e}");
         let lowest = ids[0];
         assert_eq!(
             ids,
@@ -584,25 +600,113 @@ pub async fn claims_hold_the_per_endpoint_limit_across_owners(db: Db) {
             "endpoint {e}"
         );
     }
-    assert!(claim(store, w2, 100).await.is_empty(), "every slot is held");
-    // One settles: one slot frees, for the next of that endpoint, in the same call.
-    let next = store
-        .claim_webhooks(
-            w2,
-            &[(second[0].id, delivered())],
-            Millis::now(),
-            STALE,
-            (100, 4),
-        )
-        .await
-        .expect("claim");
+    assert!(claim(store, w1, 100).await.is_empty(), "every slot is held");
+    // One settles: a slot frees, for the next of that endpoint, in the same call.
+    let done = [ended(second[0].id, delivered())];
+    let next = claim_at(store, w1, &done, (100, 4), Millis::now()).await;
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].endpoint_id, second[0].endpoint_id);
-    // A worker that stops gives its claims back at once.
+    // A worker that stops gives its claims and leases back at once; an attempt counts only
+    // once recorded, so what w1 held and never finished is still a first attempt.
     store.retire_worker(w1).await.expect("retire");
-    let taken = claim(store, w2, 100).await;
-    assert_eq!(taken.len(), 3, "w1's three, within the limit");
-    assert!(taken.iter().all(|j| j.attempts == 2));
+    let taken = claim_at(store, w2, &[], (100, 5), Millis::now()).await;
+    assert_eq!(taken.len(), 10, "5 and 6 left, at most 5 each");
+    assert!(
+        taken
+            .iter()
+            .all(|j| j.attempts == 1 && j.first_attempt_at.is_none())
+    );
+}
+
+pub async fn a_lease_goes_back_when_its_worker_holds_nothing_there(db: Db) {
+    let (_, ep, w1) = subscribed(&db).await;
+    let store = db.store.as_ref();
+    let here = tenant(1, 10);
+    let w2 = store.register_worker().await.expect("worker");
+    store.heartbeat_worker(w1).await.expect("heartbeat");
+    store
+        .send_message(&here, text(100, 5, "one"))
+        .await
+        .expect("send");
+    let job = claim(store, w1, 10).await.remove(0);
+    store
+        .send_message(&here, text(100, 5, "two"))
+        .await
+        .expect("send");
+    assert!(claim(store, w2, 10).await.is_empty(), "leased to w1");
+    // w1 finishes and claims nothing more (limit 0): it holds nothing there, the lease goes.
+    finish(store, w1, job.id, delivered()).await;
+    let jobs = claim(store, w2, 10).await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        (jobs[0].endpoint_id, jobs[0].event.message.body.as_str()),
+        (ep, "two")
+    );
+    // w2 stops heartbeating: a live worker takes over its lease and its claim (the same
+    // delivery, still a first attempt), and then w2's late finish changes nothing of it.
+    let stale = 300;
+    tokio::time::sleep(std::time::Duration::from_millis(2 * stale as u64)).await;
+    store.heartbeat_worker(w1).await.expect("heartbeat");
+    let ask = ClaimAsk {
+        finished: &[],
+        recheck: &[],
+        limit: 10,
+        ahead: 4,
+    };
+    let taken = store
+        .claim_webhooks(w1, ask, Millis::now(), stale)
+        .await
+        .expect("claim")
+        .jobs;
+    assert_eq!(
+        taken.iter().map(|j| (j.id, j.attempts)).collect::<Vec<_>>(),
+        vec![(jobs[0].id, 1)]
+    );
+}
+
+pub async fn a_recheck_keeps_what_may_still_go_and_gives_back_the_rest(db: Db) {
+    let (key, ep, worker) = subscribed(&db).await;
+    let store = db.store.as_ref();
+    let here = tenant(1, 10);
+    for body in ["one", "two"] {
+        store
+            .send_message(&here, text(100, 5, body))
+            .await
+            .expect("send");
+    }
+    let jobs = claim(store, worker, 10).await;
+    let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
+    assert_eq!(ids.len(), 2);
+    let recheck = |ids: Vec<i64>| async move {
+        let ask = ClaimAsk {
+            finished: &[],
+            recheck: &ids,
+            limit: 0,
+            ahead: 4,
+        };
+        store
+            .claim_webhooks(worker, ask, Millis::now(), STALE)
+            .await
+            .expect("recheck")
+    };
+    assert_eq!(recheck(ids.clone()).await.kept, ids, "both may still go");
+    // The endpoint is switched off: neither may go, and both are given back.
+    let off = EndpointPatch {
+        target_url: None,
+        active: Some(false),
+    };
+    store.update_endpoint(key, ep, &off).await.expect("update");
+    let off_claim = recheck(ids.clone()).await;
+    assert!(off_claim.kept.is_empty() && off_claim.jobs.is_empty());
+    // Back on: both are claimable again, still first attempts.
+    let on = EndpointPatch {
+        target_url: None,
+        active: Some(true),
+    };
+    store.update_endpoint(key, ep, &on).await.expect("update");
+    let again = claim(store, worker, 10).await;
+    assert_eq!(again.iter().map(|j| j.id).collect::<Vec<_>>(), ids);
+    assert!(again.iter().all(|j| j.attempts == 1));
 }
 
 pub async fn deleting_stops_pending_deliveries(db: Db) {
@@ -795,10 +899,7 @@ pub async fn no_subscription_receives_another_institutions_events(db: Db) {
     }
     let mut got = [0usize; 2];
     loop {
-        let jobs = store
-            .claim_webhooks(worker, &[], Millis::now(), STALE, (100, 100))
-            .await
-            .expect("claim");
+        let jobs = claim_at(store, worker, &[], (100, 100), Millis::now()).await;
         if jobs.is_empty() {
             break;
         }

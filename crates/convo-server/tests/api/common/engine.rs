@@ -45,3 +45,9 @@ pub fn engine() -> Box<dyn Engine> {
         }
     }
 }
+
+/// Whether several claim owners (server processes) may work one database at once. PostgreSQL:
+/// yes. SQLite: one process owns the file, and a new owner takes every earlier one's claims.
+pub fn owners_share_the_database() -> bool {
+    std::env::var("CONVO_TEST_ENGINE").as_deref() == Ok("postgres")
+}

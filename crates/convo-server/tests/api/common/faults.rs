@@ -7,8 +7,8 @@ use convo_core::import::{ImportBatch, ImportError, ImportSummary, Record};
 use convo_core::outbox::{Attempt, Delivery, DeliveryRecord, DeliveryStatus, OutboxStats};
 use convo_core::store::prelude::*;
 use convo_core::webhook::{
-    AttemptRecord, Endpoint, EndpointPatch, Subscription, SubscriptionFilter, SubscriptionPatch,
-    WebhookEvent, WebhookJob, WebhookResult, WebhookStatus,
+    AttemptRecord, Claim, ClaimAsk, Endpoint, EndpointPatch, Finished, Subscription,
+    SubscriptionFilter, SubscriptionPatch, WebhookEvent, WebhookStatus,
 };
 use convo_core::write::{InboundOutcome, InboundSms, NewMessage};
 use convo_core::{
@@ -139,9 +139,9 @@ delegate!(WebhookStore {
         -> Result<Option<Subscription>, StoreError>;
     fn delete_subscription(&self, key_id: i64, endpoint_id: i64, subscription_id: i64)
         -> Result<bool, StoreError>;
-    fn claim_webhooks(&self, worker: i64, finished: &[(i64, WebhookResult)], now: Millis,
-        stale_ms: i64, limits: (i64, i64)) -> Result<Vec<WebhookJob>, StoreError>;
-    fn finish_webhooks(&self, worker: i64, results: &[(i64, WebhookResult)], now: Millis)
+    fn claim_webhooks(&self, worker: i64, ask: ClaimAsk<'_>, now: Millis, stale_ms: i64)
+        -> Result<Claim, StoreError>;
+    fn finish_webhooks(&self, worker: i64, results: &[Finished], now: Millis)
         -> Result<(), StoreError>;
     fn next_webhook_at(&self) -> Result<Option<Millis>, StoreError>;
     fn webhook_stats(&self, now: Millis, stale_ms: i64) -> Result<OutboxStats, StoreError>;

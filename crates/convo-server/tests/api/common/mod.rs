@@ -23,7 +23,7 @@ pub use convo_core::store::import_text;
 /// The practice every HTTP test starts from: the conformance suite's, so both suites speak of
 /// the same records.
 pub use convo_store_tests::fixture::{PRACTICE as FIXTURE, delivery_where, tenant, whole_list};
-pub use engine::engine;
+pub use engine::{engine, owners_share_the_database};
 
 pub struct TestApp {
     pub router: Router,

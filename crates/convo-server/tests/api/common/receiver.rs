@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use convo_core::Millis;
 use convo_server::webhooks::worker::Clock;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,15 +60,26 @@ pub struct Receiver {
     pub url: String,
     got: Arc<Mutex<Vec<Got>>>,
     script: Arc<Mutex<Script>>,
+    load: Arc<Load>,
 }
 
 #[derive(Clone)]
 struct Shared {
     got: Arc<Mutex<Vec<Got>>>,
     script: Arc<Mutex<Script>>,
+    load: Arc<Load>,
+}
+
+/// Requests being answered now, and the most there ever were at once.
+#[derive(Default)]
+struct Load {
+    now: AtomicUsize,
+    most: AtomicUsize,
 }
 
 async fn take(State(s): State<Shared>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let at_once = s.load.now.fetch_add(1, Ordering::SeqCst) + 1;
+    s.load.most.fetch_max(at_once, Ordering::SeqCst);
     let n = {
         let mut got = s.got.lock().expect("lock");
         got.push(Got {
@@ -80,6 +91,7 @@ async fn take(State(s): State<Shared>, uri: Uri, headers: HeaderMap, body: Bytes
     };
     let answer = (s.script.lock().expect("lock"))(n);
     tokio::time::sleep(answer.delay).await;
+    s.load.now.fetch_sub(1, Ordering::SeqCst);
     let mut response = StatusCode::from_u16(answer.status)
         .expect("a status")
         .into_response();
@@ -101,6 +113,7 @@ impl Receiver {
         let shared = Shared {
             got: Arc::default(),
             script: Arc::new(Mutex::new(Box::new(script))),
+            load: Arc::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -114,7 +127,13 @@ impl Receiver {
             url,
             got: shared.got,
             script: shared.script,
+            load: shared.load,
         }
+    }
+
+    /// The most requests it was answering at once.
+    pub fn most_at_once(&self) -> usize {
+        self.load.most.load(Ordering::SeqCst)
     }
 
     /// From now on, answer as `script` says.
