@@ -8,6 +8,7 @@
 mod cases;
 pub mod fixture;
 pub mod oracle;
+pub mod property;
 
 use async_trait::async_trait;
 use convo_core::Store;

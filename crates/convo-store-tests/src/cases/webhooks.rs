@@ -6,7 +6,8 @@
 use super::inbound::sms;
 use super::sends::text;
 use crate::Db;
-use crate::fixture::{ANA_NUMBER, practice, tenant};
+use crate::fixture::{ANA_NUMBER, LOCATION_NUMBER, practice, tenant};
+use crate::property::for_all;
 use convo_core::outbox::DeliveryStatus;
 use convo_core::store::import_text;
 use convo_core::store::prelude::*;
@@ -14,7 +15,10 @@ use convo_core::webhook::{
     ClaimAsk, EndpointPatch, Finished, SubscriptionFilter, SubscriptionPatch, WebhookEvent,
     WebhookJob, WebhookResult, WebhookStatus,
 };
-use convo_core::{Denied, Millis, Refusal, SenderKind, StoreError};
+use convo_core::write::InboundSms;
+use convo_core::{Denied, Millis, Refusal, SenderKind, StoreError, TenantCtx};
+use proptest::prelude::*;
+use std::collections::HashMap;
 
 const STALE: i64 = 60_000;
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -836,94 +840,259 @@ pub async fn replay_queues_stored_events_again(db: Db) {
     let _ = key;
 }
 
-/// A small deterministic generator: the cases stay reproducible without a dependency.
-struct Lcg(u64);
+/// Subscriptions of the property below: (endpoint, institution, event). Endpoints 0 and 1
+/// belong to keys of one institution each, 2 and 3 to one key of both.
+const TENANCY_SUBS: [(usize, i64, WebhookEvent); 6] = [
+    (0, 1, WebhookEvent::MessageCreated),
+    (1, 2, WebhookEvent::MessageCreated),
+    (1, 2, WebhookEvent::MessageUpdated),
+    (2, 1, WebhookEvent::MessageCreated),
+    (2, 1, WebhookEvent::MessageUpdated),
+    (3, 2, WebhookEvent::MessageCreated),
+];
 
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % n
+/// A write of the property below, in institution `inst` + 1.
+#[derive(Clone, Debug)]
+enum TenancyOp {
+    Send {
+        inst: usize,
+    },
+    Inbound {
+        inst: usize,
+    },
+    /// A message of the institution written earlier in the run, seen by one of its users.
+    Seen {
+        inst: usize,
+        pick: usize,
+        user: usize,
+    },
+    /// One of `TENANCY_SUBS` deleted, or made again.
+    Toggle {
+        sub: usize,
+    },
+}
+
+fn tenancy_ops() -> impl Strategy<Value = Vec<TenancyOp>, Tree: Send> {
+    let op = prop_oneof![
+        (0..2usize).prop_map(|inst| TenancyOp::Send { inst }),
+        (0..2usize).prop_map(|inst| TenancyOp::Inbound { inst }),
+        (0..2usize, 0..64usize, 0..2usize).prop_map(|(inst, pick, user)| TenancyOp::Seen {
+            inst,
+            pick,
+            user
+        }),
+        (0..TENANCY_SUBS.len()).prop_map(|sub| TenancyOp::Toggle { sub }),
+    ];
+    proptest::collection::vec(op, 1..40)
+}
+
+struct TenancyWorld<'a> {
+    store: &'a dyn Store,
+    /// Each endpoint's key and id.
+    endpoints: [(i64, i64); 4],
+    worker: i64,
+}
+
+impl TenancyWorld<'_> {
+    /// Claims and settles everything pending: how many deliveries each (endpoint, event) got,
+    /// and an error for a delivery outside its endpoint's institution.
+    async fn drain(&self) -> Result<HashMap<(usize, WebhookEvent), usize>, String> {
+        let mut got = HashMap::new();
+        let mut finished = Vec::new();
+        loop {
+            let jobs = claim_at(
+                self.store,
+                self.worker,
+                &finished,
+                (1_000, 1_000),
+                Millis::now(),
+            )
+            .await;
+            if jobs.is_empty() {
+                return Ok(got);
+            }
+            finished.clear();
+            for j in jobs {
+                let e = self
+                    .endpoints
+                    .iter()
+                    .position(|(_, id)| *id == j.endpoint_id)
+                    .ok_or_else(|| {
+                        format!("a job for endpoint {}, which nobody made", j.endpoint_id)
+                    })?;
+                let wants = TENANCY_SUBS
+                    .iter()
+                    .find(|(ep, _, event)| *ep == e && *event == j.event.name)
+                    .map(|(_, inst, _)| *inst);
+                if wants != Some(j.event.institution_id) {
+                    return Err(format!(
+                        "endpoint {e} got {:?} of institution {} ({})",
+                        j.event.name, j.event.institution_id, j.event.subdomain
+                    ));
+                }
+                *got.entry((e, j.event.name)).or_insert(0) += 1;
+                finished.push(ended(j.id, delivered()));
+            }
+        }
+    }
+
+    /// One run: every subscription on, the queue empty, then `ops`, then what each
+    /// subscription got must be what its institution's writes while it lived asked for.
+    async fn run(&self, ops: Vec<TenancyOp>) -> Result<(), String> {
+        let store = self.store;
+        for (ep, inst, event) in TENANCY_SUBS {
+            let (key, id) = self.endpoints[ep];
+            store
+                .create_subscription(key, id, inst, event, true)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        self.drain().await?;
+        let mut on = [true; TENANCY_SUBS.len()];
+        let mut expected: HashMap<(usize, WebhookEvent), usize> = HashMap::new();
+        // Messages written in this run, per institution, with who has seen them.
+        let mut written: [Vec<(i64, Vec<i64>)>; 2] = [Vec::new(), Vec::new()];
+        let fire = |expected: &mut HashMap<(usize, WebhookEvent), usize>,
+                    on: &[bool],
+                    inst: i64,
+                    event: WebhookEvent| {
+            for (i, (ep, sub_inst, sub_event)) in TENANCY_SUBS.iter().enumerate() {
+                if on[i] && *sub_inst == inst && *sub_event == event {
+                    *expected.entry((*ep, event)).or_insert(0) += 1;
+                }
+            }
+        };
+        for (n, op) in ops.into_iter().enumerate() {
+            match op {
+                TenancyOp::Send { inst } => {
+                    let (here, patient, user) = TENANCY_PLACES[inst];
+                    let m = store
+                        .send_message(&here(), text(patient, user[0], &format!("send {n}")))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    written[inst].push((m.id, Vec::new()));
+                    fire(
+                        &mut expected,
+                        &on,
+                        inst as i64 + 1,
+                        WebhookEvent::MessageCreated,
+                    );
+                }
+                TenancyOp::Inbound { inst } => {
+                    let (to, from) = TENANCY_NUMBERS[inst];
+                    let sid = format!("SM{}-{n}", Millis::now().0);
+                    let got = store
+                        .receive_sms(InboundSms {
+                            to: to.into(),
+                            from: from.into(),
+                            body: format!("reply {n}"),
+                            sid,
+                            media: None,
+                        })
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    written[inst].push((got.message_id, Vec::new()));
+                    fire(
+                        &mut expected,
+                        &on,
+                        inst as i64 + 1,
+                        WebhookEvent::MessageCreated,
+                    );
+                }
+                TenancyOp::Seen { inst, pick, user } => {
+                    let (here, _, users) = TENANCY_PLACES[inst];
+                    let Some(len) = std::num::NonZeroUsize::new(written[inst].len()) else {
+                        continue;
+                    };
+                    let (id, seen) = &mut written[inst][pick % len];
+                    let user = users[user % users.len()];
+                    store
+                        .mark_seen(&here(), *id, user)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if !seen.contains(&user) {
+                        seen.push(user);
+                        fire(
+                            &mut expected,
+                            &on,
+                            inst as i64 + 1,
+                            WebhookEvent::MessageUpdated,
+                        );
+                    }
+                }
+                TenancyOp::Toggle { sub } => {
+                    let (ep, inst, event) = TENANCY_SUBS[sub];
+                    let (key, id) = self.endpoints[ep];
+                    if on[sub] {
+                        let subs = store
+                            .list_subscriptions(key, id, &SubscriptionFilter::default())
+                            .await
+                            .map_err(|e| e.to_string())?
+                            .unwrap_or_default();
+                        let s = subs
+                            .iter()
+                            .find(|s| s.institution_id == inst && s.event == event)
+                            .ok_or("a subscription that is on was not listed")?;
+                        store
+                            .delete_subscription(key, id, s.id)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        // Its pending deliveries go with it.
+                        expected.remove(&(ep, event));
+                    } else {
+                        store
+                            .create_subscription(key, id, inst, event, true)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                    on[sub] = !on[sub];
+                }
+            }
+        }
+        let got = self.drain().await?;
+        if got != expected {
+            return Err(format!("delivered {got:?}, expected {expected:?}"));
+        }
+        Ok(())
     }
 }
 
-/// Keys of each institution subscribe their endpoints to their own institution's events, and
-/// writes in both institutions interleave at random: every job an endpoint gets is of an
-/// institution one of its subscriptions names, with the event it names.
+/// Per institution: where its staff write, the patient they write to, its users.
+type Place = (fn() -> TenantCtx, i64, &'static [i64]);
+const TENANCY_PLACES: [Place; 2] = [
+    (|| tenant(1, 10), 100, &[5, 6]),
+    (|| tenant(2, 20), 200, &[7]),
+];
+/// Per institution: its location's number and its patient's.
+const TENANCY_NUMBERS: [(&str, &str); 2] = [
+    (LOCATION_NUMBER, ANA_NUMBER),
+    ("+15557770000", "+15165550200"),
+];
+
+/// Whatever mix of writes in two institutions, and subscriptions deleted and made again: a
+/// subscription receives its own institution's events only, each once, and nothing pending of
+/// a deleted one.
 pub async fn no_subscription_receives_another_institutions_events(db: Db) {
     let store = db.store.as_ref();
     practice(store).await;
     import_text(store, OTHER_CAN_TEXT).await.expect("other");
-    let (k1, k2) = (key(store, &["acme"]).await, key(store, &["other"]).await);
-    let e1 = endpoint(store, k1, "https://hooks.example.com/acme").await;
-    let e2 = endpoint(store, k2, "https://hooks.example.com/other").await;
-    subscribe(store, k1, e1, 1, WebhookEvent::MessageCreated).await;
-    subscribe(store, k2, e2, 2, WebhookEvent::MessageCreated).await;
-    subscribe(store, k2, e2, 2, WebhookEvent::MessageUpdated).await;
-    let worker = store.register_worker().await.expect("worker");
-    let mut rng = Lcg(0x5eed);
-    let mut written = [0usize; 2];
-    let mut sent2 = Vec::new();
-    for i in 0..40 {
-        match rng.below(3) {
-            0 => {
-                store
-                    .send_message(&tenant(1, 10), text(100, 5, &format!("acme {i}")))
-                    .await
-                    .expect("send");
-                written[0] += 1;
-            }
-            1 => {
-                let m = store
-                    .send_message(&tenant(2, 20), text(200, 7, &format!("other {i}")))
-                    .await
-                    .expect("send");
-                sent2.push(m.id);
-                written[1] += 1;
-            }
-            _ => {
-                // A seen in institution 1 (nobody subscribed) or 2 (subscribed).
-                if rng.below(2) == 0 || sent2.is_empty() {
-                    store
-                        .mark_seen(&tenant(1, 10), 50001, 5 + i64::from(i % 2 == 0))
-                        .await
-                        .expect("seen");
-                } else {
-                    let m = sent2[usize::try_from(rng.below(sent2.len() as u64)).unwrap_or(0)];
-                    store.mark_seen(&tenant(2, 20), m, 7).await.expect("seen");
-                }
-            }
-        }
+    let keys = [
+        key(store, &["acme"]).await,
+        key(store, &["other"]).await,
+        key(store, &["acme", "other"]).await,
+    ];
+    let mut endpoints = [(0, 0); 4];
+    for (i, k) in [keys[0], keys[1], keys[2], keys[2]].into_iter().enumerate() {
+        endpoints[i] = (
+            k,
+            endpoint(store, k, &format!("https://hooks.example.com/{i}")).await,
+        );
     }
-    let mut got = [0usize; 2];
-    loop {
-        let jobs = claim_at(store, worker, &[], (100, 100), Millis::now()).await;
-        if jobs.is_empty() {
-            break;
-        }
-        for j in jobs {
-            let inst = j.event.institution_id;
-            match j.endpoint_id {
-                e if e == e1 => {
-                    assert_eq!((inst, j.event.name), (1, WebhookEvent::MessageCreated));
-                    got[0] += 1;
-                }
-                e if e == e2 => {
-                    assert_eq!(inst, 2, "{j:?}");
-                    assert_eq!(j.event.subdomain, "other");
-                    if j.event.name == WebhookEvent::MessageCreated {
-                        got[1] += 1;
-                    }
-                }
-                e => panic!("a job for endpoint {e}, which nobody made"),
-            }
-            finish(store, worker, j.id, delivered()).await;
-        }
-    }
-    assert_eq!(
-        got, written,
-        "every send reached its institution's endpoint once"
-    );
+    let world = TenancyWorld {
+        store,
+        endpoints,
+        worker: store.register_worker().await.expect("worker"),
+    };
+    let world = &world;
+    for_all(24, tenancy_ops(), move |ops| world.run(ops)).await;
 }
