@@ -381,7 +381,8 @@ pub(crate) async fn stats(
 ) -> Result<OutboxStats, StoreError> {
     let stmt = client
         .prepare_cached(concat!(
-            "SELECT count(*),
+            "/* planned per run */
+             SELECT count(*),
                     count(*) FILTER (WHERE ",
             claimable!(),
             "),

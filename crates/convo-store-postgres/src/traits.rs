@@ -2,7 +2,7 @@
 //! snapshot); a write is one transaction, run again when PostgreSQL aborts it to keep
 //! concurrent ones apart.
 
-use crate::store::in_transaction;
+use crate::store::{in_transaction, plan_for_now};
 use crate::{
     Db, PgStore, conversations, export, import, inbound, keys, messages, outbox, schema, webhooks,
 };
@@ -175,8 +175,10 @@ impl OutboxStore for PgStore {
         stale_ms: i64,
         limit: i64,
     ) -> Result<Vec<Delivery>, StoreError> {
-        in_transaction!(self, |tx| outbox::claim(&tx, worker, now, stale_ms, limit)
-            .await?)
+        in_transaction!(self, |tx| {
+            plan_for_now(&tx).await?;
+            outbox::claim(&tx, worker, now, stale_ms, limit).await?
+        })
     }
 
     async fn finish_delivery(
@@ -196,11 +198,17 @@ impl OutboxStore for PgStore {
     }
 
     async fn next_delivery_at(&self) -> Result<Option<Millis>, StoreError> {
-        outbox::next_due(&self.client().await?).await
+        in_transaction!(self, |tx| {
+            plan_for_now(&tx).await?;
+            outbox::next_due(&tx).await?
+        })
     }
 
     async fn outbox_stats(&self, now: Millis, stale_ms: i64) -> Result<OutboxStats, StoreError> {
-        outbox::stats(&self.client().await?, now, stale_ms).await
+        in_transaction!(self, |tx| {
+            plan_for_now(&tx).await?;
+            outbox::stats(&tx, now, stale_ms).await?
+        })
     }
 
     async fn list_deliveries(
@@ -472,11 +480,17 @@ impl WebhookStore for PgStore {
     }
 
     async fn next_webhook_at(&self) -> Result<Option<Millis>, StoreError> {
-        webhooks::next_due(&self.client().await?).await
+        in_transaction!(self, |tx| {
+            plan_for_now(&tx).await?;
+            webhooks::next_due(&tx).await?
+        })
     }
 
     async fn webhook_stats(&self, now: Millis, stale_ms: i64) -> Result<OutboxStats, StoreError> {
-        webhooks::stats(&self.client().await?, now, stale_ms).await
+        in_transaction!(self, |tx| {
+            plan_for_now(&tx).await?;
+            webhooks::stats(&tx, now, stale_ms).await?
+        })
     }
 
     async fn list_webhook_attempts(

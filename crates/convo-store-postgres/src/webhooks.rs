@@ -6,6 +6,7 @@
 use crate::Db;
 use crate::pipeline::pipelined;
 use crate::rows::{message_columns, message_from};
+use crate::store::plan_for_now;
 use convo_core::outbox::{DeliveryStatus, OutboxStats};
 use convo_core::webhook::{
     AttemptRecord, Claim, ClaimAsk, Claimed, Endpoint, EndpointPatch, Finished, FrozenEvent,
@@ -528,11 +529,14 @@ pub(crate) async fn record_and_claim(
     now: Millis,
     stale_ms: i64,
 ) -> Result<Claim, StoreError> {
-    let recorded = if ask.finished.is_empty() {
-        Recorded::default()
-    } else {
-        read_for_record(tx, worker, ask.finished, now).await?
-    };
+    // Sent first, with the reads: the trip's statements are planned for the queue as it is.
+    let (_, recorded) = pipelined!(plan_for_now(tx), async {
+        if ask.finished.is_empty() {
+            Ok(Recorded::default())
+        } else {
+            read_for_record(tx, worker, ask.finished, now).await
+        }
+    })?;
     let statements = [
         RECORD_ATTEMPTS_SQL,
         RELEASE_SQL,
@@ -846,13 +850,20 @@ fn http_status(status: Option<u16>) -> Option<i32> {
     status.map(i32::from)
 }
 
+/// The earliest of each active endpoint's first due delivery (an index range each): as one
+/// `min` over the table, PostgreSQL without statistics of the table's pending rows reads it all.
 pub(crate) async fn next_due(client: &impl GenericClient) -> Result<Option<Millis>, StoreError> {
     let stmt = client
         .prepare_cached(
-            "SELECT min(d.next_attempt_at) FROM webhook_deliveries d
-               JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.active
-               JOIN webhook_subscriptions s ON s.id = d.subscription_id AND s.active
-              WHERE d.next_attempt_at IS NOT NULL AND d.claimed_by IS NULL",
+            "/* planned per run */
+             SELECT min(x.at) FROM webhook_endpoints e
+              CROSS JOIN LATERAL (
+                 SELECT d.next_attempt_at AS at FROM webhook_deliveries d
+                   JOIN webhook_subscriptions s ON s.id = d.subscription_id AND s.active
+                  WHERE d.endpoint_id = e.id AND d.next_attempt_at IS NOT NULL
+                    AND d.claimed_by IS NULL
+                  ORDER BY d.next_attempt_at LIMIT 1) x
+              WHERE e.active",
         )
         .await
         .db()?;

@@ -129,6 +129,9 @@ fn example(ty: &str) -> &'static str {
         "boolean" => "false",
         "bytea" => "'\\x00'::bytea",
         "text[]" => "'{}'::text[]",
+        "bigint[]" => "'{1}'::bigint[]",
+        "integer[]" => "'{}'::integer[]",
+        "boolean[]" => "'{}'::boolean[]",
         _ => "'x'",
     }
 }

@@ -5,6 +5,10 @@
 use convo_core::cursor::{Cursor, CursorPaging};
 use convo_core::outbox::{Attempt, DeliveryStatus};
 use convo_core::store::prelude::*;
+use convo_core::webhook::{
+    ClaimAsk, EndpointPatch, Finished, SubscriptionFilter, SubscriptionPatch, WebhookEvent,
+    WebhookResult, WebhookStatus,
+};
 use convo_core::write::{IdempotencyKey, InboundSms, NewMessage};
 use convo_core::{ListQuery, MessageQuery, Millis};
 use convo_store_postgres::{PgOptions, PgStore};
@@ -187,7 +191,132 @@ pub async fn workload(store: &PgStore) {
         .outbox_stats(Millis::now(), 20_000)
         .await
         .expect("stats");
+    webhooks(store, key.id, worker).await;
     store.retire_worker(worker).await.expect("retire");
+}
+
+/// The webhook side: management, the writes that freeze events, the worker's trips, the
+/// operators' reads.
+async fn webhooks(store: &PgStore, key: i64, worker: i64) {
+    let here = tenant(1, 10);
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let ep = store
+        .create_endpoint(key, "https://hooks.example.com/plans", secret, true)
+        .await
+        .expect("endpoint");
+    let mut subs = Vec::new();
+    for event in WebhookEvent::ALL {
+        subs.push(
+            store
+                .create_subscription(key, ep.id, 1, event, true)
+                .await
+                .expect("subscription")
+                .expect("the key's endpoint"),
+        );
+    }
+    let _ = store
+        .institution_for_key(key, "acme")
+        .await
+        .expect("institution");
+    let _ = store.list_endpoints(key, None).await.expect("endpoints");
+    let _ = store
+        .list_subscriptions(key, ep.id, &SubscriptionFilter::default())
+        .await
+        .expect("subscriptions");
+    let off = SubscriptionPatch {
+        active: Some(true),
+        ..SubscriptionPatch::default()
+    };
+    let _ = store
+        .update_subscription(key, ep.id, subs[0].id, 1, &off)
+        .await
+        .expect("update subscription");
+    let on = EndpointPatch {
+        target_url: None,
+        active: Some(true),
+    };
+    let _ = store
+        .update_endpoint(key, ep.id, &on)
+        .await
+        .expect("update");
+    let sent = store
+        .send_message(
+            &here,
+            NewMessage::parse(100, 5, Some("hooked"), None).expect("message"),
+        )
+        .await
+        .expect("send");
+    store.mark_seen(&here, sent.id, 5).await.expect("seen");
+    store
+        .receive_sms(InboundSms {
+            to: LOCATION_NUMBER.into(),
+            from: ANA_NUMBER.into(),
+            body: "hooked reply".into(),
+            sid: "SMhook".into(),
+            media: None,
+        })
+        .await
+        .expect("inbound");
+    let now = Millis::now();
+    let ask = |finished, recheck, limit| ClaimAsk {
+        finished,
+        recheck,
+        limit,
+        ahead: 64,
+    };
+    let first = store
+        .claim_webhooks(worker, ask(&[], &[], 10), now, 20_000)
+        .await
+        .expect("claim");
+    assert!(first.jobs.len() >= 3, "the send, the seen, the reply");
+    let ended: Vec<Finished> = first
+        .jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| Finished {
+            delivery_id: j.id,
+            started_at: now,
+            result: if i == 0 {
+                WebhookResult::Failed {
+                    error: "HTTP 500".into(),
+                    status: Some(500),
+                    took_ms: 1,
+                    retry_at: Some(Millis(now.0 + 60_000)),
+                    gone: false,
+                }
+            } else {
+                WebhookResult::Delivered {
+                    status: 204,
+                    took_ms: 1,
+                }
+            },
+        })
+        .collect();
+    let held: Vec<i64> = first.jobs.iter().skip(2).map(|j| j.id).collect();
+    store
+        .claim_webhooks(worker, ask(&ended[..2], &held, 10), now, 20_000)
+        .await
+        .expect("record, recheck and claim");
+    store
+        .finish_webhooks(worker, &ended[2..], now)
+        .await
+        .expect("finish");
+    let _ = store.next_webhook_at().await.expect("next");
+    let _ = store.webhook_stats(now, 20_000).await.expect("stats");
+    let _ = store
+        .list_webhook_attempts(Some(ep.id), Some(WebhookStatus::Failed), 10)
+        .await
+        .expect("attempts");
+    let _ = store
+        .replay_webhooks(ep.id, Millis(0), now)
+        .await
+        .expect("replay");
+    let _ = store.purge_webhooks(Millis(0)).await.expect("purge");
+    store
+        .delete_subscription(key, ep.id, subs[1].id)
+        .await
+        .expect("delete subscription");
+    store.delete_endpoint(key, ep.id).await.expect("delete");
 }
 
 /// Each statement under a generic plan (the session is switched to `force_generic_plan`):
@@ -232,4 +361,51 @@ pub async fn generic_plans(
         out.push((sql.clone(), serde_json::from_str(&text).expect("json")));
     }
     out
+}
+
+/// A statement's custom plan for NULL arguments (PostgreSQL's plan when it plans per run).
+pub async fn custom_plan(client: &tokio_postgres::Client, sql: &str) -> Value {
+    client
+        .batch_execute("SET plan_cache_mode = force_custom_plan")
+        .await
+        .expect("custom plans");
+    let statement = client.prepare(sql).await.expect("prepare");
+    let args = vec!["NULL"; statement.params().len()].join(", ");
+    let name = "per_run";
+    let _ = client.batch_execute(&format!("DEALLOCATE {name}")).await;
+    let types: Vec<String> = statement
+        .params()
+        .iter()
+        .map(|t| t.name().to_string())
+        .collect();
+    let decl = if types.is_empty() {
+        String::new()
+    } else {
+        format!("({})", types.join(", "))
+    };
+    let call = if args.is_empty() {
+        String::new()
+    } else {
+        format!("({args})")
+    };
+    client
+        .batch_execute(&format!("PREPARE {name}{decl} AS {sql}"))
+        .await
+        .expect("prepare");
+    let messages = client
+        .simple_query(&format!("EXPLAIN (FORMAT JSON) EXECUTE {name}{call}"))
+        .await
+        .expect("explain");
+    client
+        .batch_execute("SET plan_cache_mode = force_generic_plan")
+        .await
+        .expect("generic plans again");
+    let text = messages
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+            _ => None,
+        })
+        .expect("a plan");
+    serde_json::from_str(&text).expect("json")
 }
