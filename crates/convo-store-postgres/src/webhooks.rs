@@ -193,8 +193,9 @@ pub(crate) async fn delete_endpoint(
     if !owns_endpoint(tx, key_id, id).await? {
         return Ok(false);
     }
+    // Its pending deliveries go; finished ones are left to the retention purge.
     tx.execute(
-        "DELETE FROM webhook_deliveries WHERE endpoint_id = $1",
+        "DELETE FROM webhook_deliveries WHERE endpoint_id = $1 AND next_attempt_at IS NOT NULL",
         &[&id],
     )
     .await
@@ -352,8 +353,8 @@ pub(crate) async fn update_subscription(
         // Its pending deliveries follow it (signed with the new endpoint's secret).
         tx.execute(
             "UPDATE webhook_deliveries SET endpoint_id = $2, updated_at = $3
-              WHERE subscription_id = $1 AND status = 'pending'",
-            &[&id, &target, &now.0],
+              WHERE endpoint_id = $4 AND next_attempt_at IS NOT NULL AND subscription_id = $1",
+            &[&id, &target, &now.0, &endpoint_id],
         )
         .await
         .db()?;
@@ -377,9 +378,11 @@ pub(crate) async fn delete_subscription(
         .await
         .db()?;
     if gone > 0 {
+        // Its pending deliveries stop; finished ones are left to the retention purge.
         tx.execute(
-            "DELETE FROM webhook_deliveries WHERE subscription_id = $1",
-            &[&id],
+            "DELETE FROM webhook_deliveries
+              WHERE endpoint_id = $2 AND next_attempt_at IS NOT NULL AND subscription_id = $1",
+            &[&id, &endpoint_id],
         )
         .await
         .db()?;
