@@ -185,7 +185,20 @@ impl Drop for ScratchDb {
                 }
             });
         });
-        let _ = done.join();
+        // Waiting here must not hold up the runtime's other tasks: PostgreSQL's DROP DATABASE
+        // waits until every backend has released its files, and a backend in `COPY FROM
+        // STDIN` does so only when its client sends more. When that client is a task of this
+        // runtime and both of its threads wait here, neither ever moves (seen: the
+        // conformance suite hung with two drops waiting on a third case's import).
+        let wait = move || {
+            let _ = done.join();
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait);
+            }
+            _ => wait(),
+        }
     }
 }
 

@@ -47,6 +47,7 @@ pub async fn connect_with(url: &str, options: &DbOptions) -> Result<Arc<dyn Stor
             pool_size: options.pool_size,
             acquire_timeout: options.acquire_timeout,
             statement_timeout: options.statement_timeout,
+            ..PgOptions::default()
         };
         return Ok(Arc::new(PgStore::open(url, options).await?));
     }

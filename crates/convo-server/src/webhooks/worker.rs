@@ -359,7 +359,11 @@ impl Worker {
                         Ok(claim) => {
                             lanes.rechecked(&t.rechecked, Some(&claim.kept));
                             let n = claim.jobs.len();
-                            lanes.add(claim.jobs);
+                            // Claimed before the stop was asked for: not started, given back
+                            // when the owner retires.
+                            if !stopping {
+                                lanes.add(claim.jobs);
+                            }
                             wait = if n == 0 && !stopping && lanes.held == 0 && done.is_empty() {
                                 self.idle_wait().await
                             } else {
