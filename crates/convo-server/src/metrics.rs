@@ -134,7 +134,16 @@ fn describe() {
     );
     describe_gauge!(
         "convo_webhook_claimed",
-        "Webhook deliveries claimed by a worker (being attempted)"
+        "Webhook deliveries claimed by a worker (being attempted or queued in it)"
+    );
+    describe_gauge!(
+        "convo_webhook_queued",
+        "Webhook deliveries this process has claimed and not yet started (its endpoint lanes)"
+    );
+    describe_histogram!(
+        "convo_webhook_trip_seconds",
+        metrics::Unit::Seconds,
+        "One trip of the webhook worker to the database: record what ended, recheck, claim more"
     );
     describe_gauge!(
         "convo_webhook_oldest_due_seconds",
@@ -235,6 +244,12 @@ pub fn outbox(stats: &convo_core::outbox::OutboxStats) {
 pub fn webhook_attempt(outcome: &'static str, took: Duration) {
     metrics::counter!("convo_webhook_attempts_total", "outcome" => outcome).increment(1);
     metrics::histogram!("convo_webhook_attempt_seconds").record(took.as_secs_f64());
+}
+
+/// One trip of the webhook worker to the store, and what it then held queued.
+pub fn webhook_trip(took: Duration, queued: usize) {
+    metrics::histogram!("convo_webhook_trip_seconds").record(took.as_secs_f64());
+    metrics::gauge!("convo_webhook_queued").set(queued as f64);
 }
 
 /// The webhook queue's shape, read from the store when scraped.

@@ -109,6 +109,7 @@ type Done = (WebhookJob, Millis, Outcome, Duration);
 
 /// What a trip to the store took and brought back.
 struct Trip {
+    took: Duration,
     finished: Vec<Finished>,
     rechecked: Vec<i64>,
     claim: Result<Claim, StoreError>,
@@ -364,6 +365,7 @@ impl Worker {
                             if !stopping {
                                 lanes.add(claim.jobs);
                             }
+                            crate::metrics::webhook_trip(t.took, lanes.queued());
                             wait = if n == 0 && !stopping && lanes.held == 0 && done.is_empty() {
                                 self.idle_wait().await
                             } else {
@@ -433,8 +435,10 @@ impl Worker {
                 limit: i64::try_from(limit).unwrap_or(i64::MAX),
                 ahead,
             };
+            let started = Instant::now();
             let claim = store.claim_webhooks(owner, ask, now, stale_ms).await;
             Trip {
+                took: started.elapsed(),
                 finished,
                 rechecked: recheck,
                 claim,

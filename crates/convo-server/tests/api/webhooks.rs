@@ -922,6 +922,21 @@ async fn at_most_four_attempts_are_in_flight_to_an_endpoint_across_workers() {
         .map(|g| g.header("webhook-id").to_string())
         .collect();
     assert_eq!(ids.len(), 16, "each event once");
+    // The worker's trips and its lanes are in /metrics.
+    let metrics = app
+        .send(
+            Request::get("/metrics")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+    for name in ["convo_webhook_trip_seconds_count", "convo_webhook_queued"] {
+        assert!(
+            metrics.text.contains(name),
+            "{name} missing:\n{}",
+            metrics.text
+        );
+    }
 }
 
 #[tokio::test]
