@@ -80,9 +80,9 @@ pub struct WebhookPolicy {
 impl Default for WebhookPolicy {
     fn default() -> Self {
         Self {
-            held: 2_048,
+            held: 4_096,
             per_endpoint: 4,
-            ahead: 64,
+            ahead: 256,
             recheck_after_ms: 1_000,
             stale_owner_ms: crate::outbox::RetryPolicy::default().stale_owner_ms,
             idle_ms: 1_000,

@@ -898,7 +898,7 @@ async fn at_most_four_attempts_are_in_flight_to_an_endpoint_across_workers() {
     for i in 0..16 {
         send(&app, &format!("busy {i}")).await;
     }
-    // Each worker holds up to 64 claims, yet 4 attempts at most are out at once. Where the
+    // Each worker holds up to 256 claims of an endpoint, yet 4 attempts at most are out at once. Where the
     // engine lets several processes share a database, two workers with owners of their own,
     // as two server processes have: one of them leases the endpoint.
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
