@@ -885,19 +885,26 @@ async fn retry_after_is_honoured_when_it_asks_for_later() {
     assert_eq!(next.0 - t0.0, 120_000, "120 s asked, not the schedule's 30");
 }
 
-#[tokio::test]
-async fn at_most_four_attempts_are_in_flight_to_an_endpoint_across_workers() {
+/// A subscribed receiver that answers 204 after `delay_ms`, and `sends` staff sends queued for
+/// it before any worker runs: the app, the receiver, the endpoint's id.
+async fn slow_receiver_with_sends(delay_ms: u64, sends: usize) -> (TestApp, Receiver, i64) {
     let app = TestApp::with_config(loopback(Duration::from_secs(5))).await;
-    let receiver = Receiver::scripted(|_| Answer {
+    let receiver = Receiver::scripted(move |_| Answer {
         status: 204,
         headers: Vec::new(),
-        delay: Duration::from_millis(150),
+        delay: Duration::from_millis(delay_ms),
     })
     .await;
-    subscribed(&app, &receiver.url).await;
-    for i in 0..16 {
-        send(&app, &format!("busy {i}")).await;
+    let (ep, _) = subscribed(&app, &receiver.url).await;
+    for i in 0..sends {
+        send(&app, &format!("waiting {i}")).await;
     }
+    (app, receiver, ep)
+}
+
+#[tokio::test]
+async fn at_most_four_attempts_are_in_flight_to_an_endpoint_across_workers() {
+    let (app, receiver, _) = slow_receiver_with_sends(150, 16).await;
     // Each worker holds up to 256 claims of an endpoint, yet 4 attempts at most are out at once. Where the
     // engine lets several processes share a database, two workers with owners of their own,
     // as two server processes have: one of them leases the endpoint.
@@ -941,17 +948,7 @@ async fn at_most_four_attempts_are_in_flight_to_an_endpoint_across_workers() {
 
 #[tokio::test]
 async fn queued_deliveries_of_a_deleted_subscription_are_not_sent() {
-    let app = TestApp::with_config(loopback(Duration::from_secs(5))).await;
-    let receiver = Receiver::scripted(|_| Answer {
-        status: 204,
-        headers: Vec::new(),
-        delay: Duration::from_millis(300),
-    })
-    .await;
-    let (ep, _) = subscribed(&app, &receiver.url).await;
-    for i in 0..12 {
-        send(&app, &format!("queued {i}")).await;
-    }
+    let (app, receiver, ep) = slow_receiver_with_sends(300, 12).await;
     // One claim takes all 12: 4 go out, 8 wait in the endpoint's lane, checked again before
     // they start once they have waited 100 ms.
     let policy = WebhookPolicy {

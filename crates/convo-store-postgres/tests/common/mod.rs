@@ -346,19 +346,8 @@ pub async fn generic_plans(
             .batch_execute(&format!("PREPARE hot{i}{decl} AS {sql}"))
             .await
             .unwrap_or_else(|e| panic!("prepare {sql}: {e}"));
-        let explain = format!("EXPLAIN (FORMAT JSON) EXECUTE hot{i}{args}");
-        let messages = client
-            .simple_query(&explain)
-            .await
-            .unwrap_or_else(|e| panic!("{explain}: {e}"));
-        let text = messages
-            .iter()
-            .find_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
-                _ => None,
-            })
-            .expect("a plan");
-        out.push((sql.clone(), serde_json::from_str(&text).expect("json")));
+        let plan = explained(client, &format!("hot{i}{args}")).await;
+        out.push((sql.clone(), plan));
     }
     out
 }
@@ -392,14 +381,21 @@ pub async fn custom_plan(client: &tokio_postgres::Client, sql: &str) -> Value {
         .batch_execute(&format!("PREPARE {name}{decl} AS {sql}"))
         .await
         .expect("prepare");
-    let messages = client
-        .simple_query(&format!("EXPLAIN (FORMAT JSON) EXECUTE {name}{call}"))
-        .await
-        .expect("explain");
+    let plan = explained(client, &format!("{name}{call}")).await;
     client
         .batch_execute("SET plan_cache_mode = force_generic_plan")
         .await
         .expect("generic plans again");
+    plan
+}
+
+/// The plan of `EXECUTE {call}` (EXPLAIN's JSON, read as text over the simple protocol).
+async fn explained(client: &tokio_postgres::Client, call: &str) -> Value {
+    let explain = format!("EXPLAIN (FORMAT JSON) EXECUTE {call}");
+    let messages = client
+        .simple_query(&explain)
+        .await
+        .unwrap_or_else(|e| panic!("{explain}: {e}"));
     let text = messages
         .iter()
         .find_map(|m| match m {
