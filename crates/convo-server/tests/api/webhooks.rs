@@ -948,7 +948,8 @@ async fn at_most_four_attempts_are_in_flight_to_an_endpoint_across_workers() {
 
 #[tokio::test]
 async fn queued_deliveries_of_a_deleted_subscription_are_not_sent() {
-    let (app, receiver, ep) = slow_receiver_with_sends(300, 12).await;
+    // The receiver takes a second per request: the deletes below have that long to commit.
+    let (app, receiver, ep) = slow_receiver_with_sends(1_000, 12).await;
     // One claim takes all 12: 4 go out, 8 wait in the endpoint's lane, checked again before
     // they start once they have waited 100 ms.
     let policy = WebhookPolicy {
@@ -976,9 +977,9 @@ async fn queued_deliveries_of_a_deleted_subscription_are_not_sent() {
         .await;
         assert_eq!(gone.status.as_u16(), 204);
     }
-    // The four out end at 300 ms (their attempts are not recorded: their deliveries went with
-    // the subscription); the next four would start then, and would have ended by 600 ms.
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    // The four out end at 1 s (their attempts are not recorded: their deliveries went with
+    // the subscription); the next four would start then, and arrive at once.
+    tokio::time::sleep(Duration::from_millis(1_800)).await;
     assert_eq!(receiver.got().len(), 4, "only those already out");
     let stats = app
         .store
