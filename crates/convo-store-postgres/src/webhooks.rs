@@ -445,7 +445,7 @@ picked AS (
 UPDATE webhook_deliveries d SET claimed_by = $3, claimed_at = $1
   FROM picked
  WHERE d.id = picked.id
-RETURNING d.id";
+RETURNING d.id, d.event_id";
 
 /// Worker `$1` gives back the leases of endpoints where it holds no claim.
 const RELEASE_LEASES_SQL: &str = "
@@ -467,8 +467,9 @@ back AS (
      WHERE id = ANY($1) AND claimed_by = $2 AND id NOT IN (SELECT id FROM live))
 SELECT id FROM live ORDER BY id";
 
-/// The jobs of claimed deliveries `$1`: the frozen message first, in `message_from`'s order.
-const JOBS_SQL: &str = "
+/// The events `$1`: the frozen message first, in `message_from`'s order. Read once each, though
+/// every subscribed endpoint has a delivery of it.
+const EVENTS_SQL: &str = "
 SELECT ev.message_id, ev.conversation_id, ev.body, ev.message_created_at, ev.message_updated_at,
        ev.sender_type, ev.sender_id, ev.seen_by, ev.has_attachment, ev.attachment_file_name,
        ev.attachment_content_type, ev.attachment_file_size, ev.attachment_url,
@@ -476,16 +477,20 @@ SELECT ev.message_id, ev.conversation_id, ev.body, ev.message_created_at, ev.mes
        ev.user_first_name, ev.user_last_name, ev.user_image, ev.patient_first_name,
        ev.patient_middle_name, ev.patient_last_name,
        ev.id, ev.event, ev.created_at, ev.subdomain, ev.institution_id, ev.location_id,
-       ev.patient_id, ev.tz, ev.delivery_status, ev.delivery_error,
-       d.id, d.endpoint_id, e.target_url, e.secret_key, d.attempts + 1, d.first_attempt_at,
-       d.errors
+       ev.patient_id, ev.tz, ev.delivery_status, ev.delivery_error
+  FROM webhook_events ev
+ WHERE ev.id = ANY($1)";
+
+/// The claimed deliveries `$1`, with their endpoints' target and secret.
+const JOBS_SQL: &str = "
+SELECT d.id, d.endpoint_id, e.target_url, e.secret_key, d.attempts + 1, d.first_attempt_at,
+       d.errors, d.event_id
   FROM webhook_deliveries d
   JOIN webhook_endpoints e ON e.id = d.endpoint_id
-  JOIN webhook_events ev ON ev.id = d.event_id
  WHERE d.id = ANY($1)
  ORDER BY d.id";
 
-fn job_from(r: &Row) -> Result<WebhookJob, StoreError> {
+fn event_from(r: &Row) -> Result<FrozenEvent, StoreError> {
     let message = message_from(r, 0, None)?
         .ok_or_else(|| StoreError::broken("a webhook event without its message"))?;
     let delivery = match r.get::<_, Option<&str>>(30) {
@@ -496,27 +501,36 @@ fn job_from(r: &Row) -> Result<WebhookJob, StoreError> {
             r.get(31),
         )),
     };
-    let errors: Vec<String> = serde_json::from_str(r.get(38)).map_err(StoreError::fault)?;
+    Ok(FrozenEvent {
+        id: r.get(22),
+        name: stored_event(r.get(23))?,
+        time: Millis(r.get(24)),
+        subdomain: r.get(25),
+        institution_id: r.get(26),
+        location_id: r.get(27),
+        patient_id: r.get(28),
+        zone: r.get(29),
+        message,
+        delivery,
+    })
+}
+
+/// A claimed delivery's job, its event taken from `events`.
+fn job_from(r: &Row, events: &HashMap<i64, FrozenEvent>) -> Result<WebhookJob, StoreError> {
+    let errors: Vec<String> = serde_json::from_str(r.get(6)).map_err(StoreError::fault)?;
+    let event = events
+        .get(&r.get::<_, i64>(7))
+        .cloned()
+        .ok_or_else(|| StoreError::broken("a webhook delivery without its event"))?;
     Ok(WebhookJob {
-        id: r.get(32),
-        endpoint_id: r.get(33),
-        target_url: r.get(34),
-        secret_key: r.get(35),
-        attempts: r.get(36),
-        first_attempt_at: r.get::<_, Option<i64>>(37).map(Millis),
+        id: r.get(0),
+        endpoint_id: r.get(1),
+        target_url: r.get(2),
+        secret_key: r.get(3),
+        attempts: r.get(4),
+        first_attempt_at: r.get::<_, Option<i64>>(5).map(Millis),
         errors,
-        event: FrozenEvent {
-            id: r.get(22),
-            name: stored_event(r.get(23))?,
-            time: Millis(r.get(24)),
-            subdomain: r.get(25),
-            institution_id: r.get(26),
-            location_id: r.get(27),
-            patient_id: r.get(28),
-            zone: r.get(29),
-            message,
-            delivery,
-        },
+        event,
     })
 }
 
@@ -670,13 +684,23 @@ pub(crate) async fn record_and_claim(
             kept,
         });
     }
-    let jobs = tx.prepare_cached(JOBS_SQL).await.db()?;
-    let jobs = tx
-        .query(&jobs, &[&ids])
-        .await
-        .db()?
+    let mut event_ids: Vec<i64> = taken.iter().map(|r| r.get(1)).collect();
+    event_ids.sort_unstable();
+    event_ids.dedup();
+    let (jobs, events) = (
+        tx.prepare_cached(JOBS_SQL).await.db()?,
+        tx.prepare_cached(EVENTS_SQL).await.db()?,
+    );
+    let (jobs, events) = pipelined!(async { tx.query(&jobs, &[&ids]).await.db() }, async {
+        tx.query(&events, &[&event_ids]).await.db()
+    })?;
+    let events: HashMap<i64, FrozenEvent> = events
         .iter()
-        .map(job_from)
+        .map(|r| event_from(r).map(|e| (e.id, e)))
+        .collect::<Result<_, _>>()?;
+    let jobs = jobs
+        .iter()
+        .map(|r| job_from(r, &events))
         .collect::<Result<_, _>>()?;
     Ok(Claim { jobs, kept })
 }
