@@ -196,6 +196,10 @@ impl Lanes {
     /// The recheck's answer: `kept` go on as if just claimed, the others are dropped (the
     /// store gave them back). `None`: the trip failed, ask again.
     fn rechecked(&mut self, asked: &[i64], kept: Option<&[i64]>) {
+        // Most trips recheck nothing: no pass over every queued claim for them.
+        if asked.is_empty() {
+            return;
+        }
         let asked: HashSet<i64> = asked.iter().copied().collect();
         let kept: Option<HashSet<i64>> = kept.map(|k| k.iter().copied().collect());
         let now = Instant::now();
