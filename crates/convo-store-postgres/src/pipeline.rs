@@ -72,6 +72,32 @@ impl<A, B, C, D, E> Settle
     }
 }
 
+impl<A, B, C, D, E, F> Settle
+    for (
+        Result<A, StoreError>,
+        Result<B, StoreError>,
+        Result<C, StoreError>,
+        Result<D, StoreError>,
+        Result<E, StoreError>,
+        Result<F, StoreError>,
+    )
+{
+    type Out = (A, B, C, D, E, F);
+    fn settle(self) -> Result<(A, B, C, D, E, F), StoreError> {
+        match self {
+            (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e), Ok(f)) => Ok((a, b, c, d, e, f)),
+            (a, b, c, d, e, f) => Err(cause([
+                a.err(),
+                b.err(),
+                c.err(),
+                d.err(),
+                e.err(),
+                f.err(),
+            ])),
+        }
+    }
+}
+
 /// Runs the statements' futures together and settles them (`Settle`).
 macro_rules! pipelined {
     ($($f:expr),+ $(,)?) => {

@@ -19,10 +19,16 @@ use std::collections::HashMap;
 use tokio_postgres::Row;
 
 /// The event of message `$2` of institution `$1` as it is now (`$3` the event, `$4` its time),
-/// written when an active subscription of an active endpoint wants it, with one delivery per
-/// such subscription: one statement, in the caller's transaction, after the write it reports.
+/// written when an active subscription of an active endpoint wants it, with the ids of those
+/// subscriptions queued for the worker to turn into deliveries: one statement, in the caller's
+/// transaction, after the write it reports.
 const FIRE_SQL: &str = concat!(
-    "WITH ev AS (
+    "WITH subs AS (
+        SELECT array_agg(s.id ORDER BY s.id) AS ids
+          FROM webhook_subscriptions s
+          JOIN webhook_endpoints e ON e.id = s.endpoint_id AND e.active
+         WHERE s.institution_id = $1 AND s.event = $3::text AND s.active),
+     ev AS (
         INSERT INTO webhook_events (event, created_at, institution_id, location_id, patient_id,
             subdomain, tz, message_id, conversation_id, body, message_created_at,
             message_updated_at, sender_type, sender_id, seen_by, has_attachment,
@@ -33,7 +39,7 @@ const FIRE_SQL: &str = concat!(
         SELECT $3::text, $4::bigint, $1::bigint, c.location_id, c.patient_id, i.subdomain, l.tz, ",
     message_columns!(),
     ", sp.first_name, sp.middle_name, sp.last_name, d.status, d.error
-          FROM messages m
+          FROM subs, messages m
           JOIN conversations c ON c.institution_id = m.institution_id AND c.id = m.conversation_id
           JOIN institutions i ON i.id = m.institution_id
           JOIN locations l ON l.institution_id = c.institution_id AND l.id = c.location_id
@@ -43,18 +49,10 @@ const FIRE_SQL: &str = concat!(
                  ON m.sender_type = 'Patient' AND sp.institution_id = $1 AND sp.id = m.sender_id
           LEFT JOIN deliveries d
                  ON m.sender_type = 'User' AND d.institution_id = $1 AND d.message_id = m.id
-         WHERE m.institution_id = $1 AND m.id = $2
-           AND EXISTS (SELECT 1 FROM webhook_subscriptions s
-                         JOIN webhook_endpoints e ON e.id = s.endpoint_id
-                        WHERE s.institution_id = $1 AND s.event = $3::text
-                          AND s.active AND e.active)
+         WHERE m.institution_id = $1 AND m.id = $2 AND subs.ids IS NOT NULL
         RETURNING id)
-     INSERT INTO webhook_deliveries (event_id, endpoint_id, subscription_id, status,
-         next_attempt_at, created_at, updated_at)
-     SELECT ev.id, s.endpoint_id, s.id, 'pending', $4, $4, $4
-       FROM ev
-       JOIN webhook_subscriptions s ON s.institution_id = $1 AND s.event = $3::text AND s.active
-       JOIN webhook_endpoints e ON e.id = s.endpoint_id AND e.active"
+     INSERT INTO webhook_fanout (event_id, created_at, subscription_ids)
+     SELECT ev.id, $4, subs.ids FROM ev, subs"
 );
 
 pub(crate) async fn fire(
@@ -407,6 +405,26 @@ macro_rules! claimable_from {
 /// The advisory lock that makes leasing and claiming one process at a time ("convo" + "hook").
 const CLAIM_LOCK: i64 = 0x636f_6e76_686f_6f6b;
 
+/// How many queued events one trip turns into deliveries at most: after a long stop, the
+/// backlog is worked through a slice per trip instead of in one long write.
+const FANOUT_PER_TRIP: i64 = 2_000;
+
+/// Turns the oldest `$1` queued events into one pending delivery per subscription each matched
+/// at commit that still exists, at its endpoint now, due at the event's time. Run under the
+/// claim lock, so one process at a time takes the queue's head.
+const FAN_OUT_SQL: &str = "
+WITH f AS (
+    DELETE FROM webhook_fanout
+     WHERE event_id IN (SELECT event_id FROM webhook_fanout ORDER BY event_id LIMIT $1)
+    RETURNING event_id, created_at, subscription_ids)
+INSERT INTO webhook_deliveries (event_id, endpoint_id, subscription_id, status, next_attempt_at,
+    created_at, updated_at)
+SELECT f.event_id, s.endpoint_id, s.id, 'pending', f.created_at, f.created_at, f.created_at
+  FROM f
+ CROSS JOIN LATERAL unnest(f.subscription_ids) AS u(id)
+  JOIN webhook_subscriptions s ON s.id = u.id
+ ORDER BY f.event_id, s.id";
+
 /// Worker `$1` leases every active endpoint with something due at `$2` whose lease is free or
 /// held by an owner that stopped heartbeating (`$3` the oldest live heartbeat).
 const LEASE_SQL: &str = "
@@ -560,6 +578,7 @@ pub(crate) async fn record_and_claim(
         ENDPOINTS_SQL,
         RECHECK_SQL,
         "SELECT pg_advisory_xact_lock($1)",
+        FAN_OUT_SQL,
         LEASE_SQL,
         CLAIM_SQL,
         RELEASE_LEASES_SQL,
@@ -574,11 +593,11 @@ pub(crate) async fn record_and_claim(
         endpoints,
         recheck,
         lock,
+        fan_out,
         lease,
         take,
         give_back,
-    ] = <[_; 8]>::try_from(prepared)
-        .map_err(|_| StoreError::broken("eight statements prepared"))?;
+    ] = <[_; 9]>::try_from(prepared).map_err(|_| StoreError::broken("nine statements prepared"))?;
     let a = AttemptColumns::of(&recorded);
     let d = ReleaseColumns::of(&recorded);
     let e = EndpointColumns::of(&recorded);
@@ -649,6 +668,12 @@ pub(crate) async fn record_and_claim(
                 if !claiming {
                     return Ok(0);
                 }
+                tx.execute(&fan_out, &[&FANOUT_PER_TRIP]).await.db()
+            },
+            async {
+                if !claiming {
+                    return Ok(0);
+                }
                 tx.execute(&lease, &[&worker, &now.0, &alive_since])
                     .await
                     .db()
@@ -667,7 +692,7 @@ pub(crate) async fn record_and_claim(
             async { tx.execute(&give_back, &[&worker]).await.db() },
         )
     };
-    let (_, (kept, _, _, taken, _)) = pipelined!(writes, claims)?;
+    let (_, (kept, _, _, _, taken, _)) = pipelined!(writes, claims)?;
     for change in &recorded.endpoints {
         if change.deactivate {
             tracing::warn!(
@@ -883,14 +908,16 @@ pub(crate) async fn next_due(client: &impl GenericClient) -> Result<Option<Milli
     let stmt = client
         .prepare_cached(
             "/* planned per run */
-             SELECT min(x.at) FROM webhook_endpoints e
-              CROSS JOIN LATERAL (
-                 SELECT d.next_attempt_at AS at FROM webhook_deliveries d
-                   JOIN webhook_subscriptions s ON s.id = d.subscription_id AND s.active
-                  WHERE d.endpoint_id = e.id AND d.next_attempt_at IS NOT NULL
-                    AND d.claimed_by IS NULL
-                  ORDER BY d.next_attempt_at LIMIT 1) x
-              WHERE e.active",
+             SELECT least(
+                 (SELECT min(x.at) FROM webhook_endpoints e
+                   CROSS JOIN LATERAL (
+                      SELECT d.next_attempt_at AS at FROM webhook_deliveries d
+                        JOIN webhook_subscriptions s ON s.id = d.subscription_id AND s.active
+                       WHERE d.endpoint_id = e.id AND d.next_attempt_at IS NOT NULL
+                         AND d.claimed_by IS NULL
+                       ORDER BY d.next_attempt_at LIMIT 1) x
+                   WHERE e.active),
+                 (SELECT created_at FROM webhook_fanout ORDER BY event_id LIMIT 1))",
         )
         .await
         .db()?;
@@ -921,13 +948,25 @@ pub(crate) async fn stats(
         )
         .await
         .db()?;
+    // Events not yet fanned out are due deliveries too, one per subscription they matched.
+    let queued = client
+        .query_one(
+            "SELECT coalesce(sum(cardinality(subscription_ids)), 0)::bigint, min(created_at)
+               FROM webhook_fanout",
+            &[],
+        )
+        .await
+        .db()?;
+    let (queued_n, queued_since): (i64, Option<i64>) = (queued.get(0), queued.get(1));
+    let oldest = match (due.get::<_, Option<i64>>(1), queued_since) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     Ok(OutboxStats {
-        pending: totals.get(0),
-        due: due.get(0),
+        pending: totals.get::<_, i64>(0) + queued_n,
+        due: due.get::<_, i64>(0) + queued_n,
         claimed: totals.get(1),
-        oldest_due_ms: due
-            .get::<_, Option<i64>>(1)
-            .map_or(0, |at| now.0.saturating_sub(at)),
+        oldest_due_ms: oldest.map_or(0, |at| now.0.saturating_sub(at)),
     })
 }
 
@@ -988,6 +1027,11 @@ pub(crate) async fn replay(
     if exists.is_none() {
         return Ok(None);
     }
+    // What is still queued becomes deliveries first, so an event is not queued twice.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
+        .await
+        .db()?;
+    tx.execute(FAN_OUT_SQL, &[&i64::MAX]).await.db()?;
     let queued = tx
         .execute(
             "INSERT INTO webhook_deliveries (event_id, endpoint_id, subscription_id, status,
@@ -1021,7 +1065,8 @@ pub(crate) async fn purge(tx: &Transaction<'_>, before: Millis) -> Result<i64, S
     let events = tx
         .execute(
             "DELETE FROM webhook_events ev WHERE created_at < $1
-                AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = ev.id)",
+                AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = ev.id)
+                AND NOT EXISTS (SELECT 1 FROM webhook_fanout f WHERE f.event_id = ev.id)",
             &[&before.0],
         )
         .await

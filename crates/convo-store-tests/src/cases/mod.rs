@@ -70,6 +70,7 @@ pub fn all() -> Vec<Case> {
         webhooks::a_recheck_keeps_what_may_still_go_and_gives_back_the_rest,
         webhooks::deleting_stops_pending_deliveries,
         webhooks::replay_queues_stored_events_again,
+        webhooks::what_matched_at_commit_is_what_is_delivered,
         webhooks::no_subscription_receives_another_institutions_events,
     ]
 }

@@ -757,6 +757,75 @@ pub async fn deleting_stops_pending_deliveries(db: Db) {
     assert_eq!(stats.pending, 0);
 }
 
+/// The worker turns a send's queued event into deliveries later: what it delivers is what
+/// matched at commit, subscriptions made since get nothing of it, ids are never used twice
+/// (a deleted subscription's by a new one, a purged event's by a new event), and a replay
+/// does not queue again what is still queued.
+pub async fn what_matched_at_commit_is_what_is_delivered(db: Db) {
+    let (key, ep, worker) = subscribed(&db).await;
+    let store = db.store.as_ref();
+    let here = tenant(1, 10);
+    let before = Millis::now();
+    store
+        .send_message(&here, text(100, 5, "one"))
+        .await
+        .expect("send");
+    // Made after the commit, before any claim: not a match of that event.
+    let late = endpoint(store, key, "https://hooks.example.com/late").await;
+    subscribe(store, key, late, 1, WebhookEvent::MessageCreated).await;
+    assert_eq!(
+        store
+            .replay_webhooks(ep, before, Millis::now())
+            .await
+            .expect("replay"),
+        Some(0),
+        "queued already"
+    );
+    let stats = store
+        .webhook_stats(Millis::now(), STALE)
+        .await
+        .expect("stats");
+    assert_eq!((stats.pending, stats.claimed), (1, 0));
+    let jobs = claim(store, worker, 10).await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0].endpoint_id, ep);
+    let first_event = jobs[0].event.id;
+    finish(store, worker, jobs[0].id, delivered()).await;
+    // A subscription deleted and another made: a new id.
+    let subs = store
+        .list_subscriptions(key, late, &SubscriptionFilter::default())
+        .await
+        .expect("list")
+        .expect("endpoint");
+    assert!(
+        store
+            .delete_subscription(key, late, subs[0].id)
+            .await
+            .expect("delete")
+    );
+    let again = store
+        .create_subscription(key, late, 1, WebhookEvent::MessageCreated, true)
+        .await
+        .expect("subscription")
+        .expect("the key's endpoint");
+    assert!(again.id > subs[0].id, "{} reused", again.id);
+    // Every event purged: the next one has a new id all the same.
+    assert!(
+        store
+            .purge_webhooks(Millis(Millis::now().0 + 1))
+            .await
+            .expect("purge")
+            >= 1
+    );
+    store
+        .send_message(&here, text(100, 5, "two"))
+        .await
+        .expect("send");
+    let jobs = claim(store, worker, 10).await;
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    assert!(jobs.iter().all(|j| j.event.id > first_event), "{jobs:?}");
+}
+
 pub async fn replay_queues_stored_events_again(db: Db) {
     let (key, ep, worker) = subscribed(&db).await;
     let store = db.store.as_ref();

@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("0010_webhooks.sql"),
     include_str!("0011_webhook_indexes.sql"),
     include_str!("0012_webhook_leases.sql"),
+    include_str!("0013_webhook_ids.sql"),
 ];
 
 /// The schema version this build writes and expects (`PRAGMA user_version`).
