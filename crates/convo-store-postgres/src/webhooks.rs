@@ -467,10 +467,11 @@ RETURNING d.id, d.event_id";
 
 /// Worker `$1` gives back the leases of endpoints where it holds no claim.
 const RELEASE_LEASES_SQL: &str = "
-UPDATE webhook_endpoints SET leased_by = NULL
- WHERE leased_by = $1
-   AND id NOT IN (SELECT endpoint_id FROM webhook_deliveries
-                   WHERE claimed_by IS NOT NULL AND claimed_by = $1)";
+UPDATE webhook_endpoints e SET leased_by = NULL
+ WHERE e.leased_by = $1
+   AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d
+                    WHERE d.claimed_by IS NOT NULL AND d.claimed_by = $1
+                      AND d.endpoint_id = e.id)";
 
 /// Which of claims `$1` worker `$2` holds may still go (pending, of an active subscription of
 /// an active endpoint); the others it holds are given back.
