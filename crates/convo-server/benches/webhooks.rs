@@ -6,12 +6,15 @@
 //!   cargo bench -p convo-server --bench webhooks
 //!   BENCH_ENGINE=postgres BENCH_SECONDS=20 BENCH_RATE=500 cargo bench -p convo-server --bench webhooks
 //!
-//! The two conditions alternate (`BENCH_ROUNDS`, 3: each a third of the time without, then a
-//! third with the endpoints active, then a wait until everything is delivered), so a shared
-//! machine's slow minute falls on both. A commit's time is not seen from outside: a delivery's
-//! wait is reported from the event's time (taken in the send's transaction, before its
-//! statements and its commit: an upper bound) and from the send's answer (after the commit: a
-//! lower bound, negative when the delivery arrived first).
+//! `BENCH_ROUNDS` (1) splits the time into rounds, each without then with the endpoints
+//! active, then a wait until everything is delivered. One round is the bar's figure: the
+//! baseline then has no webhook history, as a server without subscriptions has none; with more
+//! rounds a shared machine's slow minute falls on both, but the quiet windows also carry what
+//! the webhook windows left (vacuums, checkpoints), which flatters the comparison. A commit's
+//! time is not seen from outside: a delivery's wait is reported from the event's time (taken
+//! in the send's transaction, before its statements and its commit: an upper bound) and from
+//! the send's answer (after the commit: a lower bound, negative when the delivery arrived
+//! first).
 //!
 //! The server, its workers, the load and the receivers share the machine (2 cores here): the
 //! figures are for that machine, not a ceiling.
@@ -295,7 +298,7 @@ async fn run() {
     let served = tokio::spawn(convo_server::run(server, async move {
         let _ = stopped.await;
     }));
-    let rounds = env("BENCH_ROUNDS", 3).max(1);
+    let rounds = env("BENCH_ROUNDS", 1).max(1);
     let window = (seconds / rounds).max(1);
     let mut endpoints = Vec::new();
     let mut receivers = Vec::new();
@@ -341,10 +344,22 @@ async fn run() {
          {window} s with {ENDPOINTS} endpoints subscribed to message_created"
     );
     let (mut baseline, mut with) = (SendRun::default(), SendRun::default());
+    let (mut slices, mut round_base): (Vec<Vec<i64>>, usize) = (Vec::new(), 0);
     for round in 0..rounds {
         baseline.extend(load(&addr, &token, rate, window, &format!("baseline {round}")).await);
         switch(true).await;
-        with.extend(load(&addr, &token, rate, window, &format!("subscribed {round}")).await);
+        let run = load(&addr, &token, rate, window, &format!("subscribed {round}")).await;
+        // By 10 s of sending: does delivery slow down as the tables fill?
+        let first = run.answered.values().copied().min().unwrap_or(0);
+        for (id, at) in &run.answered {
+            let slice = usize::try_from((at - first) / 10_000).unwrap_or(0);
+            if slices.len() <= round_base + slice {
+                slices.resize(round_base + slice + 1, Vec::new());
+            }
+            slices[round_base + slice].push(*id);
+        }
+        round_base = slices.len();
+        with.extend(run);
         // Everything delivered before the next quiet window, so it measures sends alone.
         let drained = Instant::now();
         loop {
@@ -366,8 +381,10 @@ async fn run() {
     let mut delivery_ms = Vec::new();
     let mut after_answer_ms = Vec::new();
     let (mut received, mut repeats) = (0usize, 0usize);
+    let mut by_message: HashMap<i64, Vec<i64>> = HashMap::new();
     for r in &receivers {
         for (seen, ms, message, at) in r.by_event.lock().expect("lock").values() {
+            by_message.entry(*message).or_default().push(*ms);
             received += 1;
             repeats += (*seen as usize).saturating_sub(1);
             delivery_ms.push(*ms);
@@ -413,6 +430,23 @@ async fn run() {
         percentile(&delivery_ms, 0.5),
         percentile(&delivery_ms, 0.99),
         delivery_ms.last().copied().unwrap_or(0)
+    );
+    let per_slice: Vec<String> = slices
+        .iter()
+        .map(|ids| {
+            let mut ms: Vec<i64> = ids
+                .iter()
+                .filter_map(|id| by_message.get(id))
+                .flatten()
+                .copied()
+                .collect();
+            ms.sort_unstable();
+            format!("{}/{}", percentile(&ms, 0.5), percentile(&ms, 0.99))
+        })
+        .collect();
+    println!(
+        "  p50/p99 ms by 10 s of subscribed sending, in order: {}",
+        per_slice.join(", ")
     );
     println!(
         "commit → receiver, from the send's answer (lower bound): p50 {} ms, p99 {} ms, max {} ms",

@@ -17,6 +17,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("0007_webhook_indexes.sql"),
     include_str!("0008_webhook_fanout.sql"),
     include_str!("0009_webhook_claims_by_endpoint.sql"),
+    include_str!("0010_webhook_queue_vacuum.sql"),
 ];
 
 /// The schema version this build writes and expects.
