@@ -71,6 +71,7 @@ pub fn all() -> Vec<Case> {
         webhooks::deleting_stops_pending_deliveries,
         webhooks::replay_queues_stored_events_again,
         webhooks::what_matched_at_commit_is_what_is_delivered,
+        webhooks::a_settled_delivery_is_recorded_once,
         webhooks::no_subscription_receives_another_institutions_events,
     ]
 }

@@ -757,6 +757,37 @@ pub async fn deleting_stops_pending_deliveries(db: Db) {
     assert_eq!(stats.pending, 0);
 }
 
+/// A settled delivery is done with: its end reported again (a trip whose commit the worker
+/// did not hear of is sent again with the next) adds no attempt, and nothing is left pending.
+pub async fn a_settled_delivery_is_recorded_once(db: Db) {
+    let (_, ep, worker) = subscribed(&db).await;
+    let store = db.store.as_ref();
+    let here = tenant(1, 10);
+    store
+        .send_message(&here, text(100, 5, "one"))
+        .await
+        .expect("send");
+    let jobs = claim(store, worker, 10).await;
+    assert_eq!(jobs.len(), 1);
+    finish(store, worker, jobs[0].id, delivered()).await;
+    finish(store, worker, jobs[0].id, delivered()).await;
+    let attempts = store
+        .list_webhook_attempts(Some(ep), None, 10)
+        .await
+        .expect("attempts");
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(
+        (attempts[0].delivery_id, attempts[0].outcome),
+        (jobs[0].id, WebhookStatus::Delivered)
+    );
+    let stats = store
+        .webhook_stats(Millis::now(), STALE)
+        .await
+        .expect("stats");
+    assert_eq!((stats.pending, stats.due, stats.claimed), (0, 0, 0));
+    assert!(claim(store, worker, 10).await.is_empty());
+}
+
 /// The worker turns a send's queued event into deliveries later: what it delivers is what
 /// matched at commit, subscriptions made since get nothing of it, ids are never used twice
 /// (a deleted subscription's by a new one, a purged event's by a new event), and a replay
