@@ -11,92 +11,26 @@ pub(crate) trait Settle {
     fn settle(self) -> Result<Self::Out, StoreError>;
 }
 
-impl<A, B> Settle for (Result<A, StoreError>, Result<B, StoreError>) {
-    type Out = (A, B);
-    fn settle(self) -> Result<(A, B), StoreError> {
-        match self {
-            (Ok(a), Ok(b)) => Ok((a, b)),
-            (a, b) => Err(cause([a.err(), b.err()])),
+/// `Settle` for a tuple of results of each arity the callers pipeline.
+macro_rules! settle_tuple {
+    ($($t:ident $v:ident),+) => {
+        impl<$($t),+> Settle for ($(Result<$t, StoreError>,)+) {
+            type Out = ($($t,)+);
+            fn settle(self) -> Result<Self::Out, StoreError> {
+                match self {
+                    ($(Ok($v),)+) => Ok(($($v,)+)),
+                    ($($v,)+) => Err(cause([$($v.err()),+])),
+                }
+            }
         }
-    }
+    };
 }
 
-impl<A, B, C> Settle
-    for (
-        Result<A, StoreError>,
-        Result<B, StoreError>,
-        Result<C, StoreError>,
-    )
-{
-    type Out = (A, B, C);
-    fn settle(self) -> Result<(A, B, C), StoreError> {
-        match self {
-            (Ok(a), Ok(b), Ok(c)) => Ok((a, b, c)),
-            (a, b, c) => Err(cause([a.err(), b.err(), c.err()])),
-        }
-    }
-}
-
-impl<A, B, C, D> Settle
-    for (
-        Result<A, StoreError>,
-        Result<B, StoreError>,
-        Result<C, StoreError>,
-        Result<D, StoreError>,
-    )
-{
-    type Out = (A, B, C, D);
-    fn settle(self) -> Result<(A, B, C, D), StoreError> {
-        match self {
-            (Ok(a), Ok(b), Ok(c), Ok(d)) => Ok((a, b, c, d)),
-            (a, b, c, d) => Err(cause([a.err(), b.err(), c.err(), d.err()])),
-        }
-    }
-}
-
-impl<A, B, C, D, E> Settle
-    for (
-        Result<A, StoreError>,
-        Result<B, StoreError>,
-        Result<C, StoreError>,
-        Result<D, StoreError>,
-        Result<E, StoreError>,
-    )
-{
-    type Out = (A, B, C, D, E);
-    fn settle(self) -> Result<(A, B, C, D, E), StoreError> {
-        match self {
-            (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e)) => Ok((a, b, c, d, e)),
-            (a, b, c, d, e) => Err(cause([a.err(), b.err(), c.err(), d.err(), e.err()])),
-        }
-    }
-}
-
-impl<A, B, C, D, E, F> Settle
-    for (
-        Result<A, StoreError>,
-        Result<B, StoreError>,
-        Result<C, StoreError>,
-        Result<D, StoreError>,
-        Result<E, StoreError>,
-        Result<F, StoreError>,
-    )
-{
-    type Out = (A, B, C, D, E, F);
-    fn settle(self) -> Result<(A, B, C, D, E, F), StoreError> {
-        match self {
-            (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e), Ok(f)) => Ok((a, b, c, d, e, f)),
-            (a, b, c, d, e, f) => Err(cause([
-                a.err(),
-                b.err(),
-                c.err(),
-                d.err(),
-                e.err(),
-                f.err(),
-            ])),
-        }
-    }
-}
+settle_tuple!(A a, B b);
+settle_tuple!(A a, B b, C c);
+settle_tuple!(A a, B b, C c, D d);
+settle_tuple!(A a, B b, C c, D d, E e);
+settle_tuple!(A a, B b, C c, D d, E e, F f);
 
 /// Runs the statements' futures together and settles them (`Settle`).
 macro_rules! pipelined {
