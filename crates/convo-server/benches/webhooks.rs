@@ -151,6 +151,7 @@ impl SendRun {
         self.sent += other.sent;
         self.errors += other.errors;
         self.elapsed += other.elapsed;
+        // Kept sorted: percentiles are read from the merged runs.
         self.latencies_us.extend(other.latencies_us);
         self.latencies_us.sort_unstable();
         self.answered.extend(other.answered);
@@ -213,7 +214,6 @@ async fn load(addr: &str, token: &str, rate: u64, seconds: u64, tag: &str) -> Se
     while tasks.join_next().await.is_some() {}
     let mut run = std::mem::take(&mut *results.lock().expect("lock"));
     run.elapsed = start.elapsed().as_secs_f64();
-    run.latencies_us.sort_unstable();
     run
 }
 

@@ -966,10 +966,10 @@ pub(crate) async fn stats(
         .await
         .db()?;
     let (queued_n, queued_since): (i64, Option<i64>) = (queued.get(0), queued.get(1));
-    let oldest = match (due.get::<_, Option<i64>>(1), queued_since) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    let oldest = [due.get::<_, Option<i64>>(1), queued_since]
+        .into_iter()
+        .flatten()
+        .min();
     Ok(OutboxStats {
         pending: totals.get::<_, i64>(0) + queued_n,
         due: due.get::<_, i64>(0) + queued_n,

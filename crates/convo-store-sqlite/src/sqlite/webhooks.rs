@@ -749,11 +749,12 @@ fn finish_batch(
             ])
             .db()?;
     }
+    // A delivery to retry stays pending, one attempt more, its claim released.
     let mut release = tx
         .prepare_cached(
-            "UPDATE webhook_deliveries SET status = ?2, next_attempt_at = ?3, errors = ?4,
-                    claimed_by = NULL, claimed_at = NULL, updated_at = ?5,
-                    attempts = attempts + 1, first_attempt_at = ?6
+            "UPDATE webhook_deliveries SET next_attempt_at = ?2, errors = ?3,
+                    claimed_by = NULL, claimed_at = NULL, updated_at = ?4,
+                    attempts = attempts + 1, first_attempt_at = ?5
               WHERE id = ?1",
         )
         .db()?;
@@ -771,7 +772,6 @@ fn finish_batch(
         release
             .execute(params![
                 d.id,
-                d.status.as_str(),
                 d.next_attempt_at.map(|at| at.0),
                 d.errors,
                 now.0,
